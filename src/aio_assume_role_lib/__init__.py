@@ -1,0 +1,30 @@
+"""Assumed-role session chaining with non-blocking, single-flight credential refresh.
+
+``await assume_role(session, role_arn)`` returns a child session (``AioSession`` or
+``aioboto3.Session``, like its parent) whose credentials are fetched from STS on first use
+and refreshed in the background before they expire, once for every task that uses them.
+"""
+
+from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
+from ._cache import JSONFileCache
+from ._names import (
+    AUTOMATIC_ROLE_SESSION_NAME,
+    generate_lambda_session_name,
+    get_assumed_role_session_arn,
+    get_role_arn,
+)
+from ._refresh import RefreshPolicy
+from ._version import __version__
+
+__all__ = [
+    "AUTOMATIC_ROLE_SESSION_NAME",
+    "JSONFileCache",
+    "RefreshPolicy",
+    "__version__",
+    "assume_role",
+    "generate_lambda_session_name",
+    "get_assumed_role_session_arn",
+    "get_role_arn",
+    "patch_aioboto3",
+    "patch_aiobotocore",
+]

@@ -1,0 +1,111 @@
+"""The credentials object aiobotocore's signer sees, and the ExpiredToken hook (R9).
+
+aiobotocore awaits ``get_frozen_credentials()`` on every request; here that is the
+refresher's hot path and nothing else.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timezone
+from typing import Any
+
+from aiobotocore.credentials import AioRefreshableCredentials
+from botocore.credentials import ReadOnlyCredentials
+
+from ._refresh import Refresher, RefreshPolicy, RefreshStats
+
+# Error codes with which AWS services say "the security token is expired".
+EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+
+
+class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
+    """Refreshing credentials of an assumed role, shared by every child with the same arguments.
+
+    Use ``await get_frozen_credentials()`` for a consistent access key, secret key and
+    token. ``refresh_stats`` holds counters of refresh attempts, successes, failures and
+    waits; ``expiry_time`` is when the current credentials expire.
+
+    It is an ``AioRefreshableCredentials`` so that code which checks for one, or calls
+    botocore's helpers on it, keeps working; the timing, locking and fetching are all the
+    refresher's, none of botocore's. Like aiobotocore's, the plain ``access_key``,
+    ``secret_key`` and ``token`` attributes raise: they could be stale.
+    """
+
+    method = "assume-role"
+
+    def __init__(self, refresher: Refresher[ReadOnlyCredentials], role_arn: str) -> None:
+        # botocore's __init__ would set up its own refresh timing, lock and values: none
+        # of that is used here.
+        self._refresher = refresher
+        self.role_arn = role_arn
+
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return await self._refresher.get()
+
+    async def _refresh(self) -> None:
+        await self._refresher.get()
+
+    async def get_access_key(self) -> str:
+        return (await self._refresher.get()).access_key  # type: ignore[no-any-return]
+
+    async def get_secret_key(self) -> str:
+        return (await self._refresher.get()).secret_key  # type: ignore[no-any-return]
+
+    async def get_token(self) -> str:
+        return (await self._refresher.get()).token  # type: ignore[no-any-return]
+
+    async def get_account_id(self) -> str | None:
+        return getattr(await self._refresher.get(), "account_id", None)
+
+    @property
+    def expiry_time(self) -> datetime | None:
+        """When the current credentials expire (UTC), or None before the first fetch."""
+        expiry = self._refresher.expiry
+        return None if expiry is None else datetime.fromtimestamp(expiry, timezone.utc)
+
+    @property
+    def refresh_policy(self) -> RefreshPolicy:
+        return self._refresher.policy
+
+    @property
+    def refresh_stats(self) -> RefreshStats:
+        return self._refresher.stats
+
+    def refresh_needed(self, refresh_in: float | None = None) -> bool:
+        """True when the credentials expire within ``refresh_in`` seconds (default: now)."""
+        expiry = self._refresher.expiry
+        return expiry is None or self._refresher.now() + (refresh_in or 0) >= expiry
+
+    def invalidate(self) -> None:
+        """Make the next request wait for new credentials."""
+        self._refresher.invalidate()
+
+    def __repr__(self) -> str:
+        expiry = self.expiry_time
+        return (
+            f"<AssumeRoleCredentials role={self.role_arn!r} "
+            f"expires={expiry.isoformat() if expiry else None}>"
+        )
+
+
+_STARTED_AT = "aio_assume_role_lib.started_at"
+
+
+def register_expired_token_hook(session: Any, credentials: AssumeRoleCredentials) -> None:
+    """Mark ``credentials`` stale when a service answers a request with ExpiredToken (R9).
+
+    The time each request started is noted so that a stale mark only hits credentials that
+    were obtained before the failing request was signed.
+    """
+    refresher = credentials._refresher
+
+    def note_start(context: dict[str, Any], **_: Any) -> None:
+        context[_STARTED_AT] = refresher.now()
+
+    def check_response(parsed: Any, context: dict[str, Any], **_: Any) -> None:
+        error = parsed.get("Error") if isinstance(parsed, dict) else None
+        if error and error.get("Code") in EXPIRED_TOKEN_CODES:
+            refresher.invalidate(if_obtained_before=context.get(_STARTED_AT, refresher.now()))
+
+    session.register("before-call", note_start, unique_id="aio_assume_role_lib.note_start")
+    session.register("after-call", check_response, unique_id="aio_assume_role_lib.expired")

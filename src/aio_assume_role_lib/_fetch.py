@@ -1,0 +1,234 @@
+"""Fetching one set of assumed-role credentials: the cache, the MFA code, the STS call.
+
+:class:`AssumeRoleFetcher` is the loader given to the refresher. Each call makes at most
+one AssumeRole request (botocore's own retries are off: the refresher owns retrying, so
+a flight is exactly one attempt), with an STS client made from the parent session at
+that moment, so it honours the parent's current region, credentials and endpoint
+settings, and is bound to no event loop.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import hashlib
+import inspect
+import json
+import logging
+import time
+from collections.abc import Mapping, MutableMapping
+from datetime import datetime, timezone
+from typing import Any
+
+import anyio
+import anyio.to_thread
+from aiobotocore.config import AioConfig
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ClientError, ParamValidationError, RefreshWithMFAUnsupportedError
+from botocore.utils import parse_timestamp
+
+from ._params import AssumeRoleArgs, TokenCodeSource
+
+logger = logging.getLogger("aio_assume_role_lib.fetch")
+
+# Errors that the same request will meet again: retrying them soon only adds load.
+PERMANENT_ERROR_CODES = frozenset(
+    {
+        "AccessDenied",
+        "ValidationError",
+        "MalformedPolicyDocument",
+        "PackedPolicyTooLarge",
+        "RegionDisabledException",
+        "InvalidClientTokenId",
+        "InvalidParameterValue",
+    }
+)
+
+_STS_CLIENT_CONFIG = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+
+# A response read back from the cache at start-up is used only if it still has this long
+# to live; anything shorter would be refreshed at once anyway.
+_CACHE_MIN_REMAINING_SECONDS = 60.0
+
+
+class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):  # type: ignore[misc]
+    """AssumeRole needs an MFA code (SerialNumber is set) and there is none to give it."""
+
+    fmt = "{error_msg}"
+
+
+def is_permanent_error(error: BaseException) -> bool:
+    """True for errors that retrying the same AssumeRole request will not fix."""
+    if isinstance(error, (ParamValidationError, MFACodeUnavailableError)):
+        return True
+    if isinstance(error, ClientError):
+        return error.response.get("Error", {}).get("Code") in PERMANENT_ERROR_CODES
+    return False
+
+
+def cache_key(args: AssumeRoleArgs) -> str:
+    """The cache key botocore and the AWS CLI use for the same AssumeRole arguments.
+
+    A generated RoleSessionName is left out (it changes with every process), the policy
+    is parsed so that its key order does not matter, and the MFA code is never part of it.
+    """
+    key_args: dict[str, Any] = dict(args.kwargs)
+    key_args.pop("TokenCode", None)
+    if args.session_name_generated:
+        key_args.pop("RoleSessionName", None)
+    if isinstance(key_args.get("Policy"), str):
+        with contextlib.suppress(ValueError):  # validation reports a bad policy
+            key_args["Policy"] = json.loads(key_args["Policy"])
+    digest = hashlib.sha1(json.dumps(key_args, sort_keys=True).encode("utf-8")).hexdigest()
+    return digest.replace(":", "_").replace("/", "_")
+
+
+def _parse_expiration(value: Any) -> float:
+    # A datetime from botocore's parser, or a string as botocore's JSONFileCache writes it.
+    expiration = value if isinstance(value, datetime) else parse_timestamp(value)
+    if expiration.tzinfo is None:
+        expiration = expiration.replace(tzinfo=timezone.utc)
+    return expiration.timestamp()
+
+
+def _account_of(response: Mapping[str, Any]) -> str | None:
+    arn = response.get("AssumedRoleUser", {}).get("Arn", "")
+    parts = arn.split(":")
+    return parts[4] if len(parts) > 5 and parts[4] else None
+
+
+def make_frozen(response: Mapping[str, Any]) -> tuple[ReadOnlyCredentials, float]:
+    creds = response["Credentials"]
+    values = [creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]]
+    if "account_id" in ReadOnlyCredentials._fields:  # botocore >= 1.37
+        values.append(creds.get("AccountId") or _account_of(response))
+    return ReadOnlyCredentials(*values), _parse_expiration(creds["Expiration"])
+
+
+class AssumeRoleFetcher:
+    """Loads credentials for one role: from the cache at start-up, otherwise from STS."""
+
+    def __init__(
+        self,
+        parent: Any,
+        args: AssumeRoleArgs,
+        *,
+        cache: MutableMapping[str, Any] | None = None,
+    ) -> None:
+        self._parent = parent
+        self.kwargs: dict[str, Any] = dict(args.kwargs)
+        if args.session_name_generated:
+            # Fixed for the life of this fetcher, like botocore's, and not in the cache key.
+            self.kwargs["RoleSessionName"] = f"botocore-session-{int(time.time())}"
+        self.token_code = args.token_code
+        self._static_code_used = False
+        self._cache = cache
+        self._cache_key = cache_key(args)
+        self._cache_checked = cache is None
+
+    def set_token_code(self, source: TokenCodeSource) -> None:
+        """Use ``source`` for the MFA code from now on (a later call brought a newer one)."""
+        self.token_code = source
+        self._static_code_used = False
+
+    @property
+    def description(self) -> str:
+        return f"role {self.kwargs['RoleArn']} (session {self.kwargs['RoleSessionName']})"
+
+    async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
+        if not self._cache_checked:
+            self._cache_checked = True
+            cached = await self._read_cache()
+            if cached is not None:
+                frozen, expiry = make_frozen(cached)
+                if expiry - time.time() > _CACHE_MIN_REMAINING_SECONDS:
+                    logger.debug("%s: using credentials from the cache", self.description)
+                    return frozen, expiry
+        response = await self._assume_role()
+        await self._write_cache(response)
+        return make_frozen(response)
+
+    async def _assume_role(self) -> dict[str, Any]:
+        request = dict(self.kwargs)
+        code = await self._next_token_code()
+        if code is not None:
+            request["TokenCode"] = code
+        async with self._parent.create_client("sts", config=_STS_CLIENT_CONFIG) as sts:
+            response: dict[str, Any] = await sts.assume_role(**request)
+        account = _account_of(response)
+        if account is not None:
+            response["Credentials"]["AccountId"] = account  # as botocore's fetcher adds it
+        return response
+
+    async def _next_token_code(self) -> str | None:
+        source = self.token_code
+        if source is None:
+            if "SerialNumber" in self.kwargs:
+                raise MFACodeUnavailableError(
+                    error_msg="AssumeRole needs an MFA code (SerialNumber is set) but no "
+                    "TokenCode was given; pass TokenCode as a callable to refresh with MFA."
+                )
+            return None
+        if isinstance(source, str):
+            if self._static_code_used:
+                raise MFACodeUnavailableError(
+                    error_msg="Credentials need refreshing but the TokenCode string was a "
+                    "one-time code, already used; pass TokenCode as a callable (sync or "
+                    "async) that returns a fresh code."
+                )
+            self._static_code_used = True
+            return source
+        if inspect.iscoroutinefunction(source) or inspect.iscoroutinefunction(
+            getattr(source, "__call__", None)  # noqa: B004 - async callable objects
+        ):
+            result: Any = await source()  # type: ignore[misc]
+        else:
+            # A sync callable may block (a prompt, a hardware token): keep it off the loop.
+            result = await anyio.to_thread.run_sync(source)
+            if inspect.isawaitable(result):
+                result = await result
+        if not isinstance(result, str) or not result:
+            raise MFACodeUnavailableError(
+                error_msg=f"The TokenCode callable returned {type(result).__name__}, "
+                "not a non-empty string."
+            )
+        return result
+
+    async def _read_cache(self) -> Mapping[str, Any] | None:
+        cache = self._cache
+        if cache is None:
+            return None
+        try:
+            aget = getattr(cache, "aget", None)
+            if aget is not None:
+                value = await aget(self._cache_key)
+            elif self._cache_key in cache:  # the protocol botocore's caches follow
+                value = cache[self._cache_key]
+            else:
+                value = None
+            if value is not None:
+                make_frozen(value)  # shape check
+            return value  # type: ignore[no-any-return]
+        except Exception as exc:
+            logger.warning(
+                "%s: ignoring an unreadable cache entry (%s)", self.description, type(exc).__name__
+            )
+            return None
+
+    async def _write_cache(self, response: dict[str, Any]) -> None:
+        cache = self._cache
+        if cache is None:
+            return
+        value = copy.deepcopy(response)  # the raw response, as botocore caches it
+        try:
+            aset = getattr(cache, "aset", None)
+            if aset is not None:
+                await aset(self._cache_key, value)
+            else:
+                cache[self._cache_key] = value
+        except Exception as exc:
+            logger.warning(
+                "%s: could not write the credential cache (%s)",
+                self.description,
+                type(exc).__name__,
+            )

@@ -1,0 +1,191 @@
+"""Shared fixtures: a clean AWS environment, the loopback STS, moto's server, parent sessions.
+
+Every test runs with HOME, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing into a
+temporary directory and every other AWS_* variable removed, so the developer's own AWS
+configuration never leaks in. STS is reached through ``AWS_ENDPOINT_URL_STS`` (SPEC §3.10).
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import os
+import shutil
+import socket
+import subprocess
+import time
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiobotocore.session import AioSession
+
+from aio_assume_role_lib.testing import LoopbackSTS
+
+HAS_AIOBOTO3 = importlib.util.find_spec("aioboto3") is not None
+HAS_TRIO = all(importlib.util.find_spec(name) is not None for name in ("trio", "httpx"))
+
+ROLE_A = "arn:aws:iam::111111111111:role/Reader"
+ROLE_B = "arn:aws:iam::222222222222:role/Writer"
+ROLE_C = "arn:aws:iam::333333333333:role/path/to/Auditor"
+
+SESSION_KINDS = ["aiobotocore", "aioboto3"] if HAS_AIOBOTO3 else ["aiobotocore"]
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    return "asyncio"
+
+
+@pytest.fixture(autouse=True)
+def clean_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    home = tmp_path_factory.mktemp("home")
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return home
+
+
+@pytest.fixture
+def sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackSTS]:
+    """A running loopback STS; the process environment points at it with its root key."""
+    server = LoopbackSTS()
+    server.start()
+    try:
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        yield server
+    finally:
+        server.stop()
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class MotoServer:
+    def __init__(self, executable: str) -> None:
+        self.port = _free_port()
+        self.endpoint_url = f"http://127.0.0.1:{self.port}"
+        self.process = subprocess.Popen(
+            [executable, "-H", "127.0.0.1", "-p", str(self.port)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                urllib.request.urlopen(f"{self.endpoint_url}/moto-api/", timeout=1).close()
+                return
+            except OSError:
+                if self.process.poll() is not None or time.monotonic() > deadline:
+                    self.stop()
+                    raise RuntimeError("moto's server did not start") from None
+                time.sleep(0.1)
+
+    def environ(self) -> dict[str, str]:
+        # moto accepts any key; these are placeholders, not secrets.
+        return {
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
+            "AWS_ACCESS_KEY_ID": "AKIAMOTOROOTEXAMPLE1",
+            "AWS_SECRET_ACCESS_KEY": "moto-root-secret-placeholder",
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait()
+
+
+def _moto_executable() -> str | None:
+    configured = os.environ.get("AIO_ARL_MOTO_SERVER")
+    if configured:
+        return configured
+    return shutil.which("moto_server")
+
+
+@pytest.fixture(scope="session")
+def moto_server() -> Iterator[MotoServer]:
+    executable = _moto_executable()
+    if executable is None:
+        if os.environ.get("CI"):
+            pytest.fail("moto's server is required in CI: set AIO_ARL_MOTO_SERVER (dev.py does)")
+        pytest.skip("moto's server is not installed; run the suite through `python3 dev.py test`")
+    server = MotoServer(executable)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def moto(moto_server: MotoServer, monkeypatch: pytest.MonkeyPatch) -> MotoServer:
+    for name, value in moto_server.environ().items():
+        monkeypatch.setenv(name, value)
+    return moto_server
+
+
+@pytest.fixture(params=["loopback", "moto"])
+def any_sts(request: pytest.FixtureRequest) -> Any:
+    """The same test against our loopback STS and against moto's (the conformance peer)."""
+    name = "sts" if request.param == "loopback" else "moto"
+    return request.getfixturevalue(name)
+
+
+@pytest.fixture(params=SESSION_KINDS)
+def session_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def make_parent(kind: str = "aiobotocore") -> Any:
+    """A parent session reading credentials and region from the environment."""
+    if kind == "aioboto3":
+        import aioboto3
+
+        return aioboto3.Session()
+    return AioSession()
+
+
+def botocore_session(session: Any) -> AioSession:
+    return session if isinstance(session, AioSession) else session._session
+
+
+@pytest.fixture
+def parent(session_kind: str, sts: LoopbackSTS) -> Any:
+    return make_parent(session_kind)
+
+
+def client(session: Any, service: str, **kwargs: Any) -> Any:
+    """An async client context manager from either kind of session."""
+    if isinstance(session, AioSession):
+        return session.create_client(service, **kwargs)
+    return session.client(service, **kwargs)
+
+
+async def caller_arn(session: Any, **client_kwargs: Any) -> str:
+    """The ARN GetCallerIdentity reports for a session."""
+    async with client(session, "sts", **client_kwargs) as sts_client:
+        return str((await sts_client.get_caller_identity())["Arn"])
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    del config
+    for item in items:
+        if "moto" in getattr(item, "fixturenames", ()) or "any_sts" in getattr(
+            item, "fixturenames", ()
+        ):
+            item.add_marker(pytest.mark.moto)
