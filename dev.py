@@ -3,6 +3,7 @@
 
     python3 dev.py demo     run the demo against a local STS endpoint (no AWS account)
     python3 dev.py test     lint, type-check and run the whole test suite on both stacks
+    python3 dev.py bench    run the benchmarks (SPEC section 5) and write the table and chart
 
 Each command creates the virtual environments it needs under .venv/ and installs
 what it needs into them; an environment is rebuilt when pyproject.toml changes.
@@ -31,6 +32,9 @@ STACKS: dict[str, list[str]] = {
     "s1": ["-e", f"{ROOT}[trio,test]"],
     "s2": ["-e", f"{ROOT}[aioboto3,test]"],
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
+    # Benchmarks run on stack s2 so that every anchor installs beside this library:
+    # aws-assume-role-lib (sync) and aioboto3-assume both need boto3/aioboto3.
+    "bench": ["-e", f"{ROOT}[aioboto3,test]", "aioboto3-assume==0.1.2", "matplotlib>=3.8"],
 }
 
 
@@ -96,12 +100,19 @@ def test(pytest_args: list[str]) -> int:
     return 0
 
 
+def bench(args: list[str]) -> int:
+    env = ensure_env("bench")
+    return _run(_bin(env, "python"), ROOT / "benchmarks" / "run.py", *args, cwd=ROOT)
+
+
 def main(argv: list[str]) -> int:
-    if not argv or argv[0] not in {"demo", "test", "setup"}:
+    if not argv or argv[0] not in {"demo", "test", "bench", "setup"}:
         print(__doc__)
         return 2
     if argv[0] == "demo":
         return demo()
+    if argv[0] == "bench":
+        return bench(argv[1:])
     if argv[0] == "setup":
         for name in STACKS:
             ensure_env(name)
