@@ -1,0 +1,558 @@
+"""The ``aio-assume-role`` command line (also ``python -m aio_assume_role_lib``).
+
+It does what ``python -m aws_assume_role_lib`` does, with the same options, output and
+exit codes, and also runs a command with the credentials, chains roles, and takes
+``--region`` and ``--endpoint-url``. It uses only the package's public API.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import datetime
+import getpass
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from types import FrameType
+from typing import Any, NoReturn
+
+import anyio
+import anyio.to_thread
+import botocore.exceptions
+from aiobotocore.session import AioSession
+
+from aio_assume_role_lib import __version__, assume_role
+
+__all__ = ["main"]
+
+PROG = "aio-assume-role"
+
+EXIT_USAGE = 2
+EXIT_NO_CREDENTIALS = 3
+EXIT_ASSUME_ROLE_FAILED = 4
+# The shell's conventions for a command that cannot be run.
+EXIT_COMMAND_NOT_EXECUTABLE = 126
+EXIT_COMMAND_NOT_FOUND = 127
+EXIT_INTERRUPTED = 130
+
+# The sync library's format: UTC, no fraction, 'Z'.
+_EXPIRATION_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
+
+# Variables that would make a command use other credentials or another profile than the
+# ones given to it.
+_STALE_VARIABLES = (
+    "AWS_ACCESS_KEY_ID",
+    "AWS_SECRET_ACCESS_KEY",
+    "AWS_SESSION_TOKEN",
+    "AWS_SECURITY_TOKEN",
+    "AWS_CREDENTIALS_EXPIRATION",
+    "AWS_PROFILE",
+    "AWS_DEFAULT_PROFILE",
+)
+
+_DESCRIPTION = """\
+Assume an IAM role and print its credentials, or run a command with them.
+
+With several ROLE_ARNs, each role is assumed with the credentials of the one before
+it (role chaining), starting from the credentials of --profile (or the default
+credential chain). The AssumeRole options (--RoleSessionName ... --additional-kwargs)
+apply to the LAST role only; the roles before it are assumed with default parameters.
+--region and --endpoint-url apply to every AssumeRole call of the chain.
+
+Without a COMMAND, the credentials are printed: as environment variables (--env, the
+default) or in the credential_process format (--json). After `--`, COMMAND runs with
+the credentials (and AWS_REGION/AWS_DEFAULT_REGION, when a region is known) in its
+environment, and its exit code is aio-assume-role's.
+"""
+
+_EPILOG = """\
+examples:
+  # put a role's credentials into the current shell
+  export $(aio-assume-role arn:aws:iam::123456789012:role/Reader)
+
+  # run a command as the role
+  aio-assume-role arn:aws:iam::123456789012:role/Reader -- aws s3 ls
+
+  # chain two roles; --ExternalId and --DurationSeconds apply to Deployer only
+  aio-assume-role --profile hub --ExternalId 8f2c --DurationSeconds 900 \\
+      arn:aws:iam::111111111111:role/Hub arn:aws:iam::222222222222:role/Deployer \\
+      -- ./deploy.sh --stage prod
+
+  # session policy, tags and policy ARNs
+  aio-assume-role --Tags team=data,env=dev --TransitiveTagKeys team \\
+      --PolicyArns arn:aws:iam::aws:policy/ReadOnlyAccess \\
+      --Policy '{"Version": "2012-10-17", "Statement": [...]}' ROLE_ARN
+
+  # MFA: prompts for the code on the terminal (or pass --TokenCode 123456)
+  aio-assume-role --SerialNumber arn:aws:iam::123456789012:mfa/alice ROLE_ARN -- bash
+
+  # use it as a credential_process in ~/.aws/config
+  [profile reader]
+  credential_process = aio-assume-role --json --profile base arn:aws:iam::123456789012:role/Reader
+
+exit codes:
+  0         success; with a COMMAND, the COMMAND's exit code
+  2         bad usage or invalid AssumeRole parameters (nothing on stdout)
+  3         no credentials to assume the first role with
+  4         AssumeRole failed
+  126, 127  COMMAND cannot be run, or is not found
+"""
+
+
+class _UsageError(Exception):
+    """Bad input: reported as one line on stderr, exit code 2."""
+
+
+class _Failure(Exception):
+    """An error reported as one line on stderr with its own exit code."""
+
+    def __init__(self, exit_code: int, message: str) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+class _ArgumentParser(argparse.ArgumentParser):
+    def error(self, message: str) -> NoReturn:
+        # argparse prints the usage and the message on several lines; we print one.
+        raise _UsageError(message)
+
+
+# --- option values ------------------------------------------------------------------------
+
+
+def _json_or_none(text: str) -> tuple[bool, Any]:
+    try:
+        return True, json.loads(text)
+    except json.JSONDecodeError:
+        return False, None
+
+
+def _json_object(text: str) -> dict[str, Any]:
+    is_json, value = _json_or_none(text)
+    if not is_json:
+        raise argparse.ArgumentTypeError("must be a valid JSON object")
+    if not isinstance(value, dict):
+        raise argparse.ArgumentTypeError("JSON value must be an object")
+    return value
+
+
+def _policy_arns(text: str) -> list[Any]:
+    """``Arn1,Arn2``, a JSON list of ARNs or ``{"arn": ...}`` objects, or one such object."""
+    is_json, value = _json_or_none(text)
+    if not is_json:
+        return _comma_list(text)
+    if isinstance(value, dict):
+        return [value]
+    if isinstance(value, list):
+        return value
+    raise argparse.ArgumentTypeError("JSON value must be a list or an object")
+
+
+def _tags(text: str) -> dict[str, Any] | list[Any]:
+    """``Key1=Value1,Key2=Value2``, a JSON object, or a JSON list of {"Key", "Value"}."""
+    is_json, value = _json_or_none(text)
+    if is_json:
+        if not isinstance(value, (dict, list)):
+            raise argparse.ArgumentTypeError("JSON value must be an object or a list")
+        return value
+    tags = {}
+    for item in text.split(","):
+        key, equals, tag_value = item.partition("=")
+        if not equals:
+            raise argparse.ArgumentTypeError(
+                f"expected Key=Value pairs separated by commas or a JSON object, got {item!r}"
+            )
+        tags[key] = tag_value
+    return tags
+
+
+def _string_list(text: str) -> list[Any]:
+    """``Key1,Key2`` or a JSON list."""
+    is_json, value = _json_or_none(text)
+    if not is_json:
+        return _comma_list(text)
+    if not isinstance(value, list):
+        raise argparse.ArgumentTypeError("JSON value must be a list")
+    return value
+
+
+def _comma_list(text: str) -> list[Any]:
+    return [item for item in text.split(",") if item]
+
+
+# --- parsing ------------------------------------------------------------------------------
+
+# The option names are AssumeRole's parameter names, as in the sync library's CLI.
+_ASSUME_ROLE_OPTIONS: tuple[tuple[str, Any, str | None, str | None], ...] = (
+    # (parameter, type, metavar, help)
+    (
+        "RoleSessionName",
+        str,
+        "ROLE_SESSION_NAME",
+        "default: SourceIdentity if given, else generated",
+    ),
+    ("PolicyArns", _policy_arns, "POLICY_ARNS", 'Arn1,Arn2, a JSON list, or {"arn": ...}'),
+    ("Policy", _json_object, "POLICY", "session policy, a JSON object"),
+    ("DurationSeconds", int, "DURATION_SECONDS", None),
+    ("Tags", _tags, "TAGS", "Key1=Value1,Key2=Value2 or a JSON object"),
+    ("TransitiveTagKeys", _string_list, "TRANSITIVE_TAG_KEYS", "Key1,Key2 or a JSON list"),
+    ("ExternalId", str, "EXTERNAL_ID", None),
+    ("SerialNumber", str, "SERIAL_NUMBER", "MFA device; prompts for the code if needed"),
+    ("TokenCode", str, "TOKEN_CODE", "MFA code"),
+    ("SourceIdentity", str, "SOURCE_IDENTITY", None),
+)
+
+
+def _build_parser() -> _ArgumentParser:
+    parser = _ArgumentParser(
+        prog=PROG,
+        usage=f"{PROG} [options] ROLE_ARN [ROLE_ARN ...] [-- COMMAND [ARG ...]]",
+        description=_DESCRIPTION,
+        epilog=_EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        allow_abbrev=False,
+    )
+    parser.add_argument(
+        "role_arns",
+        nargs="+",
+        metavar="ROLE_ARN",
+        help="the role to assume; several: chain them, in order",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+
+    source = parser.add_argument_group("where the first role is assumed from")
+    source.add_argument("--profile", help="the AWS config profile to use")
+    source.add_argument("--region", help="the region for STS and for COMMAND")
+    source.add_argument(
+        "--endpoint-url",
+        metavar="URL",
+        help="the STS endpoint for every AssumeRole call (sets AWS_ENDPOINT_URL_STS)",
+    )
+
+    output = parser.add_argument_group("output (when no COMMAND is given)")
+    formats = output.add_mutually_exclusive_group()
+    formats.add_argument(
+        "--env",
+        action="store_const",
+        const="env",
+        dest="format",
+        help="print as environment variables (default)",
+    )
+    formats.add_argument(
+        "--json",
+        action="store_const",
+        const="json",
+        dest="format",
+        help="print credential_process-formatted JSON",
+    )
+
+    assume = parser.add_argument_group("AssumeRole parameters (for the last ROLE_ARN)")
+    for name, value_type, metavar, help_text in _ASSUME_ROLE_OPTIONS:
+        assume.add_argument(f"--{name}", type=value_type, metavar=metavar, help=help_text)
+    assume.add_argument(
+        "--additional-kwargs",
+        type=_json_object,
+        metavar="JSON",
+        help="more AssumeRole parameters, a JSON object (the options above win)",
+    )
+    return parser
+
+
+@dataclasses.dataclass(frozen=True)
+class _Invocation:
+    role_arns: list[str]
+    profile: str | None
+    region: str | None
+    endpoint_url: str | None
+    output_format: str
+    command: list[str]
+    assume_role_kwargs: dict[str, Any]
+    prompt_for_token_code: bool
+
+
+def _parse(argv: Sequence[str]) -> _Invocation:
+    arguments, command = list(argv), []
+    if "--" in arguments:
+        split = arguments.index("--")
+        arguments, command = arguments[:split], arguments[split + 1 :]
+        if not command:
+            raise _UsageError("expected a COMMAND after '--'")
+
+    options = _build_parser().parse_intermixed_args(arguments)
+    if command and options.format is not None:
+        raise _UsageError(
+            f"--{options.format} prints credentials; it cannot be used with a COMMAND"
+        )
+
+    assume_role_kwargs = {
+        name: getattr(options, name)
+        for name, *_ in _ASSUME_ROLE_OPTIONS
+        if getattr(options, name) is not None
+    }
+    if options.additional_kwargs is not None:
+        assume_role_kwargs["additional_kwargs"] = options.additional_kwargs
+
+    prompt_for_token_code = "SerialNumber" in assume_role_kwargs and (
+        "TokenCode" not in assume_role_kwargs
+    )
+    if prompt_for_token_code and not (sys.stdin is not None and sys.stdin.isatty()):
+        raise _UsageError("--SerialNumber needs --TokenCode when standard input is not a terminal")
+
+    return _Invocation(
+        role_arns=options.role_arns,
+        profile=options.profile,
+        region=options.region,
+        endpoint_url=options.endpoint_url,
+        output_format=options.format or "env",
+        command=command,
+        assume_role_kwargs=assume_role_kwargs,
+        prompt_for_token_code=prompt_for_token_code,
+    )
+
+
+# --- assuming the roles -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class _Credentials:
+    access_key: str
+    secret_key: str
+    token: str | None
+    expiration: str | None
+    region: str | None
+
+    def __repr__(self) -> str:  # never show the secrets
+        return f"_Credentials(access_key={self.access_key!r}, expiration={self.expiration!r})"
+
+
+def _token_code_prompt(serial_number: str) -> Callable[[], Awaitable[str]]:
+    async def prompt() -> str:
+        # getpass blocks: run it in a worker thread so the event loop keeps going.
+        code: str = await anyio.to_thread.run_sync(
+            getpass.getpass, f"MFA code for {serial_number}: "
+        )
+        return code.strip()
+
+    return prompt
+
+
+def _format_expiration(expiry_time: object) -> str | None:
+    if isinstance(expiry_time, datetime.datetime):
+        if expiry_time.tzinfo is not None:
+            expiry_time = expiry_time.astimezone(datetime.timezone.utc)
+        return expiry_time.strftime(_EXPIRATION_FORMAT)
+    if isinstance(expiry_time, str):
+        return expiry_time
+    return None
+
+
+def _one_line(error: BaseException | str) -> str:
+    """The message on one line (botocore's validation errors have one problem a line)."""
+    lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+    if len(lines) > 1 and lines[0].endswith(":"):
+        return f"{lines[0]} {'; '.join(lines[1:])}"
+    return "; ".join(lines)
+
+
+_CREDENTIAL_SOURCE_ERRORS = (
+    botocore.exceptions.NoCredentialsError,
+    botocore.exceptions.PartialCredentialsError,
+    botocore.exceptions.ProfileNotFound,
+    botocore.exceptions.ConfigNotFound,
+    botocore.exceptions.CredentialRetrievalError,
+)
+_BAD_PARAMETER_ERRORS = (botocore.exceptions.ParamValidationError, ValueError, TypeError)
+
+
+async def _assume_roles(invocation: _Invocation) -> _Credentials:
+    kwargs = dict(invocation.assume_role_kwargs)
+    if invocation.prompt_for_token_code:
+        kwargs["TokenCode"] = _token_code_prompt(kwargs["SerialNumber"])
+
+    try:
+        session = AioSession(profile=invocation.profile)
+        if invocation.region:
+            session.set_config_variable("region", invocation.region)
+        # assume_role checks the parameters and the parent's credentials; no STS call yet.
+        last = len(invocation.role_arns) - 1
+        for index, role_arn in enumerate(invocation.role_arns):
+            session = await assume_role(session, role_arn, **(kwargs if index == last else {}))
+        region = session.get_config_variable("region")
+    except _CREDENTIAL_SOURCE_ERRORS as error:
+        message = "Unable to locate credentials"
+        if not isinstance(error, botocore.exceptions.NoCredentialsError):
+            message += f": {_one_line(error)}"
+        raise _Failure(EXIT_NO_CREDENTIALS, message) from None
+    except _BAD_PARAMETER_ERRORS as error:
+        raise _UsageError(_one_line(error)) from None
+
+    try:
+        credentials = await session.get_credentials()
+        frozen = await credentials.get_frozen_credentials()
+    except botocore.exceptions.NoCredentialsError:
+        raise _Failure(EXIT_NO_CREDENTIALS, "Unable to locate credentials") from None
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        raise _Failure(
+            EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role [{code}]: {_one_line(message)}"
+        ) from None
+    except Exception as error:
+        # First line only: botocore's parser errors go on to quote the response body,
+        # which may hold credentials.
+        first_line = next(iter(str(error).splitlines()), "") or type(error).__name__
+        raise _Failure(EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {first_line}") from None
+
+    expiration = _format_expiration(credentials.expiry_time)
+    return _Credentials(frozen.access_key, frozen.secret_key, frozen.token, expiration, region)
+
+
+@contextlib.contextmanager
+def _sts_endpoint(endpoint_url: str | None) -> Iterator[None]:
+    """Point every STS client of this process at ``endpoint_url``, for the duration."""
+    if endpoint_url is None:
+        yield
+        return
+    # botocore's service-specific endpoint variable reaches the STS client of every
+    # session in the chain, however deep, with no hook into how they are made.
+    previous = os.environ.get("AWS_ENDPOINT_URL_STS")
+    os.environ["AWS_ENDPOINT_URL_STS"] = endpoint_url
+    try:
+        yield
+    finally:
+        if previous is None:
+            del os.environ["AWS_ENDPOINT_URL_STS"]
+        else:
+            os.environ["AWS_ENDPOINT_URL_STS"] = previous
+
+
+# --- output and COMMAND -------------------------------------------------------------------
+
+
+def _credential_variables(credentials: _Credentials) -> dict[str, str]:
+    """The variables --env prints, in the sync library's order and names."""
+    variables = {
+        "AWS_ACCESS_KEY_ID": credentials.access_key,
+        "AWS_SECRET_ACCESS_KEY": credentials.secret_key,
+    }
+    if credentials.token is not None:
+        variables["AWS_SESSION_TOKEN"] = credentials.token
+    if credentials.expiration:
+        variables["AWS_CREDENTIALS_EXPIRATION"] = credentials.expiration
+    return variables
+
+
+def _credential_process_json(credentials: _Credentials) -> str:
+    data: dict[str, Any] = {
+        "Version": 1,
+        "AccessKeyId": credentials.access_key,
+        "SecretAccessKey": credentials.secret_key,
+        "SessionToken": credentials.token,
+    }
+    if credentials.expiration:
+        data["Expiration"] = credentials.expiration
+    return json.dumps(data, indent=2)
+
+
+def _command_environment(invocation: _Invocation, credentials: _Credentials) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in _STALE_VARIABLES}
+    environment.update(_credential_variables(credentials))
+    if credentials.region:
+        environment["AWS_REGION"] = environment["AWS_DEFAULT_REGION"] = credentials.region
+    if invocation.endpoint_url:
+        environment["AWS_ENDPOINT_URL_STS"] = invocation.endpoint_url
+    return environment
+
+
+_SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
+
+
+@contextlib.contextmanager
+def _signals_go_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
+    """While COMMAND runs, it handles the signals meant for it; we wait for its exit code."""
+    if os.name != "posix" or not _in_main_thread():
+        yield
+        return
+
+    def forward(signum: int, frame: FrameType | None) -> None:
+        process.send_signal(signum)
+
+    # Ctrl-C reaches COMMAND from the terminal already (same process group): ignore it
+    # here, so that COMMAND decides what it means. Forward the others.
+    handlers: dict[signal.Signals, _SignalHandler] = {
+        signal.SIGINT: signal.SIG_IGN,
+        signal.SIGTERM: forward,
+        signal.SIGHUP: forward,
+    }
+    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
+    try:
+        yield
+    finally:
+        for signum, handler in previous.items():
+            # None: a handler not installed from Python, which Python cannot reinstall.
+            signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+
+def _in_main_thread() -> bool:
+    return threading.current_thread() is threading.main_thread()
+
+
+def _run_command(command: list[str], environment: dict[str, str]) -> int:
+    try:
+        process = subprocess.Popen(command, env=environment)
+    except FileNotFoundError:
+        raise _Failure(EXIT_COMMAND_NOT_FOUND, f"command not found: {command[0]}") from None
+    except OSError as error:
+        raise _Failure(
+            EXIT_COMMAND_NOT_EXECUTABLE,
+            f"cannot run {command[0]}: {error.strerror or type(error).__name__}",
+        ) from None
+    with _signals_go_to(process):
+        returncode = process.wait()
+    # A command killed by signal N exits 128 + N, as in a shell.
+    return 128 - returncode if returncode < 0 else returncode
+
+
+# --- entry point --------------------------------------------------------------------------
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
+    arguments = sys.argv[1:] if argv is None else argv
+    try:
+        invocation = _parse(arguments)
+        with _sts_endpoint(invocation.endpoint_url):
+            credentials = anyio.run(_assume_roles, invocation)
+        if invocation.command:
+            return _run_command(invocation.command, _command_environment(invocation, credentials))
+    except SystemExit as stop:  # argparse, after printing --help or --version
+        return stop.code if isinstance(stop.code, int) else 0
+    except _UsageError as error:
+        _report(f"error: {error} (see {PROG} --help)")
+        return EXIT_USAGE
+    except _Failure as failure:
+        _report(str(failure))
+        return failure.exit_code
+    except KeyboardInterrupt:
+        _report("interrupted")
+        return EXIT_INTERRUPTED
+
+    if invocation.output_format == "json":
+        print(_credential_process_json(credentials))
+    else:
+        print(
+            "\n".join(
+                f"{name}={value}" for name, value in _credential_variables(credentials).items()
+            )
+        )
+    return 0
+
+
+def _report(message: str) -> None:
+    print(f"{PROG}: {message}", file=sys.stderr)

@@ -1,0 +1,680 @@
+"""The ``aio-assume-role`` command line, run as the installed console script.
+
+Against the loopback STS (every option, exit code and output format) and against moto's
+STS server (the conformance peer). Each run gets a clean environment: HOME in a temporary
+directory and no AWS_* variable from the developer's machine.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import select
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from aio_assume_role_lib import __version__
+from aio_assume_role_lib._cli import main
+from aio_assume_role_lib.testing import LoopbackSTS, STSCall
+
+from .conftest import MotoServer
+
+CLI = Path(sys.executable).parent / ("aio-assume-role" + (".exe" if os.name == "nt" else ""))
+ROLE = "arn:aws:iam::123456789012:role/Reader"
+SECOND_ROLE = "arn:aws:iam::210987654321:role/path/Deployer"
+EXPIRATION_RE = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+
+# A command that prints the AWS_* part of its environment as JSON.
+PRINT_AWS_ENVIRON = [
+    sys.executable,
+    "-c",
+    "import json, os; print(json.dumps({k: v for k, v in os.environ.items() if k[:4] == 'AWS_'}))",
+]
+
+# A command that asks STS who it is, with botocore's default credential chain.
+PRINT_CALLER_ARN = [
+    sys.executable,
+    "-c",
+    "import botocore.session; "
+    "print(botocore.session.get_session().create_client('sts').get_caller_identity()['Arn'])",
+]
+
+
+# --- running the console script -----------------------------------------------------------
+
+
+def clean_environ(home: Path, extra: Mapping[str, str] = {}) -> dict[str, str]:
+    """The test process's environment without any AWS_* variable, HOME in ``home``."""
+    environ = {k: v for k, v in os.environ.items() if not k.startswith("AWS_")}
+    environ.update(
+        HOME=str(home),
+        USERPROFILE=str(home),
+        AWS_CONFIG_FILE=str(home / "aws-config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "aws-credentials"),
+        AWS_EC2_METADATA_DISABLED="true",  # no instance-metadata lookups off this machine
+    )
+    environ.update(extra)
+    return environ
+
+
+def _secrets_in(text: str) -> set[str]:
+    """Secret keys and tokens printed in ``text`` (env lines or JSON)."""
+    found = set(
+        re.findall(r"(?:AWS_SECRET_ACCESS_KEY|AWS_SESSION_TOKEN)[=\"': ]+([^\s\"',}]+)", text)
+    )
+    found.update(re.findall(r"\"(?:SecretAccessKey|SessionToken)\": \"([^\"]+)\"", text))
+    return found
+
+
+def run(
+    args: Sequence[str],
+    environ: Mapping[str, str],
+    *,
+    program: Sequence[str] = (str(CLI),),
+    known_secrets: Sequence[str] = (),
+) -> subprocess.CompletedProcess[str]:
+    """Run the CLI; check that no secret it printed or was given appears on stderr."""
+    result = subprocess.run(
+        [*program, *args],
+        env=dict(environ),
+        stdin=subprocess.DEVNULL,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    secrets = _secrets_in(result.stdout) | set(known_secrets)
+    if environ.get("AWS_SECRET_ACCESS_KEY"):
+        secrets.add(environ["AWS_SECRET_ACCESS_KEY"])
+    for secret in secrets:
+        assert secret not in result.stderr, "a secret was printed to stderr"
+    return result
+
+
+@pytest.fixture
+def run_in_process(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> Callable[..., subprocess.CompletedProcess[str]]:
+    """``main(args)`` in this process, for the many cases that need no console script.
+
+    The same checks as :func:`run`, in a fraction of the time.
+    """
+
+    def run_main(
+        args: Sequence[str], environ: Mapping[str, str]
+    ) -> subprocess.CompletedProcess[str]:
+        with monkeypatch.context() as patch:
+            for name in os.environ:
+                if name.startswith("AWS_"):
+                    patch.delenv(name)
+            for name, value in environ.items():
+                patch.setenv(name, value)
+            capsys.readouterr()
+            returncode = main(list(args))
+        stdout, stderr = capsys.readouterr()
+        secrets = _secrets_in(stdout) | {environ.get("AWS_SECRET_ACCESS_KEY", "")} - {""}
+        for secret in secrets:
+            assert secret not in stderr, "a secret was printed to stderr"
+        return subprocess.CompletedProcess(list(args), returncode, stdout, stderr)
+
+    return run_main
+
+
+def parse_env_output(stdout: str) -> dict[str, str]:
+    lines = stdout.splitlines()
+    assert all("=" in line for line in lines), stdout
+    return dict(line.split("=", 1) for line in lines)
+
+
+def assume_role_calls(sts: LoopbackSTS) -> list[STSCall]:
+    return [call for call in sts.calls if call.action == "AssumeRole"]
+
+
+def utc(epoch: float) -> str:
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+# --- fixtures -----------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def sts() -> Iterator[LoopbackSTS]:
+    with LoopbackSTS() as server:
+        yield server
+
+
+@pytest.fixture
+def environ(sts: LoopbackSTS, tmp_path: Path) -> dict[str, str]:
+    """A clean environment whose default credentials are the loopback STS's root key."""
+    sts.reset()
+    return clean_environ(tmp_path, sts.environ())
+
+
+def test_the_console_script_is_installed() -> None:
+    assert CLI.exists(), f"{CLI} is missing: is the package installed in this environment?"
+
+
+# --- output formats -----------------------------------------------------------------------
+
+
+def test_env_output_is_the_sync_librarys(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    result = run([ROLE], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+
+    [call] = assume_role_calls(sts)
+    assert call.params["RoleArn"] == ROLE
+    assert call.caller_arn == sts.root_arn
+    assert call.expiration is not None
+    variables = parse_env_output(result.stdout)
+    assert list(variables) == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIALS_EXPIRATION",
+    ]
+    assert variables["AWS_ACCESS_KEY_ID"] == call.issued_access_key_id
+    assert variables["AWS_CREDENTIALS_EXPIRATION"] == utc(call.expiration)
+
+
+def test_json_output_is_the_credential_process_format(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    result = run(["--json", ROLE], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+
+    [call] = assume_role_calls(sts)
+    assert call.expiration is not None
+    data = json.loads(result.stdout)
+    assert list(data) == ["Version", "AccessKeyId", "SecretAccessKey", "SessionToken", "Expiration"]
+    assert data["Version"] == 1
+    assert data["AccessKeyId"] == call.issued_access_key_id
+    assert data["Expiration"] == utc(call.expiration)
+    assert result.stdout.startswith('{\n  "Version": 1,\n')  # indented, as the sync library
+
+
+def test_output_matches_the_sync_librarys_cli(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    """The same lines and keys, in the same order and layout, as aws_assume_role_lib's CLI."""
+    sync_cli = (sys.executable, "-m", "aws_assume_role_lib")
+
+    def shape(stdout: str) -> str:
+        stdout = re.sub(EXPIRATION_RE, "<time>", stdout)
+        return re.sub(r"(=|\": \")(?!<time>)[^\s\"]+", r"\1<value>", stdout)
+
+    for output_format in ("--env", "--json"):
+        ours = run([output_format, ROLE], environ)
+        theirs = run([output_format, ROLE], environ, program=sync_cli)
+        assert (ours.returncode, theirs.returncode) == (0, 0), theirs.stderr
+        assert shape(ours.stdout) == shape(theirs.stdout)
+        assert "<time>" in shape(ours.stdout)
+
+
+def test_python_dash_m_runs_the_same_cli(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    result = run(["--json", ROLE], environ, program=(sys.executable, "-m", "aio_assume_role_lib"))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert (
+        json.loads(result.stdout)["AccessKeyId"] == assume_role_calls(sts)[0].issued_access_key_id
+    )
+
+
+def test_help(environ: dict[str, str]) -> None:
+    result = run(["--help"], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    for text in ("ROLE_ARN", "-- COMMAND", "LAST role", "examples:", "credential_process"):
+        assert text in result.stdout
+    options = (
+        "--profile --region --endpoint-url --env --json --RoleSessionName --PolicyArns --Policy "
+        "--DurationSeconds --Tags --TransitiveTagKeys --ExternalId --SerialNumber --TokenCode "
+        "--SourceIdentity --additional-kwargs"
+    )
+    for option in options.split(" "):
+        assert option in result.stdout
+
+
+def test_version(environ: dict[str, str], run_in_process: Callable[..., Any]) -> None:
+    result = run_in_process(["--version"], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout == f"aio-assume-role {__version__}\n"
+
+
+# --- AssumeRole parameters ----------------------------------------------------------------
+
+POLICY = {
+    "Version": "2012-10-17",
+    "Statement": [{"Effect": "Allow", "Action": "s3:GetObject", "Resource": "*"}],
+}
+POLICY_ARN = "arn:aws:iam::aws:policy/ReadOnlyAccess"
+OTHER_POLICY_ARN = "arn:aws:iam::123456789012:policy/Extra"
+
+
+def test_every_assume_role_option_reaches_sts(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    result = run(
+        [
+            ROLE,
+            "--RoleSessionName=cli-session",
+            f"--PolicyArns={POLICY_ARN},{OTHER_POLICY_ARN}",
+            f"--Policy={json.dumps(POLICY)}",
+            "--DurationSeconds=900",
+            "--Tags=team=data,env=dev",
+            "--TransitiveTagKeys=team,env",
+            "--ExternalId=ext-1234",
+            "--SerialNumber=arn:aws:iam::123456789012:mfa/alice",
+            "--TokenCode=123456",
+            "--SourceIdentity=alice",
+        ],
+        environ,
+        known_secrets=["123456"],
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+
+    [call] = assume_role_calls(sts)
+    assert call.outcome == "ok"
+    params = dict(call.params)
+    assert json.loads(params.pop("Policy")) == POLICY
+    assert params == {
+        "RoleArn": ROLE,
+        "RoleSessionName": "cli-session",
+        "PolicyArns.member.1.arn": POLICY_ARN,
+        "PolicyArns.member.2.arn": OTHER_POLICY_ARN,
+        "DurationSeconds": "900",
+        "Tags.member.1.Key": "team",
+        "Tags.member.1.Value": "data",
+        "Tags.member.2.Key": "env",
+        "Tags.member.2.Value": "dev",
+        "TransitiveTagKeys.member.1": "team",
+        "TransitiveTagKeys.member.2": "env",
+        "ExternalId": "ext-1234",
+        "SerialNumber": "arn:aws:iam::123456789012:mfa/alice",
+        "TokenCode": "123456",
+        "SourceIdentity": "alice",
+    }
+    assert call.expiration is not None
+    assert abs(call.expiration - call.time - 900) < 5
+
+
+@pytest.mark.parametrize(
+    ("option", "value", "expected"),
+    [
+        ("--Tags", '{"team": "data", "env": "dev"}', None),
+        ("--Tags", '[{"Key": "team", "Value": "data"}, {"Key": "env", "Value": "dev"}]', None),
+        ("--PolicyArns", json.dumps([POLICY_ARN]), {"PolicyArns.member.1.arn": POLICY_ARN}),
+        (
+            "--PolicyArns",
+            json.dumps([{"arn": POLICY_ARN}, OTHER_POLICY_ARN]),
+            {"PolicyArns.member.1.arn": POLICY_ARN, "PolicyArns.member.2.arn": OTHER_POLICY_ARN},
+        ),
+        ("--PolicyArns", json.dumps({"arn": POLICY_ARN}), {"PolicyArns.member.1.arn": POLICY_ARN}),
+        ("--TransitiveTagKeys", '["team"]', {"TransitiveTagKeys.member.1": "team"}),
+    ],
+    ids=["tags-object", "tags-list", "arns-list", "arns-mixed", "arns-object", "keys-list"],
+)
+def test_json_forms_of_list_options(
+    sts: LoopbackSTS,
+    environ: dict[str, str],
+    run_in_process: Callable[..., Any],
+    option: str,
+    value: str,
+    expected: dict[str, str] | None,
+) -> None:
+    tags = ["--Tags", "team=data,env=dev"] if option == "--TransitiveTagKeys" else []
+    result = run_in_process([ROLE, *tags, option, value], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    [call] = assume_role_calls(sts)
+    if expected is None:
+        expected = {
+            "Tags.member.1.Key": "team",
+            "Tags.member.1.Value": "data",
+            "Tags.member.2.Key": "env",
+            "Tags.member.2.Value": "dev",
+        }
+    assert expected.items() <= dict(call.params).items()
+
+
+def test_additional_kwargs_are_sent_and_named_options_win(
+    sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
+) -> None:
+    extra = {"ExternalId": "from-json", "SourceIdentity": "json-source"}
+    result = run_in_process(
+        [ROLE, "--additional-kwargs", json.dumps(extra), "--ExternalId=named"], environ
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    [call] = assume_role_calls(sts)
+    assert call.params["ExternalId"] == "named"
+    assert call.params["SourceIdentity"] == "json-source"
+
+
+def test_source_identity_names_the_session(
+    sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
+) -> None:
+    result = run_in_process([ROLE, "--SourceIdentity", "alice"], environ)
+    assert result.returncode == 0, result.stderr
+    [call] = assume_role_calls(sts)
+    assert call.params["RoleSessionName"] == "alice"
+
+
+# --- running a command --------------------------------------------------------------------
+
+
+def test_command_runs_with_the_credentials_and_region(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    result = run([ROLE, "--region", "eu-west-2", "--", *PRINT_AWS_ENVIRON], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+
+    [call] = assume_role_calls(sts)
+    assert call.expiration is not None
+    child = json.loads(result.stdout)  # only the command's output on stdout
+    assert child["AWS_ACCESS_KEY_ID"] == call.issued_access_key_id
+    assert child["AWS_SECRET_ACCESS_KEY"] != environ["AWS_SECRET_ACCESS_KEY"]
+    assert child["AWS_SESSION_TOKEN"]
+    assert child["AWS_CREDENTIALS_EXPIRATION"] == utc(call.expiration)
+    assert child["AWS_REGION"] == child["AWS_DEFAULT_REGION"] == "eu-west-2"
+
+
+def test_command_gets_the_parent_region_and_acts_as_the_role(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    result = run([ROLE, "--RoleSessionName", "as-role", "--", *PRINT_CALLER_ARN], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/Reader/as-role"
+
+
+def test_command_exit_code_and_arguments_pass_through(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    script = "import sys; print(sys.argv[1:]); sys.exit(7)"
+    result = run([ROLE, "--", sys.executable, "-c", script, "--json", "--", "x y"], environ)
+    assert result.returncode == 7
+    assert result.stdout.strip() == "['--json', '--', 'x y']"
+    assert result.stderr == ""
+
+
+def test_command_not_found(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    result = run([ROLE, "--", "no-such-command-aio-arl"], environ)
+    assert result.returncode == 127
+    assert result.stdout == ""
+    assert "no-such-command-aio-arl" in result.stderr
+
+
+# --- chaining, region, endpoint, profile --------------------------------------------------
+
+
+def test_two_roles_chain_and_options_apply_to_the_last(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    result = run(["--json", "--ExternalId=for-second", ROLE, SECOND_ROLE], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+
+    first, second = assume_role_calls(sts)
+    assert first.params["RoleArn"] == ROLE
+    assert first.caller_arn == sts.root_arn
+    assert "ExternalId" not in first.params
+    assert second.params["RoleArn"] == SECOND_ROLE
+    assert second.access_key_id == first.issued_access_key_id  # signed as the first role
+    assert second.params["ExternalId"] == "for-second"
+    assert json.loads(result.stdout)["AccessKeyId"] == second.issued_access_key_id
+
+
+def test_endpoint_url_applies_to_every_call_of_the_chain(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    del environ["AWS_ENDPOINT_URL_STS"]
+    args = ["--endpoint-url", sts.endpoint_url, ROLE, SECOND_ROLE, "--", *PRINT_AWS_ENVIRON]
+    result = run(args, environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [c.params["RoleArn"] for c in assume_role_calls(sts)] == [ROLE, SECOND_ROLE]
+    assert json.loads(result.stdout)["AWS_ENDPOINT_URL_STS"] == sts.endpoint_url
+
+
+def test_profile_supplies_credentials_and_region(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    key, secret = sts.root_credentials
+    del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+    del environ["AWS_DEFAULT_REGION"]
+    Path(environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        f"[dev]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    )
+    Path(environ["AWS_CONFIG_FILE"]).write_text("[profile dev]\nregion = ap-southeast-2\n")
+    environ["AWS_PROFILE"] = "dev"
+
+    result = run(
+        ["--profile", "dev", ROLE, "--", *PRINT_AWS_ENVIRON], environ, known_secrets=[secret]
+    )
+    assert (result.returncode, result.stderr) == (0, "")
+    assert [c.caller_arn for c in assume_role_calls(sts)] == [sts.root_arn]
+    assert json.loads(result.stdout)["AWS_REGION"] == "ap-southeast-2"
+
+    result = run(["--profile", "missing", ROLE], environ)
+    assert result.returncode == 3
+    assert result.stdout == ""
+    assert result.stderr.startswith("aio-assume-role: Unable to locate credentials")
+    assert "missing" in result.stderr
+
+
+def test_credential_process_profile(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    """A plain aiobotocore session reads credentials from ``credential_process``."""
+    command = f"{CLI} --json --RoleSessionName via-process {ROLE}"
+    Path(environ["AWS_CONFIG_FILE"]).write_text(
+        f"[profile assumed]\ncredential_process = {command}\nregion = us-east-1\n"
+    )
+    script = textwrap.dedent(
+        """
+        import asyncio
+        from aiobotocore.session import AioSession
+
+        async def main():
+            session = AioSession(profile="assumed")
+            async with session.create_client("sts") as client:
+                print((await client.get_caller_identity())["Arn"])
+
+        asyncio.run(main())
+        """
+    )
+    result = run(["-c", script], environ, program=(sys.executable,))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/Reader/via-process"
+    assert len(assume_role_calls(sts)) == 1
+
+
+# --- errors -------------------------------------------------------------------------------
+
+
+def test_no_credentials_exits_3(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+    result = run([ROLE], environ)
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == "aio-assume-role: Unable to locate credentials\n"
+    assert assume_role_calls(sts) == []
+
+
+def test_assume_role_error_exits_4(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    sts.fail_next("access_denied")
+    result = run([ROLE, "--", *PRINT_AWS_ENVIRON], environ)
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr.startswith("aio-assume-role: Error when assuming role [AccessDenied]: ")
+    assert ROLE in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert len(assume_role_calls(sts)) == 1  # no retry of a permanent error
+
+
+def test_unknown_key_exits_4(
+    sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
+) -> None:
+    environ["AWS_ACCESS_KEY_ID"] = "AKIAUNKNOWNKEY000000"
+    result = run_in_process([ROLE], environ)
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr.startswith("aio-assume-role: Error when assuming role [")
+
+
+def test_unparsable_response_exits_4_without_quoting_it(
+    sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
+) -> None:
+    sts.fail_next("malformed")
+    result = run_in_process([ROLE], environ)
+    assert (result.returncode, result.stdout) == (4, "")
+    assert result.stderr.startswith("aio-assume-role: Error when assuming role: ")
+    assert result.stderr.count("\n") == 1
+    assert "not an XML document" not in result.stderr  # the body the server sent
+
+
+BAD_INPUT = {
+    "invalid-json-policy": [ROLE, "--Policy", "{not json"],
+    "policy-not-object": [ROLE, "--Policy", "[1, 2]"],
+    "additional-kwargs-not-object": [ROLE, "--additional-kwargs", '"x"'],
+    "policy-arns-json-number": [ROLE, "--PolicyArns", "42"],
+    "tags-without-equals": [ROLE, "--Tags", "team"],
+    "transitive-keys-object": [ROLE, "--TransitiveTagKeys", '{"a": 1}'],
+    "duration-not-int": [ROLE, "--DurationSeconds", "ten"],
+    "unknown-option": [ROLE, "--NoSuchOption", "x"],
+    "abbreviated-option": [ROLE, "--Exte", "x"],
+    "no-role": ["--json"],
+    "env-and-json": [ROLE, "--env", "--json"],
+    "format-with-command": ["--json", ROLE, "--", "true"],
+    "nothing-after-dashes": [ROLE, "--"],
+    "bad-arn": ["not-an-arn"],
+    "bad-second-arn": [ROLE, "arn:aws:iam::123:role/x"],
+    "duration-too-short": [ROLE, "--DurationSeconds", "10"],
+    "bad-session-name": [ROLE, "--RoleSessionName", "has spaces!"],
+    "unknown-additional-kwarg": [ROLE, "--additional-kwargs", '{"NoSuchParameter": 1}'],
+    "mfa-code-without-terminal": [ROLE, "--SerialNumber", "arn:aws:iam::123456789012:mfa/a"],
+}
+
+
+@pytest.mark.parametrize("args", list(BAD_INPUT.values()), ids=list(BAD_INPUT))
+def test_bad_input_exits_2_with_one_line(
+    sts: LoopbackSTS,
+    environ: dict[str, str],
+    run_in_process: Callable[..., Any],
+    args: list[str],
+) -> None:
+    result = run_in_process(args, environ)
+    assert result.returncode == 2, result.stderr
+    assert result.stdout == ""
+    assert result.stderr.startswith("aio-assume-role: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr
+    assert sts.calls == []  # rejected before any network call
+
+
+def test_bad_input_from_the_console_script(sts: LoopbackSTS, environ: dict[str, str]) -> None:
+    for args, message in [
+        ([ROLE, "--NoSuchOption", "x"], "unrecognized arguments: --NoSuchOption x"),
+        ([ROLE, "--DurationSeconds", "10"], "DurationSeconds"),
+        ([ROLE, "--SerialNumber", "arn:aws:iam::123456789012:mfa/a"], "needs --TokenCode"),
+    ]:
+        result = run(args, environ)
+        assert (result.returncode, result.stdout) == (2, "")
+        assert result.stderr.startswith("aio-assume-role: error: ")
+        assert result.stderr.count("\n") == 1
+        assert message in result.stderr
+    assert sts.calls == []
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs a pseudo-terminal")
+def test_mfa_code_is_prompted_for_on_the_terminal(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    import pty
+
+    serial = "arn:aws:iam::123456789012:mfa/alice"
+    pid, terminal = pty.fork()
+    if pid == 0:  # pragma: no cover - the child process
+        os.execve(str(CLI), [str(CLI), "--json", "--SerialNumber", serial, ROLE], environ)
+
+    def read_until(marker: bytes, output: bytearray) -> None:
+        deadline = time.monotonic() + 30
+        while marker not in output:
+            ready, _, _ = select.select([terminal], [], [], deadline - time.monotonic())
+            if not ready:
+                raise AssertionError(f"timed out waiting for {marker!r}; got {bytes(output)!r}")
+            try:
+                chunk = os.read(terminal, 4096)
+            except OSError:  # EIO: the child closed the terminal
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"no {marker!r} before the end; got {bytes(output)!r}")
+            output.extend(chunk)
+
+    output = bytearray()
+    try:
+        read_until(f"MFA code for {serial}: ".encode(), output)
+        os.write(terminal, b"654321\n")
+        read_until(b'"Expiration"', output)
+        read_until(b"}", output)
+    finally:
+        _, status = os.waitpid(pid, 0)
+        os.close(terminal)
+    assert os.waitstatus_to_exitcode(status) == 0
+    assert b"654321" not in output  # not echoed
+    [call] = assume_role_calls(sts)
+    assert call.params["SerialNumber"] == serial
+    assert call.params["TokenCode"] == "654321"
+
+
+# --- moto's STS server --------------------------------------------------------------------
+
+
+@pytest.fixture
+def moto_environ(moto_server: MotoServer, tmp_path: Path) -> dict[str, str]:
+    """A clean environment whose STS is moto's (started once per test session)."""
+    return clean_environ(tmp_path, moto_server.environ())
+
+
+@pytest.mark.moto
+def test_moto_env_and_json(moto_environ: dict[str, str]) -> None:
+    result = run(["--DurationSeconds", "1800", ROLE], moto_environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    variables = parse_env_output(result.stdout)
+    assert list(variables)[:3] == [
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+    ]
+    expiration = datetime.strptime(variables["AWS_CREDENTIALS_EXPIRATION"], "%Y-%m-%dT%H:%M:%SZ")
+    lifetime = expiration.replace(tzinfo=timezone.utc).timestamp() - time.time()
+    assert 1700 < lifetime <= 1800  # moto issues exactly DurationSeconds
+
+    result = run(["--json", ROLE], moto_environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    data = json.loads(result.stdout)
+    assert data["Version"] == 1
+    assert data["AccessKeyId"] != variables["AWS_ACCESS_KEY_ID"]
+    assert EXPIRATION_RE.fullmatch(data["Expiration"])
+
+
+@pytest.mark.moto
+def test_moto_chain_and_command(moto_environ: dict[str, str]) -> None:
+    args = ["--RoleSessionName", "moto-chain", "--Tags", "team=data", ROLE, SECOND_ROLE]
+    result = run([*args, "--", *PRINT_CALLER_ARN], moto_environ)
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.strip() == "arn:aws:sts::210987654321:assumed-role/Deployer/moto-chain"
+
+
+@pytest.mark.moto
+def test_moto_credential_process(moto_environ: dict[str, str]) -> None:
+    command = f"{CLI} --json --RoleSessionName via-process {ROLE}"
+    Path(moto_environ["AWS_CONFIG_FILE"]).write_text(
+        f"[profile assumed]\ncredential_process = {command}\n"
+    )
+    script = (
+        "import botocore.session; "
+        "s = botocore.session.Session(profile='assumed'); "
+        "print(s.create_client('sts').get_caller_identity()['Arn'])"
+    )
+    result = run(["-c", script], moto_environ, program=(sys.executable,))
+    assert (result.returncode, result.stderr) == (0, "")
+    assert result.stdout.strip() == "arn:aws:sts::123456789012:assumed-role/Reader/via-process"
+
+
+@pytest.mark.moto
+def test_moto_bad_input_and_no_credentials(moto_environ: dict[str, str]) -> None:
+    result = run([ROLE, "--DurationSeconds", "60"], moto_environ)
+    assert (result.returncode, result.stdout) == (2, "")
+    del moto_environ["AWS_ACCESS_KEY_ID"], moto_environ["AWS_SECRET_ACCESS_KEY"]
+    result = run([ROLE], moto_environ)
+    assert (result.returncode, result.stdout) == (3, "")
