@@ -5,6 +5,8 @@
 and refreshed in the background before they expire, once for every task that uses them.
 """
 
+import logging
+
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
 from ._names import (
@@ -15,6 +17,9 @@ from ._names import (
 )
 from ._refresh import RefreshPolicy
 from ._version import __version__
+
+# A library's logging is its user's to configure (the logging HOWTO's advice).
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",

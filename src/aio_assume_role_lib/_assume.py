@@ -21,7 +21,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError
 
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
-from ._fetch import AssumeRoleFetcher, is_permanent_error
+from ._fetch import AssumeRoleFetcher, describe_error, is_permanent_error
 from ._params import AssumeRoleArgs, TokenCodeSource, prepare_args, validate_args
 from ._refresh import Refresher, RefreshPolicy
 from ._region import apply_region_mode
@@ -145,6 +145,7 @@ def _new_entry(
         fetcher,
         policy=refresh,
         is_permanent_error=is_permanent_error,
+        describe_error=describe_error,
         description=fetcher.description,
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)

@@ -24,10 +24,18 @@ import anyio
 import anyio.to_thread
 from aiobotocore.config import AioConfig
 from botocore.credentials import ReadOnlyCredentials
-from botocore.exceptions import ClientError, ParamValidationError, RefreshWithMFAUnsupportedError
+from botocore.exceptions import (
+    BotoCoreError,
+    ClientError,
+    CredentialRetrievalError,
+    ParamValidationError,
+    RefreshWithMFAUnsupportedError,
+)
+from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
 from ._params import AssumeRoleArgs, TokenCodeSource
+from ._refresh import RefreshTimeoutError
 
 logger = logging.getLogger("aio_assume_role_lib.fetch")
 
@@ -57,6 +65,16 @@ class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):  # type: ignore[m
     fmt = "{error_msg}"
 
 
+# botocore's own messages (not ResponseParserError's) and ours carry no response data.
+_OWN_MESSAGE_ERRORS = (
+    RefreshTimeoutError,
+    ParamValidationError,
+    RefreshWithMFAUnsupportedError,
+    CredentialRetrievalError,
+    BotoCoreError,
+)
+
+
 def is_permanent_error(error: BaseException) -> bool:
     """True for errors that retrying the same AssumeRole request will not fix."""
     if isinstance(error, (ParamValidationError, MFACodeUnavailableError)):
@@ -64,6 +82,21 @@ def is_permanent_error(error: BaseException) -> bool:
     if isinstance(error, ClientError):
         return error.response.get("Error", {}).get("Code") in PERMANENT_ERROR_CODES
     return False
+
+
+def describe_error(error: BaseException) -> str:
+    """A one-line description of a failed attempt that is safe to log (R10).
+
+    STS error codes and messages, and this library's and botocore's own messages, carry
+    no secrets; other errors are named by type only, since their text can quote a
+    response body.
+    """
+    if isinstance(error, ClientError):
+        details = error.response.get("Error", {})
+        return f"{details.get('Code', 'Unknown')}: {details.get('Message', '')}"
+    if isinstance(error, _OWN_MESSAGE_ERRORS):
+        return f"{type(error).__name__}: {error}"
+    return type(error).__name__
 
 
 def cache_key(args: AssumeRoleArgs) -> str:
@@ -153,8 +186,16 @@ class AssumeRoleFetcher:
         code = await self._next_token_code()
         if code is not None:
             request["TokenCode"] = code
-        async with self._parent.create_client("sts", config=_STS_CLIENT_CONFIG) as sts:
-            response: dict[str, Any] = await sts.assume_role(**request)
+        try:
+            async with self._parent.create_client("sts", config=_STS_CLIENT_CONFIG) as sts:
+                response: dict[str, Any] = await sts.assume_role(**request)
+        except ResponseParserError:
+            # botocore's message quotes the body, which may hold credentials: drop it.
+            raise CredentialRetrievalError(
+                provider="assume-role",
+                error_msg="STS sent a response that could not be parsed (botocore's DEBUG "
+                "logging shows the body; it may contain credentials)",
+            ) from None
         account = _account_of(response)
         if account is not None:
             response["Credentials"]["AccountId"] = account  # as botocore's fetcher adds it

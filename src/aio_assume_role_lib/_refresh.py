@@ -219,6 +219,7 @@ class Refresher(Generic[T]):
         clock: Callable[[], float] = time.time,
         random: Callable[[], float] = _default_random,
         is_permanent_error: Callable[[BaseException], bool] = lambda error: False,
+        describe_error: Callable[[BaseException], str] = lambda error: type(error).__name__,
         description: str = "credentials",
     ) -> None:
         self._load = load
@@ -226,6 +227,8 @@ class Refresher(Generic[T]):
         self._clock = clock
         self._random = random
         self._is_permanent_error = is_permanent_error
+        # Error text can quote a response body; only the loader's side knows what is safe.
+        self._describe_error = describe_error
         self.description = description
         self.stats = RefreshStats()
         self._current: _Current[T] | None = None
@@ -391,11 +394,10 @@ class Refresher(Generic[T]):
         self.stats.failures += 1
         serving = current is not None and now < current.mandatory_at
         logger.warning(
-            "%s: %s refresh failed (%s: %s%s); %s; next attempt in %.1f s",
+            "%s: %s refresh failed (%s%s); %s; next attempt in %.1f s",
             self.description,
             "mandatory" if flight.mandatory else "advisory",
-            type(error).__name__,
-            error,
+            self._describe_error(error),
             ", not retryable" if permanent else "",
             "still serving the current credentials" if serving else "callers get this error",
             retry_at - now,
