@@ -292,6 +292,7 @@ async def assume_role(
         default client config (e.g. an httpx backend) and the parent's loaded service data.
     """
     parent, is_aioboto3 = _botocore_session_of(session)
+    _check_options(region_name, cache, refresh)
     args = prepare_args(
         RoleArn,
         RoleSessionName=RoleSessionName,
@@ -308,7 +309,6 @@ async def assume_role(
     )
     if await parent.get_credentials() is None:
         raise NoCredentialsError()
-    _check_options(region_name, cache, refresh)
 
     shared = _Shared.of(session)
     key = _credentials_key(args, cache, refresh)

@@ -42,23 +42,19 @@ class RefreshPolicy:
     obtained), capped at botocore's fixed windows, so 900-second and 12-hour credentials
     are both refreshed about once per lifetime:
 
-    ============================  ===========  ===========
-    credential lifetime           900 s        12 h
-    ============================  ===========  ===========
-    advisory window (refresh in   144-180 s    720-900 s
-    the background, jittered)
-    mandatory window (callers     45 s         600 s
-    wait for the refresh)
-    ============================  ===========  ===========
+    | credential lifetime                                  | 900 s     | 12 h      |
+    |------------------------------------------------------|-----------|-----------|
+    | advisory window starts, before expiry (jittered)     | 153-180 s | 840-900 s |
+    | mandatory window starts, before expiry               | 45 s      | 600 s     |
 
     Attributes:
         advisory_fraction: the advisory window is this fraction of the lifetime...
         advisory_max_seconds: ...but at most this long (botocore's advisory window).
         mandatory_fraction: the mandatory window is this fraction of the lifetime...
         mandatory_max_seconds: ...but at most this long (botocore's mandatory window).
-        jitter_fraction: the advisory refresh starts at a random point in the first
-            ``jitter_fraction`` of the advisory window, so a fleet does not refresh in
-            lockstep.
+        jitter_fraction: the advisory window starts at a random point in the first
+            ``jitter_fraction`` of the time between its earliest start and the mandatory
+            window, so a fleet does not refresh in lockstep.
         attempt_timeout_seconds: overall deadline of one refresh attempt, response body
             included (aiobotocore's read timeout does not bound a trickling response).
         backoff_initial_seconds: wait after the first failed attempt; doubled after each
