@@ -24,7 +24,9 @@ from aiobotocore.session import AioSession
 from aio_assume_role_lib.testing import LoopbackSTS
 
 HAS_AIOBOTO3 = importlib.util.find_spec("aioboto3") is not None
-HAS_TRIO = all(importlib.util.find_spec(name) is not None for name in ("trio", "httpx"))
+HAS_TRIO = importlib.util.find_spec("trio") is not None and any(
+    importlib.util.find_spec(name) is not None for name in ("httpx2", "httpx")
+)
 
 ROLE_A = "arn:aws:iam::111111111111:role/Reader"
 ROLE_B = "arn:aws:iam::222222222222:role/Writer"

@@ -25,6 +25,7 @@ from ._fetch import AssumeRoleFetcher, describe_error, is_permanent_error
 from ._params import AssumeRoleArgs, TokenCodeSource, prepare_args, validate_args
 from ._refresh import Refresher, RefreshPolicy
 from ._region import apply_region_mode
+from ._sts import StsClients
 
 if TYPE_CHECKING:
     import aioboto3
@@ -49,19 +50,24 @@ class _Entry:
 
 
 class _Shared:
-    """What one parent session shares between calls: credentials and children, both LRU."""
+    """What one parent session shares between calls: credentials and children (both LRU),
+    and the STS clients that fetch the credentials."""
 
-    def __init__(self) -> None:
+    def __init__(self, parent: Any) -> None:
+        self.sts_clients = StsClients(parent)
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self.children: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
 
     @staticmethod
-    def of(parent: Any) -> _Shared:
-        shared: _Shared | None = parent.__dict__.get(_SHARED_ATTRIBUTE)
+    def of(session: Any, parent: Any) -> _Shared:
+        """The table of ``session`` (as passed), whose botocore session is ``parent``."""
+        shared: _Shared | None = session.__dict__.get(_SHARED_ATTRIBUTE)
         if shared is None:
             with _create_shared_lock:
-                shared = parent.__dict__.setdefault(_SHARED_ATTRIBUTE, _Shared())
+                shared = session.__dict__.get(_SHARED_ATTRIBUTE)
+                if shared is None:
+                    shared = session.__dict__[_SHARED_ATTRIBUTE] = _Shared(parent)
         return shared
 
 
@@ -138,9 +144,9 @@ def _credentials_key(
 
 
 def _new_entry(
-    parent: Any, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
+    shared: _Shared, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> _Entry:
-    fetcher = AssumeRoleFetcher(parent, args, cache=cache)
+    fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache)
     refresher: Refresher[Any] = Refresher(
         fetcher,
         policy=refresh,
@@ -272,7 +278,11 @@ async def assume_role(
         Policy: a session policy, as a JSON string or a mapping.
         DurationSeconds: an ``int`` or a ``timedelta``.
         Tags: a list of ``{"Key": ..., "Value": ...}`` or a mapping of keys to values.
-        TransitiveTagKeys, ExternalId, SerialNumber, SourceIdentity: as in AssumeRole.
+        TransitiveTagKeys: tag keys that pass on to chained sessions, as in AssumeRole.
+        ExternalId: the external ID the role's trust policy may require.
+        SerialNumber: the MFA device's serial number or ARN, as in AssumeRole.
+        SourceIdentity: an identity that stays with the session and the roles chained
+            from it (and the default ``RoleSessionName``).
         TokenCode: the MFA code: a string (used for the first fetch only) or a
             callable, sync or async, called for each AssumeRole call that needs a code.
             A sync callable runs in a worker thread, so a prompt never blocks the loop.
@@ -310,7 +320,7 @@ async def assume_role(
     if await parent.get_credentials() is None:
         raise NoCredentialsError()
 
-    shared = _Shared.of(session)
+    shared = _Shared.of(session, parent)
     key = _credentials_key(args, cache, refresh)
     with shared.lock:
         entry: _Entry | None = _lru_get(shared.entries, key)
@@ -323,7 +333,7 @@ async def assume_role(
     with shared.lock:
         entry = _lru_get(shared.entries, key)
         if entry is None:
-            entry = _new_entry(parent, args, cache, refresh)
+            entry = _new_entry(shared, args, cache, refresh)
             _lru_put(shared.entries, key, entry)
         if validate:
             entry.validated = True

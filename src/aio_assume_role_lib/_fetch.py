@@ -2,9 +2,9 @@
 
 :class:`AssumeRoleFetcher` is the loader given to the refresher. Each call makes at most
 one AssumeRole request (botocore's own retries are off: the refresher owns retrying, so
-a flight is exactly one attempt), with an STS client made from the parent session at
-that moment, so it honours the parent's current region, credentials and endpoint
-settings, and is bound to no event loop.
+a flight is exactly one attempt), through the parent session's STS client for the
+running event loop (see ``_sts``), which follows the parent's region, credentials and
+endpoint settings.
 """
 
 from __future__ import annotations
@@ -22,7 +22,6 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
-from aiobotocore.config import AioConfig
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
@@ -36,6 +35,7 @@ from botocore.utils import parse_timestamp
 
 from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import RefreshTimeoutError
+from ._sts import StsClients
 
 logger = logging.getLogger("aio_assume_role_lib.fetch")
 
@@ -51,8 +51,6 @@ PERMANENT_ERROR_CODES = frozenset(
         "InvalidParameterValue",
     }
 )
-
-_STS_CLIENT_CONFIG = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
 
 # A response read back from the cache at start-up is used only if it still has this long
 # to live; anything shorter would be refreshed at once anyway.
@@ -143,12 +141,12 @@ class AssumeRoleFetcher:
 
     def __init__(
         self,
-        parent: Any,
+        sts_clients: StsClients,
         args: AssumeRoleArgs,
         *,
         cache: MutableMapping[str, Any] | None = None,
     ) -> None:
-        self._parent = parent
+        self._sts_clients = sts_clients
         self.kwargs: dict[str, Any] = dict(args.kwargs)
         if args.session_name_generated:
             # Fixed for the life of this fetcher, like botocore's, and not in the cache key.
@@ -186,9 +184,11 @@ class AssumeRoleFetcher:
         code = await self._next_token_code()
         if code is not None:
             request["TokenCode"] = code
+        sts = await self._sts_clients.get()
         try:
-            async with self._parent.create_client("sts", config=_STS_CLIENT_CONFIG) as sts:
-                response: dict[str, Any] = await sts.assume_role(**request)
+            response: dict[str, Any] = await sts.assume_role(**request)
+        except ClientError:
+            raise  # STS answered: the connection is fine
         except ResponseParserError:
             # botocore's message quotes the body, which may hold credentials: drop it.
             raise CredentialRetrievalError(
@@ -196,6 +196,11 @@ class AssumeRoleFetcher:
                 error_msg="STS sent a response that could not be parsed (botocore's DEBUG "
                 "logging shows the body; it may contain credentials)",
             ) from None
+        except BaseException:
+            # A broken connection, a deadline hit mid-response: the next attempt starts
+            # on a fresh client.
+            await self._sts_clients.discard()
+            raise
         account = _account_of(response)
         if account is not None:
             response["Credentials"]["AccountId"] = account  # as botocore's fetcher adds it

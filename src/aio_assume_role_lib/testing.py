@@ -762,7 +762,11 @@ class LoopbackSTS:
     async def _dispatch(self, request: web.BaseRequest, received: float) -> web.StreamResponse:
         request_id = str(uuid.uuid4())
         body = await request.read()
-        path, _, raw_query = request.raw_path.partition("?")
+        target = request.raw_path
+        if "://" in target.partition("?")[0]:
+            # The absolute form (``POST http://host:port/ HTTP/1.1``), which httpx sends.
+            target = "/" + target.split("://", 1)[1].partition("/")[2]
+        path, _, raw_query = target.partition("?")
         params = dict(parse_qsl(raw_query, keep_blank_values=True))
         if request.method == "POST":
             params.update(parse_qsl(body.decode("utf-8", "replace"), keep_blank_values=True))
