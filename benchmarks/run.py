@@ -1,0 +1,160 @@
+"""Benchmarks of SPEC section 5: this library beside the anchors, against a loopback STS.
+
+    python3 dev.py bench            full run (a few minutes on 2 cores); writes
+                                    docs/benchmarks.md and docs/benchmarks.png
+    python3 dev.py bench --smoke    tiny counts, seconds; writes to a temporary directory
+                                    (CI: it fails only if something crashes, never because
+                                    a target is missed)
+
+Options: ``--only S1,S5`` runs some scenarios; ``--out DIR`` writes elsewhere; ``-v`` shows
+the libraries' log output (refresh failures are expected in S7).
+
+Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
+request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
+through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import platform
+import sys
+import tempfile
+import time
+from importlib.metadata import version
+from pathlib import Path
+
+from _contenders import make_contenders
+from _report import render_chart, render_markdown
+from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
+from _sts_process import RemoteSTS
+
+ROOT = Path(__file__).resolve().parent.parent
+PACKAGES = [
+    "aio-assume-role-lib",
+    "aiobotocore",
+    "botocore",
+    "aioboto3",
+    "boto3",
+    "aws-assume-role-lib",
+    "aioboto3-assume",
+]
+
+
+def _parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
+    parser.add_argument("--smoke", action="store_true", help="tiny counts; output to a temp dir")
+    parser.add_argument("--out", type=Path, help="directory for benchmarks.md and benchmarks.png")
+    parser.add_argument("--only", help="comma-separated scenario ids, e.g. S1,S7")
+    parser.add_argument("-v", "--verbose", action="store_true", help="show library log output")
+    return parser.parse_args(argv)
+
+
+def _isolate_aws_environment(home: Path, sts: RemoteSTS) -> Path:
+    """Point every AWS setting at the loopback STS and a temporary config; return the config.
+
+    The developer's own AWS configuration must not leak in. The source profile holds the
+    loopback server's root key, which only that server (gone after the run) accepts.
+    """
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            del os.environ[name]
+    config_file = home / "aws-config"
+    credentials_file = home / "aws-credentials"
+    environ = sts.environ()
+    credentials_file.write_text(
+        "[source]\n"
+        f"aws_access_key_id = {environ['AWS_ACCESS_KEY_ID']}\n"
+        f"aws_secret_access_key = {environ['AWS_SECRET_ACCESS_KEY']}\n"
+    )
+    config_file.write_text("[profile source]\nregion = us-east-1\n")
+    credentials_file.chmod(0o600)
+    os.environ.update(environ)
+    os.environ["AWS_CONFIG_FILE"] = str(config_file)
+    os.environ["AWS_SHARED_CREDENTIALS_FILE"] = str(credentials_file)
+    os.environ["AWS_EC2_METADATA_DISABLED"] = "true"
+    return config_file
+
+
+async def _run_all(
+    sts: RemoteSTS, config: Config, config_file: Path, selected: list[str]
+) -> list[Row]:
+    contenders = make_contenders(config_file)
+    for contender in contenders:
+        await contender.warm_up()
+    context = Context(sts, contenders, config)
+    rows: list[Row] = []
+    try:
+        for scenario in SCENARIOS:
+            if scenario.id not in selected:
+                continue
+            started = time.perf_counter()
+            print(f"== {scenario.id} {scenario.title}", file=sys.stderr, flush=True)
+            # A hard bound on each scenario, so that a hang is a crash, not a stuck CI job.
+            rows += await asyncio.wait_for(scenario.run(context), config.scenario_timeout)
+            print(f"   {time.perf_counter() - started:.1f} s", file=sys.stderr, flush=True)
+    finally:
+        for contender in contenders:
+            await contender.close()
+    return rows
+
+
+def _environment() -> list[str]:
+    versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
+    return [
+        f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
+        f"Python {platform.python_version()}",
+        f"packages: {versions}",
+    ]
+
+
+def main(argv: list[str]) -> int:
+    args = _parse(argv)
+    config = SMOKE if args.smoke else FULL
+    selected = [s.id for s in SCENARIOS]
+    if args.only:
+        selected = [part.strip().upper() for part in args.only.split(",")]
+        unknown = set(selected) - {s.id for s in SCENARIOS}
+        if unknown:
+            print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
+            return 2
+    if args.out is not None:
+        out_dir = args.out
+    elif args.smoke:
+        out_dir = Path(tempfile.mkdtemp(prefix="aio-arl-bench-"))
+    else:
+        out_dir = ROOT / "docs"
+    if not args.verbose:
+        # Refresh failures are logged as warnings (S7 causes many on purpose).
+        logging.getLogger().addHandler(logging.NullHandler())
+        logging.getLogger().setLevel(logging.CRITICAL)
+
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="aio-arl-bench-home-") as home:
+        sts = RemoteSTS(latency=config.sts_latency)
+        try:
+            config_file = _isolate_aws_environment(Path(home), sts)
+            rows = asyncio.run(_run_all(sts, config, config_file, selected))
+        finally:
+            sts.stop()
+    runtime = time.perf_counter() - started
+
+    command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
+    if args.only:
+        command += f" --only {args.only}"
+    report = render_markdown(
+        rows, config, environment=_environment(), command=command, runtime=runtime
+    )
+    print(report)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    (out_dir / "benchmarks.md").write_text(report)
+    render_chart(rows, out_dir / "benchmarks.png")
+    print(f"wrote {out_dir / 'benchmarks.md'} and {out_dir / 'benchmarks.png'}", file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
