@@ -1,0 +1,954 @@
+"""SPEC §4 R1-R10: the refresh engine seen from outside, over real HTTP.
+
+Every test drives real aiobotocore / aioboto3 clients against the loopback STS
+(``aio_assume_role_lib.testing``): call counts and outcomes come from what the server
+received, identities from GetCallerIdentity. Time is real here (``test_refresh.py`` drives
+the refresher with a hand clock), so lifetimes are seconds long and every load loop is
+bounded both in the number of requests and in time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import threading
+import time
+from collections import Counter
+from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+from itertools import pairwise
+from typing import Any
+
+import anyio
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import ClientError, RefreshWithMFAUnsupportedError
+
+from aio_assume_role_lib import RefreshPolicy, assume_role
+from aio_assume_role_lib._refresh import RefreshTimeoutError
+from aio_assume_role_lib.testing import LoopbackSTS, STSCall
+
+from .conftest import (
+    HAS_TRIO,
+    ROLE_A,
+    ROLE_B,
+    botocore_session,
+    caller_arn,
+    client,
+    make_parent,
+)
+
+pytestmark = pytest.mark.anyio
+
+READER_ARN = "arn:aws:sts::111111111111:assumed-role/Reader/"
+WRITER_ARN = "arn:aws:sts::222222222222:assumed-role/Writer/"
+MFA_SERIAL = "arn:aws:iam::123456789012:mfa/tester"
+TRAFFIC_INTERVAL = 0.02  # one request every 20 ms: "steady traffic"
+# Botocore's own retries would hide what one request saw; the engine's retries are the point.
+ONE_ATTEMPT = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+# Enough connections that no request waits for one (a request is signed before it waits,
+# and a signature made long before sending is not what these tests are about).
+TRAFFIC_CONFIG = AioConfig(
+    retries={"total_max_attempts": 1, "mode": "standard"}, max_pool_connections=100
+)
+
+
+# --- helpers ----------------------------------------------------------------------------
+
+
+def assume_role_calls(sts: LoopbackSTS) -> list[STSCall]:
+    return [call for call in sts.calls if call.action == "AssumeRole"]
+
+
+def identity_calls(sts: LoopbackSTS) -> list[STSCall]:
+    return [call for call in sts.calls if call.action == "GetCallerIdentity"]
+
+
+async def credentials_of(session: Any) -> Any:
+    """The child's shared credentials object (what aiobotocore's signer awaits)."""
+    return await botocore_session(session).get_credentials()
+
+
+async def sleep_until(moment: float) -> None:
+    await anyio.sleep(max(0.0, moment - time.time()))
+
+
+def expiry_of(credentials: Any) -> float:
+    expiry: datetime = credentials.expiry_time
+    assert expiry is not None
+    return expiry.timestamp()
+
+
+@dataclass
+class Outcome:
+    started: float  # time.time() when the operation began
+    duration: float  # seconds
+    value: Any = None
+    error: BaseException | None = None
+
+
+async def attempt(operation: Callable[[], Awaitable[Any]]) -> Outcome:
+    started, clock = time.time(), time.perf_counter()
+    try:
+        value = await operation()
+    except Exception as exc:
+        return Outcome(started, time.perf_counter() - clock, error=exc)
+    return Outcome(started, time.perf_counter() - clock, value=value)
+
+
+async def traffic(
+    operation: Callable[[], Awaitable[Any]],
+    *,
+    until: float,
+    limit: int,
+    interval: float = TRAFFIC_INTERVAL,
+) -> list[Outcome]:
+    """Start ``operation`` every ``interval`` s, each in its own task, until ``until``.
+
+    At most ``limit`` operations; returns once all of them have finished (within a bound).
+    """
+    outcomes: list[Outcome] = []
+
+    async def one() -> None:
+        outcomes.append(await attempt(operation))
+
+    first = time.time()
+    with anyio.fail_after(max(until - first, 0.0) + 30.0):
+        async with anyio.create_task_group() as tasks:
+            for index in range(limit):
+                if time.time() >= until:
+                    break
+                tasks.start_soon(one)
+                await sleep_until(first + (index + 1) * interval)
+    return sorted(outcomes, key=lambda outcome: outcome.started)
+
+
+async def all_at_once(count: int, operation: Callable[[], Awaitable[Any]]) -> list[Outcome]:
+    """Run ``count`` concurrent ``operation`` tasks; every result or error, in start order."""
+    outcomes: list[Outcome | None] = [None] * count
+
+    async def one(index: int) -> None:
+        outcomes[index] = await attempt(operation)
+
+    with anyio.fail_after(60):
+        async with anyio.create_task_group() as tasks:
+            for index in range(count):
+                tasks.start_soon(one, index)
+    return [outcome for outcome in outcomes if outcome is not None]
+
+
+def errors_of(outcomes: Iterable[Outcome]) -> list[BaseException]:
+    return [outcome.error for outcome in outcomes if outcome.error is not None]
+
+
+def error_code(error: BaseException) -> str:
+    assert isinstance(error, ClientError), repr(error)
+    return str(error.response["Error"]["Code"])
+
+
+def secrets_of(*frozen: Any) -> set[str]:
+    return {value for item in frozen for value in (item.secret_key, item.token)}
+
+
+def exception_texts(error: BaseException) -> Iterator[str]:
+    """str() and repr() of an exception and of every exception chained to it."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield str(current)
+        yield repr(current)
+        current = current.__cause__ or current.__context__
+
+
+def assert_no_secrets(texts: Iterable[str], secrets: set[str]) -> None:
+    assert secrets, "no secrets to look for"
+    for text in texts:
+        for secret in secrets:
+            assert secret not in text, "a secret access key or session token leaked"
+
+
+async def wait_for(condition: Callable[[], bool]) -> None:
+    """Poll ``condition`` (state in the server's thread, which no event of ours can signal)."""
+    with anyio.fail_after(5):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.01)
+
+
+async def settled(credentials: Any) -> Any:
+    """Wait until no refresh is in flight (so counters and the server's record agree)."""
+    stats = credentials.refresh_stats
+    await wait_for(lambda: stats.attempts == stats.successes + stats.failures)
+    return stats
+
+
+def httpx_parent() -> AioSession:
+    """An AioSession whose clients (and its children's) use aiobotocore's httpx backend."""
+    from aiobotocore.httpxsession import HttpxSession
+
+    parent = AioSession()
+    parent.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
+    return parent
+
+
+# --- R1: single flight -------------------------------------------------------------------
+
+
+async def test_r1_ten_thousand_concurrent_callers_make_one_assume_role_call(
+    sts: LoopbackSTS,
+) -> None:
+    sts.credential_lifetime = 1.0
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="single-flight")
+    credentials = await credentials_of(child)
+    sts.latency = 0.1  # every caller is surely waiting before the one answer arrives
+    seen_keys: list[str] = []
+
+    async def crowd(reason: str) -> None:
+        before = sts.assume_role_count
+        outcomes = await all_at_once(10_000, credentials.get_frozen_credentials)
+        assert errors_of(outcomes) == [], reason
+        frozen = {outcome.value for outcome in outcomes}
+        assert len(frozen) == 1, reason  # everyone got the very same credentials
+        assert sts.assume_role_count == before + 1, reason
+        (issued,) = frozen
+        last_call = assume_role_calls(sts)[-1]
+        assert last_call.outcome == "ok"
+        assert issued.access_key == last_call.issued_access_key_id, reason
+        seen_keys.append(issued.access_key)
+
+    await crowd("first use")
+    await sleep_until(expiry_of(credentials) + 0.05)
+    await crowd("expired")  # (after an invalidation: the trio test and the MFA tests)
+
+    assert len(set(seen_keys)) == 2
+    assert sts.assume_role_count == 2
+    assert credentials.refresh_stats.attempts == 2
+    print(f"\nR1: 2 x 10,000 concurrent callers -> {sts.assume_role_count} AssumeRole calls")
+
+
+# --- R2: shared across calls -----------------------------------------------------------
+
+
+async def test_r2_ten_thousand_assume_role_calls_share_one_child_and_one_sts_call(
+    parent: Any, sts: LoopbackSTS
+) -> None:
+    outcomes = await all_at_once(10_000, lambda: assume_role(parent, ROLE_A))
+    assert errors_of(outcomes) == []
+    children = {id(outcome.value) for outcome in outcomes}
+    assert len(children) == 1  # the docstring says so: a repeat call returns the same child
+    child = outcomes[0].value
+    assert child.assume_role_parent_session is parent
+    assert sts.assume_role_count == 0  # no STS call inside assume_role()
+
+    # The per-request pattern: 190 requests through one shared client...
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as shared_client:
+        shared = await all_at_once(190, shared_client.get_caller_identity)
+
+    # ...and 10 that each call assume_role() and make their own client (~0.1 s apiece).
+    async def per_request() -> str:
+        again = await assume_role(parent, ROLE_A)
+        assert again is child
+        return await caller_arn(again)
+
+    own = await all_at_once(10, per_request)
+    assert errors_of(shared + own) == []
+    arns = {outcome.value["Arn"] for outcome in shared} | {outcome.value for outcome in own}
+    assert len(arns) == 1
+    assert arns.pop().startswith(READER_ARN + "botocore-session-")
+    assert sts.assume_role_count == 1
+    print(
+        f"\nR2: 10,000 assume_role() + 200 GetCallerIdentity -> "
+        f"{sts.assume_role_count} AssumeRole call"
+    )
+
+
+async def test_r2_different_arguments_or_parents_never_share_credentials(
+    parent: Any, session_kind: str, sts: LoopbackSTS
+) -> None:
+    other_parent = make_parent(session_kind)
+    base = await assume_role(parent, ROLE_A, RoleSessionName="shared")
+    variants = {
+        "base": base,
+        "same args again": await assume_role(parent, ROLE_A, RoleSessionName="shared"),
+        "other session name": await assume_role(parent, ROLE_A, RoleSessionName="other"),
+        "other role": await assume_role(parent, ROLE_B, RoleSessionName="shared"),
+        "other parent": await assume_role(other_parent, ROLE_A, RoleSessionName="shared"),
+    }
+    assert variants["same args again"] is base
+    distinct = {name: child for name, child in variants.items() if name != "same args again"}
+    assert len({id(child) for child in distinct.values()}) == 4
+    credentials = [await credentials_of(child) for child in distinct.values()]
+    assert len({id(item) for item in credentials}) == 4
+
+    arns = {name: await caller_arn(child) for name, child in distinct.items()}
+    assert arns == {
+        "base": READER_ARN + "shared",
+        "other session name": READER_ARN + "other",
+        "other role": WRITER_ARN + "shared",
+        "other parent": READER_ARN + "shared",
+    }
+    # Same identity as "base", but its own credentials: the keys that signed differ.
+    signing_keys = [call.access_key_id for call in identity_calls(sts)]
+    issued_keys = [(await item.get_frozen_credentials()).access_key for item in credentials]
+    assert signing_keys == issued_keys
+    assert len(set(signing_keys)) == 4
+    assert sts.assume_role_count == 4
+
+
+# --- R3: windows scaled to the lifetime --------------------------------------------------
+
+
+async def test_r3_steady_traffic_refreshes_about_once_per_lifetime(sts: LoopbackSTS) -> None:
+    lifetime, duration = 6.0, 14.0
+    sts.credential_lifetime = lifetime
+    policy = RefreshPolicy()  # the defaults are what is under test
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="steady")
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+        outcomes = await traffic(
+            api.get_caller_identity, until=time.time() + duration, limit=int(duration / 0.02)
+        )
+    stats = await settled(await credentials_of(child))
+
+    assert errors_of(outcomes) == []
+    assert {call.outcome for call in identity_calls(sts)} == {"ok"}  # never ExpiredToken
+    calls = assume_role_calls(sts)
+    assert {call.outcome for call in calls} == {"ok"}
+    elapsed = outcomes[-1].started - calls[0].time
+    # At least one call per lifetime (or some request would have met ExpiredToken)...
+    fewest = 1 + math.floor(elapsed / lifetime)
+    # ...and no refresh before the advisory window, which opens 20% before expiry.
+    most = 1 + math.ceil(elapsed / (lifetime * (1 - policy.advisory_fraction)))
+    assert fewest <= len(calls) <= most
+    for earlier, later in pairwise(calls):
+        gap = later.time - earlier.time
+        # Inside the advisory window (jittered), never as late as the mandatory window.
+        assert lifetime * (1 - policy.advisory_fraction) - 0.05 <= gap
+        assert gap < lifetime * (1 - policy.mandatory_fraction)
+    assert stats.mandatory_refreshes == 1  # the first use; every later one was advisory
+    assert stats.advisory_refreshes == len(calls) - 1
+    mean_gap = (calls[-1].time - calls[0].time) / (len(calls) - 1)
+    print(
+        f"\nR3: {len(outcomes)} requests over {elapsed:.1f} s of {lifetime:g} s credentials -> "
+        f"{len(calls)} AssumeRole calls, one every {mean_gap:.2f} s "
+        f"({lifetime / mean_gap:.2f} per lifetime)"
+    )
+
+
+async def test_r3_requests_during_the_advisory_refresh_do_not_wait(sts: LoopbackSTS) -> None:
+    lifetime, latency = 3.0, 1.0
+    sts.credential_lifetime = lifetime
+    # The advisory window opens half-way (no jitter) so the test need not wait 5 s for it.
+    policy = RefreshPolicy(advisory_fraction=0.5, jitter_fraction=0.0)
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="advisory", refresh=policy)
+    credentials = await credentials_of(child)
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+        await api.get_caller_identity()
+        first_key = (await credentials.get_frozen_credentials()).access_key
+        expiry = expiry_of(credentials)
+        advisory_opens = expiry - lifetime * policy.advisory_fraction
+        mandatory_opens = expiry - lifetime * policy.mandatory_fraction
+
+        await sleep_until(advisory_opens - 0.1)
+        sts.latency = latency  # the refresh, and every request, now takes 1 s at STS
+        until = mandatory_opens - 0.1
+        async with anyio.create_task_group() as tasks:
+            results: dict[str, list[Outcome]] = {}
+
+            async def run(name: str, operation: Callable[[], Awaitable[Any]]) -> None:
+                results[name] = await traffic(operation, until=until, limit=100)
+
+            tasks.start_soon(run, "requests", api.get_caller_identity)
+            tasks.start_soon(run, "signer", credentials.get_frozen_credentials)
+
+    requests, signer = results["requests"], results["signer"]
+    assert errors_of(requests + signer) == []
+    calls = assume_role_calls(sts)
+    assert len(calls) == 2
+    refresh = calls[1]
+    assert refresh.outcome == "ok"
+    assert advisory_opens - 0.05 <= refresh.time < mandatory_opens  # started in advisory
+    during = [o for o in requests if refresh.time <= o.started < refresh.time + latency]
+    assert len(during) >= 10  # requests really were made while the refresh ran
+    # A request that waited for the refresh would take latency (refresh) + latency (own).
+    assert max(o.duration for o in requests) < latency + 0.5
+    assert max(o.duration for o in signer) < 0.5
+    # Those requests were signed with the still-valid credentials.
+    by_key = {
+        call.access_key_id
+        for call in identity_calls(sts)
+        if call.time < refresh.time + latency - 0.1
+    }
+    assert by_key == {first_key}
+    assert {call.outcome for call in identity_calls(sts)} == {"ok"}
+
+
+# --- R4: failure handling -----------------------------------------------------------------
+
+
+def most_attempts(policy: RefreshPolicy, window: float) -> int:
+    """Attempts possible in ``window`` seconds with the shortest backoffs the policy allows.
+
+    The wait after ``n`` failures is ``backoff_initial_seconds`` doubled ``n - 1`` times,
+    capped at ``backoff_max_seconds``, with "equal jitter" (never less than half of it).
+    """
+    attempts, elapsed = 1, 0.0
+    while attempts < 1_000:
+        ceiling = min(
+            policy.backoff_max_seconds, policy.backoff_initial_seconds * 2 ** (attempts - 1)
+        )
+        elapsed += ceiling / 2
+        if elapsed > window:
+            break
+        attempts += 1
+    return attempts
+
+
+async def test_r4_failed_advisory_refresh_keeps_serving_and_backs_off(sts: LoopbackSTS) -> None:
+    lifetime, outage = 4.0, 2.0
+    sts.credential_lifetime = lifetime
+    # A wide advisory window (from 0.4 s after the fetch to 0.2 s before expiry), no jitter.
+    policy = RefreshPolicy(
+        advisory_fraction=0.9,
+        jitter_fraction=0.0,
+        backoff_initial_seconds=0.2,
+        backoff_max_seconds=0.8,
+    )
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="outage", refresh=policy)
+    credentials = await credentials_of(child)
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+        await api.get_caller_identity()
+        first_key = (await credentials.get_frozen_credentials()).access_key
+        expiry = expiry_of(credentials)
+        advisory_opens = expiry - lifetime * policy.advisory_fraction
+        mandatory_opens = expiry - lifetime * policy.mandatory_fraction
+
+        for _ in range(50):  # STS is down for the whole outage
+            sts.fail_next("throttling")
+            sts.fail_next("5xx")
+        during_outage = await traffic(
+            api.get_caller_identity, until=advisory_opens + outage, limit=200
+        )
+        await settled(credentials)  # no request is running, so no new attempt can start
+        failed = assume_role_calls(sts)[1:]
+        served = identity_calls(sts)
+        sts.reset()  # STS is back
+        recovery = await traffic(api.get_caller_identity, until=mandatory_opens - 0.2, limit=200)
+        stats = await settled(credentials)
+
+    # Every request succeeded (none waited for a failing attempt), with the valid credentials.
+    assert errors_of(during_outage + recovery) == []
+    assert {call.access_key_id for call in served} == {first_key}
+    assert {call.outcome for call in served} == {"ok"}
+    # The failing refresh was retried with backoff, not on each of ~100 requests.
+    assert {call.outcome for call in failed} == {"throttling", "5xx"}
+    assert 2 <= len(failed) <= most_attempts(policy, outage + 0.05)
+    # Once STS answers again, the next attempt succeeds before the mandatory window.
+    # (With a window of 90% of the lifetime, the new credentials soon refresh again.)
+    recovered = assume_role_calls(sts)
+    assert {call.outcome for call in recovered} == {"ok"}
+    assert recovered[0].time < mandatory_opens
+    assert recovered[0].time < advisory_opens + outage + policy.backoff_max_seconds + 0.5
+    later = [call for call in identity_calls(sts) if call.time > recovered[0].time + 0.1]
+    assert later
+    assert first_key not in {call.access_key_id for call in later}
+    assert stats.failures == len(failed)
+    assert stats.successes == 1 + len(recovered)
+    assert stats.mandatory_refreshes == 1
+    print(f"\nR4: {outage:.0f} s STS outage in the advisory window -> {len(failed)} attempts")
+
+
+async def test_r4_failed_mandatory_refresh_gives_every_waiter_the_one_error(
+    sts: LoopbackSTS,
+) -> None:
+    sts.credential_lifetime = 1.0
+    policy = RefreshPolicy(backoff_initial_seconds=0.3, backoff_max_seconds=0.3)
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="mandatory", refresh=policy)
+    credentials = await credentials_of(child)
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+        await api.get_caller_identity()
+        frozen = await credentials.get_frozen_credentials()
+        await sleep_until(expiry_of(credentials) + 0.05)
+
+        sts.fail_next("5xx")
+        sts.latency = 0.2
+        waiters = await all_at_once(20, api.get_caller_identity)
+        sts.latency = 0.0
+        errors = errors_of(waiters)
+        assert len(errors) == 20
+        assert {error_code(error) for error in errors} == {"InternalFailure"}
+        assert len({str(error) for error in errors}) == 1
+        assert "AssumeRole" in str(errors[0])
+        assert sts.assume_role_count == 2  # one attempt for the whole flight
+
+        # Within the backoff: the same error at once, no new attempt.
+        with pytest.raises(ClientError) as again:
+            await api.get_caller_identity()
+        assert str(again.value) == str(errors[0])
+        assert sts.assume_role_count == 2
+
+        await anyio.sleep(policy.backoff_max_seconds + 0.05)
+        assert (await api.get_caller_identity())["Arn"] == READER_ARN + "mandatory"
+
+    assert [call.outcome for call in assume_role_calls(sts)] == ["ok", "5xx", "ok"]
+    # Only the first request and the last one reached STS: no waiter sent an expired key.
+    assert [call.outcome for call in identity_calls(sts)] == ["ok", "ok"]
+    assert_no_secrets(
+        (text for error in [*errors, again.value] for text in exception_texts(error)),
+        secrets_of(frozen),
+    )
+
+
+async def test_r4_permanent_error_is_not_retried_in_a_hot_loop(sts: LoopbackSTS) -> None:
+    policy = RefreshPolicy(permanent_error_backoff_seconds=1.5)
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="denied", refresh=policy)
+    sts.fail_next("access_denied")
+    async with client(child, "sts", config=ONE_ATTEMPT) as api:
+        with pytest.raises(ClientError) as first:
+            await api.get_caller_identity()
+        failed_at = time.time()
+        assert error_code(first.value) == "AccessDenied"
+        assert "not authorized to perform: sts:AssumeRole" in str(first.value)
+
+        outcomes = await all_at_once(200, api.get_caller_identity)
+        assert time.time() - failed_at < policy.permanent_error_backoff_seconds
+        assert {error_code(error) for error in errors_of(outcomes)} == {"AccessDenied"}
+        assert len(errors_of(outcomes)) == 200
+        assert sts.assume_role_count == 1  # no further attempt during the backoff
+        assert identity_calls(sts) == []
+
+        await sleep_until(failed_at + policy.permanent_error_backoff_seconds + 0.05)
+        assert (await api.get_caller_identity())["Arn"] == READER_ARN + "denied"
+    assert [call.outcome for call in assume_role_calls(sts)] == ["access_denied", "ok"]
+    stats = (await credentials_of(child)).refresh_stats
+    assert stats.fast_failures >= 200
+    assert stats.attempts == 2
+
+
+# --- R5: cancellation -----------------------------------------------------------------------
+
+
+async def test_r5_cancelling_the_task_that_triggered_a_refresh_does_not_abort_it(
+    sts: LoopbackSTS,
+) -> None:
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="cancelled")
+    credentials = await credentials_of(child)
+    sts.latency = 0.5
+    async with client(child, "sts", config=ONE_ATTEMPT) as api:
+        with anyio.fail_after(10):
+            with anyio.CancelScope() as disconnected:
+                async with anyio.create_task_group() as trigger:
+                    # The first use: this request starts the mandatory refresh...
+                    trigger.start_soon(api.get_caller_identity)
+                    await wait_for(lambda: sts.assume_role_count == 1)
+                    disconnected.cancel()  # ...and its client goes away while STS works.
+            assert disconnected.cancelled_caught
+            assert assume_role_calls(sts) == []  # STS has not answered yet
+            second = await attempt(credentials.get_frozen_credentials)
+        assert second.error is None
+        # The refresh finished, and the second request joined it instead of starting another.
+        (call,) = assume_role_calls(sts)
+        assert call.outcome == "ok"
+        assert second.value.access_key == call.issued_access_key_id
+        sts.latency = 0.0
+        assert (await api.get_caller_identity())["Arn"] == READER_ARN + "cancelled"
+    assert sts.assume_role_count == 1
+    assert [call.access_key_id for call in identity_calls(sts)] == [call.issued_access_key_id]
+
+
+# --- R6: an overall deadline per attempt --------------------------------------------------
+
+
+async def test_r6_trickling_response_times_out_at_the_attempt_deadline(sts: LoopbackSTS) -> None:
+    policy = RefreshPolicy(attempt_timeout_seconds=1.5, backoff_initial_seconds=0.2)
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="trickle", refresh=policy)
+    sts.fail_next("trickle")
+    async with client(child, "sts", config=ONE_ATTEMPT) as api:
+        started = time.perf_counter()
+        with pytest.raises(TimeoutError) as caught:
+            await api.get_caller_identity()
+        waited = time.perf_counter() - started
+        assert isinstance(caught.value, RefreshTimeoutError)
+        assert 1.4 <= waited < 3.0  # the 1.5 s deadline, not the ~30 s trickle
+        assert "1.5 s" in str(caught.value)
+        assert "attempt_timeout_seconds" in str(caught.value)
+
+        await anyio.sleep(policy.backoff_initial_seconds + 0.05)
+        assert (await api.get_caller_identity())["Arn"] == READER_ARN + "trickle"
+    assert [call.outcome for call in assume_role_calls(sts)] == ["trickle", "ok"]
+    stats = (await credentials_of(child)).refresh_stats
+    assert stats.timeouts == 1
+    assert stats.successes == 1
+
+
+# --- R7: asyncio, trio, several event loops --------------------------------------------------
+
+
+@pytest.mark.trio
+@pytest.mark.skipif(not HAS_TRIO, reason="trio and httpx are installed on stack S1 only")
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_r7_child_works_on_trio_with_the_httpx_backend(sts: LoopbackSTS) -> None:
+    child = await assume_role(httpx_parent(), ROLE_A, RoleSessionName="on-trio")
+    assert await caller_arn(child) == READER_ARN + "on-trio"
+
+    credentials = await credentials_of(child)
+    credentials.invalidate()
+    sts.latency = 0.1
+    outcomes = await all_at_once(1_000, credentials.get_frozen_credentials)
+    assert errors_of(outcomes) == []
+    assert len({outcome.value for outcome in outcomes}) == 1
+    assert sts.assume_role_count == 2
+    assert {call.outcome for call in assume_role_calls(sts)} == {"ok"}
+
+
+def test_r7_same_child_across_sequential_asyncio_run_calls(sts: LoopbackSTS) -> None:
+    parent = make_parent()
+
+    async def first_loop() -> tuple[Any, str]:
+        child = await assume_role(parent, ROLE_A, RoleSessionName="loops")
+        return child, await caller_arn(child)
+
+    async def second_loop() -> None:
+        # The loop ends while a refresh it started is still waiting for STS.
+        (await credentials_of(child)).invalidate()
+        sts.latency = 0.5
+        asyncio.get_running_loop().create_task(caller_arn(child))
+        await wait_for(lambda: sts.assume_role_count == 2)
+
+    async def third_loop() -> str:
+        sts.latency = 0.0
+        return await caller_arn(child)
+
+    child, arn = asyncio.run(first_loop())
+    assert arn == READER_ARN + "loops"
+    asyncio.run(second_loop())
+    assert asyncio.run(third_loop()) == READER_ARN + "loops"
+    assert asyncio.run(third_loop()) == READER_ARN + "loops"
+    # The first fetch, the one abandoned with the second loop, and one for the third.
+    assert sts.assume_role_count == 3
+
+
+def test_r7_same_child_from_four_threads_each_with_its_own_loop(sts: LoopbackSTS) -> None:
+    lifetime, duration, threads = 2.0, 5.0, 4
+    sts.credential_lifetime = lifetime
+    parent = make_parent()
+    child = asyncio.run(assume_role(parent, ROLE_A, RoleSessionName="threads"))
+    policy = RefreshPolicy()
+    until = time.time() + duration
+    results: list[list[Outcome]] = []
+    crashes: list[BaseException] = []
+
+    async def worker() -> list[Outcome]:
+        async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+            return await traffic(api.get_caller_identity, until=until, limit=300)
+
+    def thread_main() -> None:
+        try:
+            results.append(asyncio.run(worker()))
+        except BaseException as exc:
+            crashes.append(exc)
+
+    workers = [threading.Thread(target=thread_main) for _ in range(threads)]
+    for thread in workers:
+        thread.start()
+    for thread in workers:
+        thread.join(duration + 30)
+    assert not any(thread.is_alive() for thread in workers)
+    assert crashes == []
+    outcomes = [outcome for per_thread in results for outcome in per_thread]
+    errors = errors_of(outcomes)
+    assert not any("different event loop" in str(error) for error in errors)
+    assert errors == []
+    assert len(outcomes) > threads * duration / TRAFFIC_INTERVAL * 0.5
+    assert {call.outcome for call in identity_calls(sts)} == {"ok"}  # never ExpiredToken
+    calls = assume_role_calls(sts)
+    assert {call.outcome for call in calls} == {"ok"}
+    elapsed = max(outcome.started for outcome in outcomes) - calls[0].time
+    fewest = 1 + math.floor(elapsed / lifetime)
+    most = 1 + math.ceil(elapsed / (lifetime * (1 - policy.advisory_fraction)))
+    # One call per lifetime for all threads together, not one per thread.
+    assert fewest <= len(calls) <= most
+    print(f"\nR7: {threads} threads x {duration:.0f} s of 2 s credentials -> {len(calls)} calls")
+
+
+# --- R8: MFA --------------------------------------------------------------------------------
+
+
+async def test_r8_sync_token_code_runs_in_a_worker_thread_once_per_sts_call(
+    sts: LoopbackSTS,
+) -> None:
+    loop_thread = threading.get_ident()
+    code_threads: list[int] = []
+    prompt_times: list[tuple[float, float]] = []
+    codes = iter(f"{n:06d}" for n in range(1, 100))
+
+    def prompt() -> str:  # a blocking prompt, as getpass would be
+        code_threads.append(threading.get_ident())
+        started = time.perf_counter()
+        time.sleep(0.2)
+        prompt_times.append((started, time.perf_counter()))
+        return next(codes)
+
+    child = await assume_role(
+        make_parent(),
+        ROLE_A,
+        RoleSessionName="mfa-sync",
+        SerialNumber=MFA_SERIAL,
+        TokenCode=prompt,
+        refresh=RefreshPolicy(backoff_initial_seconds=0.2),
+    )
+    assert code_threads == []  # nothing is called inside assume_role()
+    credentials = await credentials_of(child)
+    ticks: list[float] = []
+
+    async def tick() -> None:  # runs only while the event loop is free
+        while True:
+            await anyio.sleep(0.01)
+            ticks.append(time.perf_counter())
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(tick)
+        assert await caller_arn(child) == READER_ARN + "mfa-sync"
+        credentials.invalidate()
+        sts.fail_next("5xx")  # a failed STS call used a code too; the retry needs a new one
+        with pytest.raises(ClientError):
+            await caller_arn(child, config=ONE_ATTEMPT)
+        await anyio.sleep(credentials.refresh_policy.backoff_initial_seconds)
+        assert await caller_arn(child) == READER_ARN + "mfa-sync"
+        tasks.cancel_scope.cancel()
+
+    calls = assume_role_calls(sts)
+    assert [call.params.get("TokenCode") for call in calls] == ["000001", "000002", "000003"]
+    assert [call.params.get("SerialNumber") for call in calls] == [MFA_SERIAL] * 3
+    assert len(code_threads) == 3
+    assert loop_thread not in code_threads
+    # The loop kept running while each 0.2 s prompt blocked its thread.
+    for started, ended in prompt_times:
+        assert sum(started < moment < ended for moment in ticks) >= 5
+
+
+async def test_r8_async_token_code_is_called_once_per_sts_call(
+    parent: Any, sts: LoopbackSTS
+) -> None:
+    issued: list[str] = []
+
+    async def token_code() -> str:
+        await anyio.sleep(0.01)
+        issued.append(f"{len(issued) + 1:06d}")
+        return issued[-1]
+
+    child = await assume_role(
+        parent, ROLE_A, RoleSessionName="mfa-async", SerialNumber=MFA_SERIAL, TokenCode=token_code
+    )
+    credentials = await credentials_of(child)
+    sts.latency = 0.1
+    for _ in range(3):  # first use, then two refreshes, each awaited by 50 callers
+        outcomes = await all_at_once(50, credentials.get_frozen_credentials)
+        assert errors_of(outcomes) == []
+        credentials.invalidate()
+    assert issued == ["000001", "000002", "000003"]
+    assert [call.params.get("TokenCode") for call in assume_role_calls(sts)] == issued
+
+
+@pytest.mark.parametrize("stale_by", ["invalidate", "expiry"])
+async def test_r8_static_token_code_serves_only_the_first_fetch(
+    parent: Any, sts: LoopbackSTS, stale_by: str
+) -> None:
+    sts.credential_lifetime = 1.0
+    child = await assume_role(
+        parent, ROLE_A, RoleSessionName="mfa-static", SerialNumber=MFA_SERIAL, TokenCode="123456"
+    )
+    assert await caller_arn(child) == READER_ARN + "mfa-static"
+    credentials = await credentials_of(child)
+    frozen = await credentials.get_frozen_credentials()
+    if stale_by == "invalidate":
+        credentials.invalidate()
+    else:
+        await sleep_until(expiry_of(credentials) + 0.05)
+    with pytest.raises(RefreshWithMFAUnsupportedError) as caught:
+        await caller_arn(child)
+    assert "TokenCode" in str(caught.value)
+    assert "callable" in str(caught.value)
+    assert [call.params.get("TokenCode") for call in assume_role_calls(sts)] == ["123456"]
+    assert_no_secrets(exception_texts(caught.value), secrets_of(frozen))
+
+
+async def test_r8_serial_number_without_token_code_fails_clearly_on_first_use(
+    parent: Any, sts: LoopbackSTS
+) -> None:
+    child = await assume_role(parent, ROLE_A, RoleSessionName="no-code", SerialNumber=MFA_SERIAL)
+    with pytest.raises(RefreshWithMFAUnsupportedError) as caught:
+        await caller_arn(child)
+    assert "TokenCode" in str(caught.value)
+    assert "SerialNumber" in str(caught.value)
+    assert sts.assume_role_count == 0
+
+
+# --- R9: ExpiredToken from a service marks the credentials stale ------------------------------
+
+
+class PreloadedCache(MutableMapping[str, Any]):
+    """A cache left by an earlier process: one AssumeRole response, found under any key.
+
+    The response holds real credentials from the loopback STS whose Expiration says an
+    hour from now, while the server already treats them as expired (a revoked session,
+    or a clock that disagrees with the service's): only the service's ExpiredToken tells.
+    """
+
+    def __init__(self, response: dict[str, Any]) -> None:
+        self.response = response
+        self.writes: list[dict[str, Any]] = []
+
+    def __getitem__(self, key: str) -> Any:
+        return self.response
+
+    def __setitem__(self, key: str, value: Any) -> None:
+        self.writes.append(value)
+
+    def __delitem__(self, key: str) -> None:
+        pass
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(())
+
+    def __len__(self) -> int:
+        return 1
+
+
+async def stale_cache(sts: LoopbackSTS, session_name: str) -> PreloadedCache:
+    sts.credential_lifetime = 0.5
+    async with AioSession().create_client("sts") as root:
+        response = await root.assume_role(RoleArn=ROLE_A, RoleSessionName=session_name)
+    sts.credential_lifetime = None  # new credentials from now on live an hour
+    claimed = datetime.now(timezone.utc) + timedelta(hours=1)
+    response["Credentials"]["Expiration"] = claimed.isoformat()
+    await anyio.sleep(0.6)
+    return PreloadedCache(response)
+
+
+@pytest.mark.parametrize("loaded", ["before the request", "by the request"])
+async def test_r9_expired_token_from_the_service_makes_the_next_request_refresh(
+    sts: LoopbackSTS, loaded: str
+) -> None:
+    cache = await stale_cache(sts, "r9")
+    stale_key = cache.response["Credentials"]["AccessKeyId"]
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="r9", cache=cache)
+    credentials = await credentials_of(child)
+    if loaded == "before the request":
+        assert (await credentials.get_frozen_credentials()).access_key == stale_key
+    assert sts.assume_role_count == 1  # only the one that filled the cache
+
+    async with client(child, "sts", config=ONE_ATTEMPT) as api:
+        with pytest.raises(ClientError) as caught:
+            await api.get_caller_identity()
+        assert error_code(caught.value) == "ExpiredToken"
+        assert sts.assume_role_count == 1
+        assert (await api.get_caller_identity())["Arn"] == READER_ARN + "r9"
+
+    assert sts.assume_role_count == 2
+    assert [(call.access_key_id == stale_key, call.outcome) for call in identity_calls(sts)] == [
+        (True, "ExpiredToken"),
+        (False, "ok"),
+    ]
+    assert credentials.refresh_stats.invalidations == 1
+    assert len(cache.writes) == 1  # the new response replaced the stale one
+    stale = cache.response["Credentials"]
+    secrets = {stale["SecretAccessKey"], stale["SessionToken"]}
+    assert_no_secrets(exception_texts(caught.value), secrets)
+
+
+async def test_r9_a_late_expired_token_for_old_credentials_keeps_the_new_ones(
+    sts: LoopbackSTS,
+) -> None:
+    cache = await stale_cache(sts, "r9-late")
+    stale_key = cache.response["Credentials"]["AccessKeyId"]
+    child = await assume_role(make_parent(), ROLE_A, RoleSessionName="r9-late", cache=cache)
+    credentials = await credentials_of(child)
+    assert (await credentials.get_frozen_credentials()).access_key == stale_key
+    async with client(child, "sts", config=TRAFFIC_CONFIG) as api:
+        async with anyio.create_task_group() as tasks:
+            slow: list[Outcome] = []
+
+            async def slow_request() -> None:
+                slow.append(await attempt(api.get_caller_identity))
+
+            sts.latency = 1.0  # this request is signed with the stale key, answered late
+            tasks.start_soon(slow_request)
+            await anyio.sleep(0.3)
+            sts.latency = 0.0
+            with pytest.raises(ClientError) as caught:  # marks the stale key stale...
+                await api.get_caller_identity()
+            assert error_code(caught.value) == "ExpiredToken"
+            fresh = await api.get_caller_identity()  # ...so this one refreshes
+            assert sts.assume_role_count == 2
+        # The slow request's ExpiredToken came after the refresh: it must not discard it.
+        (late,) = slow
+        assert late.duration >= 0.9
+        assert error_code(late.error) == "ExpiredToken"  # type: ignore[arg-type]
+        assert (await api.get_caller_identity())["Arn"] == fresh["Arn"] == READER_ARN + "r9-late"
+    assert sts.assume_role_count == 2
+    assert credentials.refresh_stats.invalidations == 1
+    stale_calls = [call.outcome for call in identity_calls(sts) if call.access_key_id == stale_key]
+    fresh_calls = [call for call in identity_calls(sts) if call.access_key_id != stale_key]
+    assert stale_calls == ["ExpiredToken", "ExpiredToken"]
+    assert [call.outcome for call in fresh_calls] == ["ok", "ok"]
+    assert {call.access_key_id for call in fresh_calls} == {
+        assume_role_calls(sts)[-1].issued_access_key_id
+    }
+
+
+# --- R10: observability without leaks --------------------------------------------------------
+
+
+async def test_r10_refresh_events_are_logged_counted_and_never_leak_secrets(
+    parent: Any, sts: LoopbackSTS, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)  # every logger, botocore's included
+    policy = RefreshPolicy(
+        attempt_timeout_seconds=0.5,
+        backoff_initial_seconds=0.1,
+        backoff_max_seconds=0.1,
+        permanent_error_backoff_seconds=0.1,
+    )
+    child = await assume_role(parent, ROLE_A, RoleSessionName="observed", refresh=policy)
+    chained = await assume_role(child, ROLE_B, RoleSessionName="chained", refresh=policy)
+    credentials = [await credentials_of(child), await credentials_of(chained)]
+    assert await caller_arn(chained) == WRITER_ARN + "chained"
+    issued = [await item.get_frozen_credentials() for item in credentials]
+
+    raised: list[BaseException] = []
+    for fault in ["5xx", "throttling", "access_denied", "malformed", "drop", "trickle"]:
+        credentials[1].invalidate()
+        sts.fail_next(fault)  # type: ignore[arg-type]
+        with pytest.raises(Exception) as caught:  # noqa: PT011 - each fault has its own type
+            await caller_arn(chained, config=ONE_ATTEMPT)
+        raised.append(caught.value)
+        await anyio.sleep(0.15)  # past the backoff
+    assert await caller_arn(chained) == WRITER_ARN + "chained"
+    issued.append(await credentials[1].get_frozen_credentials())
+    credentials[0].invalidate()
+    await anyio.sleep(0.05)
+    assert await caller_arn(child) == READER_ARN + "observed"
+    issued.append(await credentials[0].get_frozen_credentials())
+    assert isinstance(raised[-1], TimeoutError)
+
+    ours = [record for record in caplog.records if record.name.startswith("aio_assume_role_lib")]
+    events = Counter(getattr(record, "refresh_event", None) for record in ours)
+    assert {"start", "success", "failure", "backoff"} <= set(events)
+    stats = [item.refresh_stats for item in credentials]
+    assert events["start"] == sum(s.attempts for s in stats) == sts.assume_role_count
+    assert events["success"] == sum(s.successes for s in stats) == 4
+    assert events["failure"] == sum(s.failures for s in stats) == 6
+    assert events["backoff"] == events["failure"]
+    assert events["invalidated"] == sum(s.invalidations for s in stats)
+    assert sum(s.timeouts for s in stats) == 1
+
+    secrets = secrets_of(*issued)
+    assert len(secrets) == 2 * len(issued)
+    secrets.add(sts.root_credentials[1])  # the parent's own key must not show either
+    formatter = logging.Formatter("%(name)s %(levelname)s %(message)s")
+    assert_no_secrets((formatter.format(record) for record in ours), secrets)
+    assert_no_secrets([repr(item) for item in credentials] + [repr(child), repr(chained)], secrets)
+    assert_no_secrets((text for error in raised for text in exception_texts(error)), secrets)
