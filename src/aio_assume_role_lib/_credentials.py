@@ -88,24 +88,28 @@ class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
         )
 
 
-_STARTED_AT = "aio_assume_role_lib.started_at"
+_SIGNED_AT = "aio_assume_role_lib.signed_at"
 
 
 def register_expired_token_hook(session: Any, credentials: AssumeRoleCredentials) -> None:
     """Mark ``credentials`` stale when a service answers a request with ExpiredToken (R9).
 
-    The time each request started is noted so that a stale mark only hits credentials that
-    were obtained before the failing request was signed.
+    Each request notes when it was signed (its ``request-created`` handler runs after the
+    signer's, so after the credentials were obtained, even when the request itself had
+    to wait for them). An ExpiredToken answer then marks stale only credentials obtained
+    before that moment: a slow answer to a request signed with the previous credentials
+    does not throw away the ones a refresh has just brought.
     """
     refresher = credentials._refresher
 
-    def note_start(context: dict[str, Any], **_: Any) -> None:
-        context[_STARTED_AT] = refresher.now()
+    def note_signed(request: Any, **_: Any) -> None:
+        request.context[_SIGNED_AT] = refresher.now()
 
     def check_response(parsed: Any, context: dict[str, Any], **_: Any) -> None:
         error = parsed.get("Error") if isinstance(parsed, dict) else None
         if error and error.get("Code") in EXPIRED_TOKEN_CODES:
-            refresher.invalidate(if_obtained_before=context.get(_STARTED_AT, refresher.now()))
+            refresher.invalidate(if_obtained_before=context.get(_SIGNED_AT, refresher.now()))
 
-    session.register("before-call", note_start, unique_id="aio_assume_role_lib.note_start")
-    session.register("after-call", check_response, unique_id="aio_assume_role_lib.expired")
+    events = session.get_component("event_emitter")
+    events.register_last("request-created", note_signed, unique_id="aio_assume_role_lib.signed")
+    events.register("after-call", check_response, unique_id="aio_assume_role_lib.expired")
