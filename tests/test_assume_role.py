@@ -418,3 +418,14 @@ def test_public_names() -> None:
         ]
     )
     assert os.path.exists(os.path.join(os.path.dirname(aio_assume_role_lib.__file__), "py.typed"))
+
+
+async def test_botocores_own_json_file_cache_works_too(sts: LoopbackSTS, tmp_path: Any) -> None:
+    import botocore.utils
+
+    cache = botocore.utils.JSONFileCache(str(tmp_path))
+    first = await assume_role(AioSession(), ROLE_A, RoleSessionName="plain", cache=cache)
+    arn = await caller_arn(first)
+    again = await assume_role(AioSession(), ROLE_A, RoleSessionName="plain", cache=cache)
+    assert await caller_arn(again) == arn
+    assert sts.assume_role_count == 1

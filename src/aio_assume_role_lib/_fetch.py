@@ -22,6 +22,7 @@ from typing import Any
 
 import anyio
 import anyio.to_thread
+import botocore.utils
 from botocore.credentials import ReadOnlyCredentials
 from botocore.exceptions import (
     BotoCoreError,
@@ -248,10 +249,10 @@ class AssumeRoleFetcher:
             aget = getattr(cache, "aget", None)
             if aget is not None:
                 value = await aget(self._cache_key)
-            elif self._cache_key in cache:  # the protocol botocore's caches follow
-                value = cache[self._cache_key]
+            elif isinstance(cache, botocore.utils.JSONFileCache):  # file IO: off the loop
+                value = await anyio.to_thread.run_sync(self._read_sync, cache)
             else:
-                value = None
+                value = self._read_sync(cache)
             if value is not None:
                 make_frozen(value)  # shape check
             return value  # type: ignore[no-any-return]
@@ -260,6 +261,10 @@ class AssumeRoleFetcher:
                 "%s: ignoring an unreadable cache entry (%s)", self.description, type(exc).__name__
             )
             return None
+
+    def _read_sync(self, cache: Any) -> Any:
+        # The protocol botocore's own caches follow (botocore's JSONFileCache has no .get).
+        return cache[self._cache_key] if self._cache_key in cache else None  # noqa: SIM401
 
     async def _write_cache(self, response: dict[str, Any]) -> None:
         cache = self._cache
@@ -270,6 +275,8 @@ class AssumeRoleFetcher:
             aset = getattr(cache, "aset", None)
             if aset is not None:
                 await aset(self._cache_key, value)
+            elif isinstance(cache, botocore.utils.JSONFileCache):
+                await anyio.to_thread.run_sync(cache.__setitem__, self._cache_key, value)
             else:
                 cache[self._cache_key] = value
         except Exception as exc:
