@@ -181,7 +181,9 @@ class _Flight:
                 # Its loop stopped without cancelling it, or it is stuck: give up on it.
                 self.finish(error=_Abandoned())
         if self._error is not None:
-            raise self._error
+            # Every waiter raises this one object: start its traceback afresh each time,
+            # or it would collect the frames of every waiter.
+            raise self._error.with_traceback(None)
         return self._value
 
 
@@ -290,7 +292,7 @@ class Refresher(Generic[T]):
                     flight = self._flight
                 elif now < self._retry_at and self._last_error is not None:
                     self.stats.fast_failures += 1
-                    raise self._last_error
+                    raise self._last_error.with_traceback(None)
                 else:
                     start = flight = self._flight = _Flight(current_event_loop(), mandatory=True)
             if start is not None:
