@@ -18,7 +18,8 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, TypeVar, overload
 
 from aiobotocore.session import AioSession
-from botocore.exceptions import NoCredentialsError
+from botocore.exceptions import InvalidRegionError, NoCredentialsError, ParamValidationError
+from botocore.utils import validate_region_name
 
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
 from ._fetch import AssumeRoleFetcher, describe_error, is_permanent_error
@@ -118,8 +119,16 @@ def _check_options(region_name: Any, cache: Any, refresh: Any) -> None:
             "region_name must be None (follow the parent), True (copy the parent's), "
             f"False (implicit) or a region name, not {type(region_name).__name__}"
         )
-    if isinstance(region_name, str) and not region_name.strip():
-        raise ValueError("region_name must not be an empty string")
+    if isinstance(region_name, str):
+        try:
+            validate_region_name(region_name)
+        except InvalidRegionError:
+            raise ValueError(
+                f"region_name {region_name!r} is not a valid region name "
+                "(letters, digits and hyphens, e.g. 'eu-west-1')"
+            ) from None
+        if not region_name:
+            raise ValueError("region_name must not be an empty string")
     # Any mapping-like store works (botocore's own JSONFileCache is not a MutableMapping).
     if cache is not None and (
         isinstance(cache, Sequence)
@@ -137,7 +146,13 @@ def _credentials_key(
     args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> tuple[Any, ...]:
     """Arguments that make two calls share one credentials object."""
-    canonical = json.dumps(dict(args.kwargs), sort_keys=True, default=repr)
+    try:
+        canonical = json.dumps(dict(args.kwargs), sort_keys=True, default=repr)
+    except (TypeError, ValueError):  # e.g. a mapping with keys of mixed types
+        validate_args(args)  # names the problem, if validation can
+        raise ParamValidationError(
+            report="The AssumeRole parameters cannot be serialized: mappings need string keys."
+        ) from None
     # The cache is compared by identity: two different caches are two different stores.
     cache_identity = id(cache) if cache is not None else None
     return (canonical, args.session_name_generated, cache_identity, refresh)

@@ -18,6 +18,7 @@ import signal
 import subprocess
 import sys
 import threading
+import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, NoReturn
@@ -26,6 +27,7 @@ import anyio
 import anyio.to_thread
 import botocore.exceptions
 from aiobotocore.session import AioSession
+from botocore.utils import validate_region_name
 
 from aio_assume_role_lib import __version__, assume_role
 
@@ -285,6 +287,21 @@ def _parse(argv: Sequence[str]) -> _Invocation:
             raise _UsageError("expected a COMMAND after '--'")
 
     options = _build_parser().parse_intermixed_args(arguments)
+    for name, value in vars(options).items():
+        # argparse turns a value of "--" (as in --region=--) into an empty list.
+        if isinstance(value, list) and name != "role_arns":
+            raise _UsageError(f"--{name.replace('_', '-')} needs a value")
+    if options.endpoint_url is not None:
+        url = urllib.parse.urlsplit(options.endpoint_url)
+        if url.scheme not in ("http", "https") or not url.hostname:
+            raise _UsageError("--endpoint-url must be an http:// or https:// URL with a host")
+    if options.region is not None:
+        try:
+            validate_region_name(options.region)
+        except botocore.exceptions.InvalidRegionError:
+            raise _UsageError(f"--region {options.region!r} is not a valid region name") from None
+        if not options.region:
+            raise _UsageError("--region needs a value")
     if command and options.format is not None:
         raise _UsageError(
             f"--{options.format} prints credentials; it cannot be used with a COMMAND"

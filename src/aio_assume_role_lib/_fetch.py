@@ -111,7 +111,8 @@ def cache_key(args: AssumeRoleArgs) -> str:
     if isinstance(key_args.get("Policy"), str):
         with contextlib.suppress(ValueError):  # validation reports a bad policy
             key_args["Policy"] = json.loads(key_args["Policy"])
-    digest = hashlib.sha1(json.dumps(key_args, sort_keys=True).encode("utf-8")).hexdigest()
+    dumped = json.dumps(key_args, sort_keys=True, default=repr)
+    digest = hashlib.sha1(dumped.encode("utf-8")).hexdigest()
     return digest.replace(":", "_").replace("/", "_")
 
 
@@ -155,7 +156,7 @@ class AssumeRoleFetcher:
         self.token_code = args.token_code
         self._static_code_used = False
         self._cache = cache
-        self._cache_key = cache_key(args)
+        self._cache_key = cache_key(args) if cache is not None else ""
         self._cache_checked = cache is None
 
     def set_token_code(self, source: TokenCodeSource) -> None:
@@ -186,22 +187,32 @@ class AssumeRoleFetcher:
         if code is not None:
             request["TokenCode"] = code
         sts = await self._sts_clients.get()
+        unparsable = False
         try:
             response: dict[str, Any] = await sts.assume_role(**request)
         except ClientError:
             raise  # STS answered: the connection is fine
         except ResponseParserError:
-            # botocore's message quotes the body, which may hold credentials: drop it.
-            raise CredentialRetrievalError(
-                provider="assume-role",
-                error_msg="STS sent a response that could not be parsed (botocore's DEBUG "
-                "logging shows the body; it may contain credentials)",
+            unparsable = True
+        except UnicodeEncodeError:
+            # Only reachable with validate=False, which skipped the check for this.
+            raise ParamValidationError(
+                report="An AssumeRole parameter holds text that is not valid Unicode "
+                "(a lone surrogate) and cannot be sent."
             ) from None
         except BaseException:
             # A broken connection, a deadline hit mid-response: the next attempt starts
             # on a fresh client.
             await self._sts_clients.discard()
             raise
+        if unparsable:
+            # Raised outside the handler so that botocore's error, whose message quotes
+            # the body (which may hold credentials), is not even its __context__.
+            raise CredentialRetrievalError(
+                provider="assume-role",
+                error_msg="STS sent a response that could not be parsed (botocore's DEBUG "
+                "logging shows the body; it may contain credentials)",
+            )
         account = _account_of(response)
         if account is not None:
             response["Credentials"]["AccountId"] = account  # as botocore's fetcher adds it

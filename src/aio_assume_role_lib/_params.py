@@ -147,13 +147,11 @@ def prepare_args(
         # RoleArn first only so that reprs read naturally; it is set for real below.
         kwargs: dict[Any, Any] = {"RoleArn": None}
         kwargs.update((name, _plain_copy(value)) for name, value in extra.items())
+        kwargs["RoleArn"] = _plain_copy(RoleArn)
     except RecursionError:
-        raise ParamValidationError(
-            report="The AssumeRole parameters are nested too deeply (or contain themselves)."
-        ) from None
+        raise ParamValidationError(report=_nesting_problem(locals())) from None
 
     kwargs.update((name, value) for name, value in named.items() if value is not None)
-    kwargs["RoleArn"] = _plain_copy(RoleArn)
     if kwargs.get("RoleSessionName") == AUTOMATIC_ROLE_SESSION_NAME:
         del kwargs["RoleSessionName"]
 
@@ -167,6 +165,23 @@ def prepare_args(
         kwargs=kwargs,
         token_code=cast("TokenCodeSource | None", token_code),
         session_name_generated="RoleSessionName" not in kwargs,
+    )
+
+
+def _nesting_problem(arguments: Mapping[str, Any]) -> str:
+    """Name the parameters that are nested too deeply (or contain themselves)."""
+    names = []
+    for name in (
+        "RoleArn", "RoleSessionName", "PolicyArns", "Policy", "DurationSeconds", "Tags",
+        "TransitiveTagKeys", "ExternalId", "SerialNumber", "SourceIdentity", "additional_kwargs",
+    ):  # fmt: skip
+        try:
+            _plain_copy(arguments.get(name))
+        except RecursionError:
+            names.append(name)
+    return (
+        f"Invalid value for parameter {', '.join(names) or 'additional_kwargs'}: nested too "
+        "deeply (or it contains itself)."
     )
 
 
@@ -235,7 +250,7 @@ def _convert_policy(value: object, problems: list[str]) -> object:
 def _convert_duration(value: object) -> object:
     if isinstance(value, timedelta):
         return int(value.total_seconds())
-    return value
+    return _plain_copy(value)
 
 
 def _convert_tags(value: object, problems: list[str]) -> object:
@@ -312,6 +327,11 @@ def validate_args(args: AssumeRoleArgs) -> None:
     elif isinstance(token_code, str):
         rule_params["TokenCode"] = token_code
     reports.extend(_StsRules().check(rule_params))
+    if token_code is not None and args.kwargs.get("SerialNumber") is None:
+        reports.append(
+            "Invalid value for parameter TokenCode: given without SerialNumber; "
+            "an MFA code needs the MFA device's SerialNumber."
+        )
     if reports:
         raise ParamValidationError(report="\n".join(reports))
 
@@ -414,6 +434,23 @@ def _is_int(value: object) -> TypeGuard[int]:
     return isinstance(value, int) and not isinstance(value, bool)
 
 
+def _has_unencodable_text(value: object, depth: int = 0) -> bool:
+    """True if a string somewhere in ``value`` cannot be encoded as UTF-8."""
+    if isinstance(value, str):
+        try:
+            value.encode("utf-8")
+        except UnicodeEncodeError:
+            return True
+        return False
+    if depth > 20:
+        return False
+    if isinstance(value, dict):
+        return any(_has_unencodable_text(v, depth + 1) for pair in value.items() for v in pair)
+    if isinstance(value, (list, tuple)):
+        return any(_has_unencodable_text(v, depth + 1) for v in value)
+    return False
+
+
 class _StsRules:
     """Collects the problems STS would find that botocore's validator does not.
 
@@ -458,6 +495,11 @@ class _StsRules:
         for name, value in params.items():
             if name not in _EXPLICITLY_CHECKED and name in members:
                 self._check_model_maxima(name, value, members[name])
+            if _has_unencodable_text(value):
+                self.problems.append(
+                    f"Invalid value for parameter {name}: it holds text that is not valid "
+                    "Unicode (a lone surrogate) and cannot be sent."
+                )
         return self.problems
 
     # -- helpers ---------------------------------------------------------------------
@@ -649,6 +691,11 @@ class _StsRules:
                 f"{_MAX_TAGS} are allowed."
             )
         tag_keys: set[str] | None = None
+        if value and tags is None:
+            self.problems.append(
+                "Invalid value for parameter TransitiveTagKeys: given without Tags; "
+                "transitive tag keys must name session tags."
+            )
         if isinstance(tags, (list, tuple)):
             tag_keys = {
                 tag["Key"].lower()
