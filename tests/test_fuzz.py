@@ -1,0 +1,578 @@
+"""Bad input, fuzzed: every parameter of ``assume_role()`` and every option of the CLI.
+
+The outcome of any input is one of:
+
+- a child whose first use works: the AssumeRole request reached the loopback STS and
+  was accepted (so it was a valid request), and its region is one a client can be made
+  with (botocore's own check, which ``create_client`` runs);
+- a clear ``botocore.exceptions.ParamValidationError`` naming a parameter, or, for the
+  options that are not AssumeRole parameters (``session``, ``region_name``, ``cache``,
+  ``refresh``), a ``TypeError``/``ValueError`` naming the option;
+- for the CLI: exit 0 with credentials on stdout, or a usage error (exit 2), a missing
+  profile (exit 3, only with ``--profile``), or an AssumeRole failure STS decided (exit
+  4, only with an endpoint that refuses connections): each with one line on stderr and
+  nothing on stdout.
+
+Never another exception type, and never a request STS rejects after validation said
+yes. ``test_params.py`` fuzzes the conversion and validation functions alone (and
+compares them with the sync library); here the whole call is fuzzed, and the request it
+makes is judged by a server. Only 127.0.0.1 is ever contacted.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import tempfile
+from contextlib import redirect_stderr, redirect_stdout
+from dataclasses import dataclass, field
+from datetime import timedelta, timezone
+from pathlib import Path
+from typing import Any
+
+import anyio
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.session import AioSession
+from botocore.exceptions import ClientError, ParamValidationError
+from botocore.utils import validate_region_name
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from aio_assume_role_lib import (
+    AUTOMATIC_ROLE_SESSION_NAME,
+    JSONFileCache,
+    RefreshPolicy,
+    _cli,
+    assume_role,
+)
+from aio_assume_role_lib._fetch import MFACodeUnavailableError
+from aio_assume_role_lib.testing import LoopbackSTS
+
+from .conftest import ROLE_A, ROLE_B, ROLE_C, botocore_session
+from .test_security import find_leaks, issued_secrets
+
+ONE_ATTEMPT = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
+FUZZ = settings(
+    max_examples=100,
+    deadline=None,
+    suppress_health_check=[
+        HealthCheck.function_scoped_fixture,
+        HealthCheck.too_slow,
+        HealthCheck.data_too_large,
+        HealthCheck.large_base_example,
+    ],
+)
+_WARM = AioSession()
+
+
+def warm_session(profile: str | None = None) -> AioSession:
+    """An AioSession sharing service data already loaded: new clients are cheap."""
+    session = AioSession(profile=profile)
+    session.register_component("data_loader", _WARM.get_component("data_loader"))
+    return session
+
+
+# --- values ---------------------------------------------------------------------------------
+
+NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+=,.@-"
+TAG_KEYS = ["team", "env", "Project", "cost center"]
+
+
+async def _async_code() -> str:
+    return "123456"
+
+
+def _sync_code() -> str:
+    return "654321"
+
+
+def _self_containing_list() -> list[Any]:
+    loop: list[Any] = []
+    loop.append(loop)
+    return loop
+
+
+class _Opaque:
+    """An object of no known kind (its repr is all a message can show of it)."""
+
+
+def _returns_none() -> None:
+    return None
+
+
+def _returns_int() -> int:
+    return 123456
+
+
+def _returns_bad_code() -> str:
+    return "12a456"
+
+
+huge_text = st.sampled_from(["x" * 100_000, "é" * 30_000, "\U0001f600" * 10_000, "a," * 20_000])
+odd_text = st.sampled_from(["", " ", "\t", "\n", "\x00", "\ud800", "\udcff", "null", "None"])
+any_text = st.text(st.characters(exclude_categories=()), max_size=40) | odd_text | huge_text
+scalars = (
+    st.none()
+    | st.booleans()
+    | st.integers()
+    | st.floats()
+    | any_text
+    | st.binary(max_size=20)
+    | st.binary(max_size=20).map(bytearray)
+    | st.timedeltas()
+    | st.datetimes(timezones=st.just(timezone.utc))
+    | st.decimals(allow_nan=True)
+    | st.complex_numbers()
+    | st.builds(_Opaque)
+    | st.builds(object)
+    | st.sampled_from([AUTOMATIC_ROLE_SESSION_NAME, ROLE_A, "123456", "Key", "arn"])
+    | st.sampled_from([_returns_none, _returns_int, _returns_bad_code, _async_code])
+)
+garbage = st.recursive(
+    scalars,
+    lambda children: (
+        st.lists(children, max_size=4)
+        | st.tuples(children, children)
+        | st.frozensets(st.integers(), max_size=3)
+        | st.sets(st.text(max_size=3), max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["arn", "Key", "Value", "Version"])
+            | st.text(max_size=4)
+            | st.integers(),
+            children,
+            max_size=4,
+        )
+    ),
+    max_leaves=12,
+) | st.builds(_self_containing_list)
+
+session_names = st.text(NAME_CHARS, min_size=2, max_size=64)
+valid = {
+    "RoleArn": st.sampled_from([ROLE_A, ROLE_B, ROLE_C]),
+    "RoleSessionName": session_names | st.just(AUTOMATIC_ROLE_SESSION_NAME),
+    "PolicyArns": st.lists(
+        st.sampled_from(
+            [
+                "arn:aws:iam::aws:policy/ReadOnlyAccess",
+                "arn:aws:iam::123456789012:policy/team/Extra",
+            ]
+        ).flatmap(lambda arn: st.sampled_from([arn, {"arn": arn}])),
+        max_size=10,
+    ),
+    "Policy": st.just(
+        {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "s3:*"}]}
+    ).flatmap(lambda policy: st.sampled_from([policy, json.dumps(policy)])),
+    "DurationSeconds": st.integers(900, 3600)
+    | st.timedeltas(timedelta(seconds=900), timedelta(hours=1)),
+    "Tags": st.dictionaries(
+        st.sampled_from(TAG_KEYS), st.text(NAME_CHARS + " ", max_size=20), max_size=4
+    ).flatmap(
+        lambda tags: st.sampled_from([tags, [{"Key": k, "Value": v} for k, v in tags.items()]])
+    ),
+    "TransitiveTagKeys": st.lists(st.sampled_from(TAG_KEYS), max_size=2, unique=True),
+    "ExternalId": st.text(NAME_CHARS + ":/", min_size=2, max_size=100),
+    "SerialNumber": st.just("arn:aws:iam::123456789012:mfa/fuzzer"),
+    "TokenCode": st.sampled_from(["123456", _sync_code, _async_code]),
+    "SourceIdentity": session_names,
+    "region_name": st.sampled_from([None, True, False, "us-east-1", "eu-west-3"]),
+    "validate": st.booleans(),
+    "cache": st.sampled_from(["dict", "JSONFileCache", None]),
+    "additional_kwargs": st.fixed_dictionaries(
+        {},
+        optional={
+            "ExternalId": st.text(NAME_CHARS, min_size=2, max_size=20),
+            # A parameter newer than the named ones: only the model's limits apply.
+            "ProvidedContexts": st.lists(
+                st.fixed_dictionaries(
+                    {
+                        "ProviderArn": st.just("arn:aws:iam::aws:contextProvider/IdentityCenter"),
+                        "ContextAssertion": st.text(
+                            st.characters(exclude_categories=()), min_size=4, max_size=40
+                        ),
+                    }
+                ),
+                max_size=1,
+            ),
+        },
+    ),
+    "refresh": st.sampled_from([None, RefreshPolicy(), RefreshPolicy(attempt_timeout_seconds=5)]),
+}
+NAMED = [name for name in valid if name != "RoleArn"]
+OPTIONS = {"session", "region_name", "cache", "refresh"}  # not AssumeRole parameters
+
+
+@dataclass
+class Call:
+    session: Any = "parent"
+    role_arn: Any = ROLE_A
+    kwargs: dict[str, Any] = field(default_factory=dict)
+    garbled: set[str] = field(default_factory=set)
+
+    def names(self) -> set[str]:
+        """Every parameter name an error may rightly name."""
+        names = {"RoleArn", "RoleSessionName", *self.kwargs}
+        extra = self.kwargs.get("additional_kwargs")
+        if isinstance(extra, dict):
+            names.update(str(key) for key in extra)
+        if "additional_kwargs" in self.kwargs:
+            names.add("additional_kwargs")
+        return names
+
+
+@st.composite
+def calls(draw: st.DrawFn) -> Call:
+    everything = ["session", "RoleArn", *NAMED]
+    garbled = draw(st.sets(st.sampled_from(everything), max_size=3))
+    call = Call(garbled=garbled)
+    if "session" in garbled:
+        call.session = draw(garbage)
+    call.role_arn = draw(garbage if "RoleArn" in garbled else valid["RoleArn"])
+    for name in NAMED:
+        if name in garbled:
+            call.kwargs[name] = draw(garbage)
+        elif draw(st.booleans()):
+            call.kwargs[name] = draw(valid[name])
+    return call
+
+
+# --- assume_role() ---------------------------------------------------------------------------
+
+
+def _materialize(call: Call, parent: Any, cache_root: Path) -> tuple[Any, dict[str, Any]]:
+    session = parent if call.session == "parent" else call.session
+    kwargs = dict(call.kwargs)
+    if kwargs.get("cache") == "dict":
+        kwargs["cache"] = {}
+    elif kwargs.get("cache") == "JSONFileCache":
+        kwargs["cache"] = JSONFileCache(tempfile.mkdtemp(dir=cache_root))
+    return session, kwargs
+
+
+@dataclass
+class Verdict:
+    accepted: bool
+    error: BaseException | None = None  # raised by assume_role, or by the first use
+    at: str = ""  # "assume_role" or "first use"
+    sts_outcomes: list[str] = field(default_factory=list)
+
+
+async def run_call(call: Call, sts: LoopbackSTS, parent: Any, cache_root: Path) -> Verdict:
+    session, kwargs = _materialize(call, parent, cache_root)
+    try:
+        child = await assume_role(session, call.role_arn, **kwargs)
+    except Exception as error:
+        return Verdict(False, error, "assume_role")
+    before = len(sts.calls)
+    try:
+        with anyio.fail_after(30):
+            # What a client made on the child needs: a usable region, then credentials.
+            validate_region_name(botocore_session(child).get_config_variable("region"))
+            await (await child.get_credentials()).get_frozen_credentials()
+    except Exception as error:
+        outcomes = [c.outcome for c in sts.calls[before:] if c.action == "AssumeRole"]
+        return Verdict(True, error, "first use", outcomes)
+    outcomes = [c.outcome for c in sts.calls[before:] if c.action == "AssumeRole"]
+    return Verdict(True, None, "first use", outcomes)
+
+
+def judge(call: Call, verdict: Verdict) -> None:
+    error = verdict.error
+    if not verdict.accepted:
+        assert error is not None
+        if isinstance(error, ParamValidationError):
+            text = str(error)
+            assert text.startswith("Parameter validation failed:"), text[:200]
+            assert any(name in text for name in call.names()), text[:500]
+        elif isinstance(error, (TypeError, ValueError)):
+            assert any(option in str(error) for option in OPTIONS), repr(error)[:500]
+        else:
+            raise AssertionError(f"assume_role raised {type(error).__name__}: {error!r:.500}")
+        return
+
+    validated = bool(call.kwargs.get("validate", True))
+    if error is None:
+        # One accepted request; or none: the same arguments came before, and their
+        # credentials are shared (SPEC R2).
+        assert verdict.sts_outcomes in (["ok"], []), verdict.sts_outcomes
+        return
+    # The first use failed. Only what no offline check can know is acceptable:
+    token_code = call.kwargs.get("TokenCode", (call.kwargs.get("additional_kwargs") or {}))
+    serial = "SerialNumber" in call.kwargs or "SerialNumber" in (
+        call.kwargs.get("additional_kwargs") or {}
+    )
+    if isinstance(error, MFACodeUnavailableError) and serial:
+        return  # an MFA device and no code to give (SPEC R8), or a callable's non-code
+    if isinstance(error, ClientError) and callable(token_code):
+        message = str(error)
+        if "tokenCode" in message:
+            return  # the code a TokenCode callable returned: known only when called
+    if not validated and isinstance(error, (ClientError, ParamValidationError)):
+        return  # validate=False: STS judges (its errors), or botocore's own validator does
+    raise AssertionError(
+        f"accepted (validate={validated}), then the first use failed: "
+        f"{type(error).__name__}: {error!r:.500}; AssumeRole outcomes: {verdict.sts_outcomes}"
+    )
+
+
+@pytest.fixture
+def parent(sts: LoopbackSTS) -> AioSession:
+    """One parent for every example of a test (a new session costs ~15 ms)."""
+    return warm_session()
+
+
+@FUZZ
+@given(call=calls())
+def test_assume_role_with_any_input_makes_a_valid_request_or_raises_a_clear_error(
+    sts: LoopbackSTS, parent: AioSession, tmp_path: Path, call: Call
+) -> None:
+    """Bound: at most 100 examples; each makes at most one AssumeRole request."""
+    verdict = anyio.run(run_call, call, sts, parent, tmp_path)
+    judge(call, verdict)
+
+
+refresh_fields = st.sampled_from(
+    [
+        "advisory_fraction",
+        "advisory_max_seconds",
+        "mandatory_fraction",
+        "mandatory_max_seconds",
+        "jitter_fraction",
+        "attempt_timeout_seconds",
+        "backoff_initial_seconds",
+        "backoff_max_seconds",
+        "permanent_error_backoff_seconds",
+    ]
+)
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.dictionaries(refresh_fields, garbage | st.floats() | st.integers(-5, 50_000)))
+def test_refresh_policy_with_any_values_is_built_or_names_the_field(values: dict[str, Any]) -> None:
+    """The ``refresh`` argument's own constructor: a policy, or a ValueError naming fields."""
+    try:
+        policy = RefreshPolicy(**values)
+    except ValueError as error:
+        check_refresh_policy_error(str(error), values)
+        return
+    # Whatever was accepted gives windows and backoffs that are numbers, in order.
+    advisory_at, mandatory_at = policy.windows(0.0, 900.0, 0.5)
+    assert advisory_at <= mandatory_at <= 900.0
+    assert 0 <= policy.backoff(3, permanent=False, rand=0.5) <= policy.backoff_max_seconds
+
+
+def check_refresh_policy_error(message: str, values: dict[str, Any]) -> None:
+    assert message.startswith("Invalid RefreshPolicy: "), message
+    for problem in message.removeprefix("Invalid RefreshPolicy: ").split("; "):
+        assert any(name in problem for name in values) or "fraction" in problem, message
+
+
+# Inputs found by the fuzzers above (or feared), run on every run: each names what it is.
+EDGE_CALLS = {
+    "TokenCode without SerialNumber": Call(kwargs={"TokenCode": "123456"}),
+    "TransitiveTagKeys without Tags": Call(kwargs={"TransitiveTagKeys": ["team"]}),
+    "a lone surrogate in a parameter without a pattern": Call(
+        kwargs={
+            "additional_kwargs": {
+                "ProvidedContexts": [
+                    {
+                        "ProviderArn": "arn:aws:iam::aws:contextProvider/IdentityCenter",
+                        "ContextAssertion": "ab\ud800cd",
+                    }
+                ]
+            }
+        }
+    ),
+    "a region_name no client accepts": Call(kwargs={"region_name": "not a region"}),
+    "RoleArn containing itself": Call(role_arn=_self_containing_list()),
+    "DurationSeconds containing itself": Call(kwargs={"DurationSeconds": _self_containing_list()}),
+    "Tags containing itself": Call(kwargs={"Tags": _self_containing_list()}),
+    "a mapping with keys of two types": Call(kwargs={"SourceIdentity": {1: "a", "b": 2}}),
+    "validate=False and a value JSON cannot hold": Call(
+        kwargs={"validate": False, "RoleSessionName": {1, 2}}
+    ),
+    "validate=False and a lone surrogate": Call(
+        kwargs={"validate": False, "RoleSessionName": "ab\ud800"}
+    ),
+    "a huge RoleSessionName": Call(kwargs={"RoleSessionName": "x" * 100_000}),
+    "bytes for a string": Call(kwargs={"ExternalId": b"external-id"}),
+    "NaN DurationSeconds": Call(kwargs={"DurationSeconds": float("nan")}),
+    "a session that is not one": Call(session="not a session"),
+    "a cache that is a list": Call(kwargs={"cache": []}),
+    "a refresh that is a dict": Call(kwargs={"refresh": {"attempt_timeout_seconds": 1}}),
+}
+
+
+@pytest.mark.parametrize("call", list(EDGE_CALLS.values()), ids=list(EDGE_CALLS))
+def test_assume_role_with_an_edge_input(
+    sts: LoopbackSTS, parent: AioSession, tmp_path: Path, call: Call
+) -> None:
+    """The same verdict as the fuzzer's, on inputs kept: one AssumeRole request at most."""
+    judge(call, anyio.run(run_call, call, sts, parent, tmp_path))
+
+
+# --- the command line -------------------------------------------------------------------------
+
+CLI_OPTIONS = [
+    "--profile",
+    "--region",
+    "--endpoint-url",
+    "--RoleSessionName",
+    "--PolicyArns",
+    "--Policy",
+    "--DurationSeconds",
+    "--Tags",
+    "--TransitiveTagKeys",
+    "--ExternalId",
+    "--SerialNumber",
+    "--TokenCode",
+    "--SourceIdentity",
+    "--additional-kwargs",
+]
+REFUSING_ENDPOINT = "http://127.0.0.1:9"  # the discard port: nothing listens on it
+
+# What argv can hold: any text but NUL; undecodable bytes arrive as U+DC80..U+DCFF.
+argv_text = st.text(
+    st.characters(exclude_characters="\x00", exclude_categories=("Cs",))
+    | st.characters(min_codepoint=0xDC80, max_codepoint=0xDCFF),
+    max_size=30,
+) | st.sampled_from(["", "-", "--", "x" * 50_000, "=", ",", "k=", "=v", "a=b,c=d"])
+json_values = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=10),
+    lambda children: (
+        st.lists(children, max_size=3)
+        | st.dictionaries(
+            st.sampled_from(["arn", "Key", "Value", "ExternalId", "DurationSeconds"])
+            | st.text(max_size=5),
+            children,
+            max_size=3,
+        )
+    ),
+    max_leaves=8,
+).map(json.dumps)
+cli_valid = {
+    "--RoleSessionName": session_names,
+    "--PolicyArns": st.sampled_from(
+        ["arn:aws:iam::aws:policy/ReadOnlyAccess", '[{"arn": "arn:aws:iam::aws:policy/A1"}]']
+    ),
+    "--Policy": st.just('{"Version": "2012-10-17", "Statement": []}'),
+    "--DurationSeconds": st.integers(900, 3600).map(str),
+    "--Tags": st.sampled_from(["team=data,env=dev", '{"team": "data"}']),
+    "--TransitiveTagKeys": st.sampled_from(["team", '["team"]']),
+    "--ExternalId": st.text(NAME_CHARS, min_size=2, max_size=20),
+    "--SerialNumber": st.just("arn:aws:iam::123456789012:mfa/fuzzer"),
+    "--TokenCode": st.sampled_from(["123456", "000000"]),
+    "--SourceIdentity": session_names,
+    "--additional-kwargs": st.sampled_from(['{"ExternalId": "from-json"}', "{}"]),
+    "--region": st.sampled_from(["us-east-1", "eu-west-3"]),
+    # only 127.0.0.1, or text that is no URL at all: never another host
+    "--endpoint-url": st.sampled_from(["<sts>", REFUSING_ENDPOINT]),
+    "--profile": argv_text,
+}
+
+
+@st.composite
+def cli_arguments(draw: st.DrawFn) -> list[str]:
+    arguments: list[str] = []
+    for _ in range(draw(st.integers(0, 2)) + 1):
+        arguments.append(draw(st.sampled_from([ROLE_A, ROLE_B]) | argv_text))
+    for option in draw(st.lists(st.sampled_from(CLI_OPTIONS), max_size=5)):
+        if option == "--endpoint-url" and draw(st.booleans()):
+            value = draw(argv_text.filter(lambda text: "//" not in text))
+        elif draw(st.booleans()):
+            value = draw(cli_valid[option])
+        else:
+            value = draw(argv_text | json_values)
+        if draw(st.booleans()):
+            arguments.append(f"{option}={value}")
+        else:
+            arguments += [option, value]
+    arguments += draw(st.lists(st.sampled_from(["--env", "--json"]), max_size=2))
+    return draw(st.permutations(arguments))
+
+
+@pytest.fixture(autouse=True)
+def only_loopback(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever endpoint setting an input manages to drop, STS stays on 127.0.0.1.
+
+    botocore falls back from AWS_ENDPOINT_URL_STS to AWS_ENDPOINT_URL, then to the public
+    endpoint: the fallback here is a port that refuses connections.
+    """
+    monkeypatch.setenv("AWS_ENDPOINT_URL", REFUSING_ENDPOINT)
+
+
+@pytest.fixture
+def cli_sessions_share_service_data(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The CLI's sessions load service data once, not once per run (~0.1 s each)."""
+    monkeypatch.setattr(_cli, "AioSession", warm_session)
+
+
+@FUZZ
+@given(arguments=cli_arguments())
+@pytest.mark.usefixtures("cli_sessions_share_service_data")
+def test_cli_with_any_arguments_prints_credentials_or_one_clear_error_line(
+    sts: LoopbackSTS, arguments: list[str]
+) -> None:
+    """Bound: at most 100 runs of ``main(argv)`` in this process; each makes at most three
+    AssumeRole requests (a chain of up to three roles), to 127.0.0.1 only."""
+    check_cli_run(sts, arguments)
+
+
+def check_cli_run(sts: LoopbackSTS, arguments: list[str]) -> None:
+    """Run ``main(arguments)`` in this process and judge its exit code and output."""
+    argv = [sts.endpoint_url if a.endswith("<sts>") and "=" not in a else a for a in arguments]
+    argv = [a.replace("=<sts>", "=" + sts.endpoint_url) for a in argv]
+    before = len(sts.calls)
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            code = _cli.main(argv)
+        except BaseException as error:
+            raise AssertionError(f"main() raised {type(error).__name__}: {error!r:.300}") from None
+    out, err = stdout.getvalue(), stderr.getvalue()
+    outcomes = [c.outcome for c in sts.calls[before:] if c.action == "AssumeRole"]
+    assert not find_leaks([("stderr", err)], issued_secrets(sts)), err
+
+    if code == 0:
+        assert err == ""
+        if "--help" in argv or "--version" in argv:
+            return
+        assert out.startswith(("AWS_ACCESS_KEY_ID=", "{")), out[:200]
+        assert outcomes, "credentials printed without an AssumeRole call"
+        assert set(outcomes) == {"ok"}, outcomes
+        return
+    assert out == "", out[:200]
+    assert err.startswith("aio-assume-role: "), err[:300]
+    assert err.count("\n") == 1, err[:500]
+    if code == 2:
+        assert err.startswith("aio-assume-role: error: "), err[:300]
+        assert outcomes == [], outcomes  # rejected before any request
+    elif code == 3:
+        assert any(a.startswith("--profile") for a in argv), err[:300]
+    elif code == 4:
+        # Only STS, or an endpoint that refuses connections, can make AssumeRole fail
+        # once the input has been checked.
+        refusing = any(REFUSING_ENDPOINT in a for a in argv)
+        assert refusing or (outcomes and outcomes[-1] != "ok"), err[:300]
+        assert refusing, f"validation let through a request STS rejected: {err[:300]}"
+    else:
+        raise AssertionError(f"exit code {code}: {err[:300]}")
+
+
+EDGE_ARGUMENTS = {
+    "--endpoint-url=-- (argparse makes it an empty list)": [ROLE_A, "--endpoint-url=--"],
+    "an empty --endpoint-url": [ROLE_A, "--endpoint-url", ""],
+    "an --endpoint-url that is no URL": [ROLE_A, "--endpoint-url", "not a url"],
+    "a --region no client accepts": [ROLE_A, "--region", "not a region"],
+    "--TransitiveTagKeys without --Tags": [ROLE_A, "--TransitiveTagKeys", "team"],
+    "--TokenCode without --SerialNumber": [ROLE_A, "--TokenCode", "123456"],
+    "a huge --ExternalId": [ROLE_A, "--ExternalId", "x" * 100_000],
+    "undecodable bytes in an ARN": [ROLE_A + "\udcff"],
+}
+
+
+@pytest.mark.parametrize("arguments", list(EDGE_ARGUMENTS.values()), ids=list(EDGE_ARGUMENTS))
+@pytest.mark.usefixtures("cli_sessions_share_service_data")
+def test_cli_with_edge_arguments(sts: LoopbackSTS, arguments: list[str]) -> None:
+    """The same verdict as the CLI fuzzer's, on arguments kept."""
+    check_cli_run(sts, arguments)
