@@ -116,8 +116,12 @@ PARITY_CASES: list[dict[str, Any]] = [
     {"ExternalId": "ext-id", "SerialNumber": "GAHT12345678", "TokenCode": "123456"},
     {"additional_kwargs": {"ExternalId": "from-extra", "DurationSeconds": 1000}},
     {"additional_kwargs": {"DurationSeconds": 1000}, "DurationSeconds": 2000},
-    {"additional_kwargs": {"TokenCode": "123456"}},
-    {"additional_kwargs": {"TokenCode": "111111"}, "TokenCode": "222222"},
+    {"SerialNumber": "GAHT12345678", "additional_kwargs": {"TokenCode": "123456"}},
+    {
+        "SerialNumber": "GAHT12345678",
+        "additional_kwargs": {"TokenCode": "111111"},
+        "TokenCode": "222222",
+    },
     {"additional_kwargs": {"RoleSessionName": "from-extra"}},
     # the sync library's order: SourceIdentity fills the named RoleSessionName, which
     # then overrides additional_kwargs
@@ -234,7 +238,9 @@ def test_token_code_callables_are_kept_and_never_called(where: str) -> None:
         if where == "named":
             args = prepare_args(ROLE_ARN, SerialNumber="GAHT12345678", TokenCode=source)
         else:
-            args = prepare_args(ROLE_ARN, additional_kwargs={"TokenCode": source})
+            args = prepare_args(
+                ROLE_ARN, additional_kwargs={"SerialNumber": "GAHT12345678", "TokenCode": source}
+            )
         assert args.token_code is source
         assert "TokenCode" not in args.kwargs
         validate_args(args)
@@ -381,6 +387,9 @@ def test_kwargs_are_plain_json_types() -> None:
 
 # (parameters, the parameter that must be named); each fails validation.
 INVALID: list[tuple[dict[str, Any], str]] = [
+    ({"TokenCode": "123456"}, "TokenCode"),  # no SerialNumber: STS cannot check the code
+    # STS: "The specified transitive tag key must be included in the requested tags."
+    ({"TransitiveTagKeys": ["Project"]}, "TransitiveTagKeys"),
     ({"RoleArn": "arn:aws:iam::123456789012:user/Bob"}, "RoleArn"),
     ({"RoleArn": "arn:aws:iam::12345:role/Reader"}, "RoleArn"),
     ({"RoleArn": "arn:aws:sts::123456789012:role/Reader"}, "RoleArn"),
@@ -473,8 +482,8 @@ VALID: list[dict[str, Any]] = [
     {"SerialNumber": "GAHT12345678"},
     {"SerialNumber": "arn:aws:iam::123456789012:mfa/alice"},
     {"SerialNumber": "x" * 256},
-    {"TokenCode": "000000"},
-    {"TokenCode": "123456"},
+    {"SerialNumber": "GAHT12345678", "TokenCode": "000000"},
+    {"SerialNumber": "GAHT12345678", "TokenCode": "123456"},
     {"PolicyArns": [READ_ONLY] * 10},
     {"PolicyArns": ["arn:aws:iam::123456789012:policy/team/Mine",
                     {"arn": "arn:aws-cn:iam::aws:policy/X"}]},
@@ -488,7 +497,6 @@ VALID: list[dict[str, Any]] = [
     {"Tags": {"Ünïcødé 値 ٣": "spaces and _.:/=+-@"}},
     {"Tags": [{"Key": "Project", "Value": "Alpha"}], "TransitiveTagKeys": ["Project"]},
     {"Tags": {f"k{i}": "v" for i in range(50)}, "TransitiveTagKeys": [f"k{i}" for i in range(50)]},
-    {"TransitiveTagKeys": ["Project"]},  # keys of tags passed on from a parent session
     {"additional_kwargs": {"ProvidedContexts": [CONTEXT] * 5}},
 ]  # fmt: skip
 
@@ -684,6 +692,8 @@ valid_parameters = st.fixed_dictionaries(
 def test_valid_inputs_never_raise(
     role_arn: str, parameters: dict[str, Any], tags: dict[str, Any]
 ) -> None:
+    if "TokenCode" in parameters:  # an MFA code needs its device
+        parameters.setdefault("SerialNumber", "GAHT12345678")
     args = prepare_args(role_arn, **parameters, **tags)
     validate_args(args)
     json.dumps(args.kwargs)

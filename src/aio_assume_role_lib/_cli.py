@@ -286,11 +286,11 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         if not command:
             raise _UsageError("expected a COMMAND after '--'")
 
+    for argument in arguments:
+        # argparse would turn the value of --region=-- into an empty list.
+        if argument.startswith("--") and argument.endswith("=--"):
+            raise _UsageError(f"{argument[:-3]} needs a value")
     options = _build_parser().parse_intermixed_args(arguments)
-    for name, value in vars(options).items():
-        # argparse turns a value of "--" (as in --region=--) into an empty list.
-        if isinstance(value, list) and name != "role_arns":
-            raise _UsageError(f"--{name.replace('_', '-')} needs a value")
     if options.endpoint_url is not None:
         url = urllib.parse.urlsplit(options.endpoint_url)
         if url.scheme not in ("http", "https") or not url.hostname:

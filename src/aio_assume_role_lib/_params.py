@@ -327,7 +327,8 @@ def validate_args(args: AssumeRoleArgs) -> None:
     elif isinstance(token_code, str):
         rule_params["TokenCode"] = token_code
     reports.extend(_StsRules().check(rule_params))
-    if token_code is not None and args.kwargs.get("SerialNumber") is None:
+    already_named = any("parameter TokenCode" in line for line in reports)
+    if token_code is not None and args.kwargs.get("SerialNumber") is None and not already_named:
         reports.append(
             "Invalid value for parameter TokenCode: given without SerialNumber; "
             "an MFA code needs the MFA device's SerialNumber."
@@ -691,7 +692,8 @@ class _StsRules:
                 f"{_MAX_TAGS} are allowed."
             )
         tag_keys: set[str] | None = None
-        if value and tags is None:
+        already_named = any("parameter TransitiveTagKeys" in line for line in self.problems)
+        if value and tags is None and not already_named:
             self.problems.append(
                 "Invalid value for parameter TransitiveTagKeys: given without Tags; "
                 "transitive tag keys must name session tags."
