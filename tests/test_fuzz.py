@@ -555,6 +555,9 @@ def check_cli_run(sts: LoopbackSTS, arguments: list[str]) -> None:
         refusing = any(REFUSING_ENDPOINT in a for a in argv)
         assert refusing or (outcomes and outcomes[-1] != "ok"), err[:300]
         assert refusing, f"validation let through a request STS rejected: {err[:300]}"
+    elif code in (126, 127):
+        # Whatever follows "--" is run as a command; one that cannot be run is reported.
+        assert "--" in argv, err[:300]
     else:
         raise AssertionError(f"exit code {code}: {err[:300]}")
 
