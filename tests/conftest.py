@@ -14,7 +14,8 @@ import socket
 import subprocess
 import time
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -182,6 +183,26 @@ async def caller_arn(session: Any, **client_kwargs: Any) -> str:
     """The ARN GetCallerIdentity reports for a session."""
     async with client(session, "sts", **client_kwargs) as sts_client:
         return str((await sts_client.get_caller_identity())["Arn"])
+
+
+@dataclass
+class Outcome:
+    """What one operation of a traffic loop did (tests/test_refresh_engine, test_reliability)."""
+
+    started: float  # time.time() when the operation began
+    duration: float  # seconds
+    value: Any = None
+    error: BaseException | None = None
+
+
+async def attempt(operation: Callable[[], Awaitable[Any]]) -> Outcome:
+    """Run ``operation`` and record its outcome instead of raising."""
+    started, clock = time.time(), time.perf_counter()
+    try:
+        value = await operation()
+    except Exception as exc:
+        return Outcome(started, time.perf_counter() - clock, error=exc)
+    return Outcome(started, time.perf_counter() - clock, value=value)
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

@@ -16,7 +16,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
-from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from itertools import pairwise
 from typing import Any
@@ -35,6 +34,8 @@ from .conftest import (
     HAS_TRIO,
     ROLE_A,
     ROLE_B,
+    Outcome,
+    attempt,
     botocore_session,
     caller_arn,
     client,
@@ -80,23 +81,6 @@ def expiry_of(credentials: Any) -> float:
     expiry: datetime = credentials.expiry_time
     assert expiry is not None
     return expiry.timestamp()
-
-
-@dataclass
-class Outcome:
-    started: float  # time.time() when the operation began
-    duration: float  # seconds
-    value: Any = None
-    error: BaseException | None = None
-
-
-async def attempt(operation: Callable[[], Awaitable[Any]]) -> Outcome:
-    started, clock = time.time(), time.perf_counter()
-    try:
-        value = await operation()
-    except Exception as exc:
-        return Outcome(started, time.perf_counter() - clock, error=exc)
-    return Outcome(started, time.perf_counter() - clock, value=value)
 
 
 async def traffic(

@@ -50,7 +50,7 @@ from aio_assume_role_lib._fetch import PERMANENT_ERROR_CODES
 from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
-from .conftest import ROLE_A, ROLE_B, ROLE_C, botocore_session, make_parent
+from .conftest import ROLE_A, ROLE_B, ROLE_C, Outcome, attempt, botocore_session, make_parent
 from .test_security import LeakCheck, leak_checking
 
 pytestmark = pytest.mark.anyio
@@ -93,23 +93,6 @@ async def sleep_until(moment: float) -> None:
 
 def expiry_of(credentials: Any) -> float:
     return float(credentials.expiry_time.timestamp())
-
-
-@dataclass
-class Outcome:
-    started: float
-    duration: float
-    value: Any = None
-    error: BaseException | None = None
-
-
-async def attempt(operation: Callable[[], Awaitable[Any]]) -> Outcome:
-    started, clock = time.time(), time.perf_counter()
-    try:
-        value = await operation()
-    except Exception as exc:
-        return Outcome(started, time.perf_counter() - clock, error=exc)
-    return Outcome(started, time.perf_counter() - clock, value=value)
 
 
 async def steady(

@@ -15,7 +15,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, TypeVar, overload
+from typing import TYPE_CHECKING, Any, overload
 
 from aiobotocore.session import AioSession
 from botocore.exceptions import InvalidRegionError, NoCredentialsError, ParamValidationError
@@ -30,8 +30,6 @@ from ._sts import StsClients
 
 if TYPE_CHECKING:
     import aioboto3
-
-SessionT = TypeVar("SessionT")
 
 # Per parent, at most this many credentials objects and children are kept for reuse;
 # the least recently used go first (and live on only while someone still holds them).
