@@ -257,7 +257,9 @@ leak_check = pytest.fixture(name="leak_check")(leak_checking)
 # --- scenarios ------------------------------------------------------------------------------
 
 FAST_POLICY = RefreshPolicy(
-    attempt_timeout_seconds=0.3,
+    # Long enough for a real refresh with every logger at DEBUG on a loaded machine
+    # (0.3 s once was not), short enough that hang and trickle end soon.
+    attempt_timeout_seconds=1.0,
     backoff_initial_seconds=0.01,
     backoff_max_seconds=0.01,
     permanent_error_backoff_seconds=0.01,
@@ -284,7 +286,7 @@ async def test_every_fault_on_a_chained_level_leaks_no_secret(
 
     The second level's AssumeRole requests carry the first level's session token, so
     that is the place where a secret could reach an error message. Every logger at
-    DEBUG. Bound: 9 AssumeRole failures plus 3 successes; about 2 s (the two 0.3 s
+    DEBUG. Bound: 9 AssumeRole failures plus 3 successes; about 3 s (the two 1 s
     deadlines of hang and trickle).
     """
     parent = make_parent()
