@@ -22,7 +22,7 @@ from botocore.exceptions import InvalidRegionError, NoCredentialsError, ParamVal
 from botocore.utils import validate_region_name
 
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
-from ._fetch import AssumeRoleFetcher, describe_error, is_permanent_error
+from ._fetch import AssumeRoleFetcher, classify_error, describe_error, error_code
 from ._params import AssumeRoleArgs, TokenCodeSource, prepare_args, validate_args
 from ._refresh import Refresher, RefreshPolicy
 from ._region import apply_region_mode
@@ -156,16 +156,27 @@ def _credentials_key(
     return (canonical, args.session_name_generated, cache_identity, refresh)
 
 
+def _access_key(credentials: Any) -> object:
+    return credentials.access_key
+
+
 def _new_entry(
     shared: _Shared, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> _Entry:
     fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache)
     refresher: Refresher[Any] = Refresher(
         fetcher,
+        prepare=fetcher.prepare,
         policy=refresh,
-        is_permanent_error=is_permanent_error,
+        classify_error=classify_error,
         describe_error=describe_error,
+        error_code=error_code,
+        key_of=_access_key,
         description=fetcher.description,
+        log_fields={
+            "role_arn": fetcher.kwargs["RoleArn"],
+            "role_session_name": fetcher.kwargs["RoleSessionName"],
+        },
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)
 
@@ -350,8 +361,6 @@ async def assume_role(
             _lru_put(shared.entries, key, entry)
         if validate:
             entry.validated = True
-        if args.token_code is not None and args.token_code is not entry.fetcher.token_code:
-            entry.fetcher.set_token_code(args.token_code)
         child_key = (key, region_key, is_aioboto3)
         child = _lru_get(shared.children, child_key)
         if child is None:

@@ -38,6 +38,10 @@ class EventLoop(Protocol):
 
     def is_closed(self) -> bool: ...
 
+    def is_gone(self) -> bool:
+        """True when tasks on this loop will not run again (closed, or not running)."""
+        ...
+
 
 class _AsyncioLoop:
     __slots__ = ("_loop", "_thread")
@@ -70,6 +74,11 @@ class _AsyncioLoop:
 
     def is_closed(self) -> bool:
         return self._loop.is_closed()
+
+    def is_gone(self) -> bool:
+        # A loop stopped between run_until_complete() calls may run again; until then
+        # its flights cannot finish, so waiters elsewhere start their own.
+        return self._loop.is_closed() or not self._loop.is_running()
 
 
 class _TrioLoop:
@@ -108,6 +117,9 @@ class _TrioLoop:
         except self._trio.RunFinishedError:
             return True
         return False
+
+    def is_gone(self) -> bool:
+        return self.is_closed()
 
 
 def current_event_loop() -> EventLoop:

@@ -6,6 +6,7 @@ refresher's hot path and nothing else.
 
 from __future__ import annotations
 
+import re
 from datetime import datetime, timezone
 from typing import Any
 
@@ -14,8 +15,10 @@ from botocore.credentials import ReadOnlyCredentials
 
 from ._refresh import Refresher, RefreshPolicy, RefreshStats
 
-# Error codes with which AWS services say "the security token is expired".
-EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException", "RequestExpired"})
+# Error codes with which AWS services say "the security token is expired". Not
+# RequestExpired: that one says the request's timestamp is off (clock skew), and new
+# credentials would not help.
+EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
 class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
@@ -76,9 +79,16 @@ class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
         expiry = self._refresher.expiry
         return expiry is None or self._refresher.now() + (refresh_in or 0) >= expiry
 
-    def invalidate(self) -> None:
-        """Make the next request wait for new credentials."""
-        self._refresher.invalidate()
+    def invalidate(self, access_key: str | None = None) -> bool:
+        """Make the next request wait for new credentials (and serve these if that fails).
+
+        With ``access_key``, only if the credentials held have that access key (a service
+        rejected it). Returns whether anything was invalidated.
+        """
+        current = self._refresher._current
+        if current is None:
+            return False
+        return self._refresher.invalidate(access_key or current.value.access_key)
 
     def __repr__(self) -> str:
         expiry = self.expiry_time
@@ -88,27 +98,30 @@ class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
         )
 
 
-_SIGNED_AT = "aio_assume_role_lib.signed_at"
+_SIGNED_WITH = "aio_assume_role_lib.signed_with"
+_CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/")
 
 
 def register_expired_token_hook(session: Any, credentials: AssumeRoleCredentials) -> None:
-    """Mark ``credentials`` stale when a service answers a request with ExpiredToken (R9).
+    """Mark ``credentials`` stale when a service answers ExpiredToken (R9).
 
-    Each request notes when it was signed (its ``request-created`` handler runs after the
-    signer's, so after the credentials were obtained, even when the request itself had
-    to wait for them). An ExpiredToken answer then marks stale only credentials obtained
-    before that moment: a slow answer to a request signed with the previous credentials
-    does not throw away the ones a refresh has just brought.
+    Each request notes the access key it was signed with (its ``request-created`` handler
+    runs after the signer's). An ExpiredToken answer then invalidates the credentials only
+    if they still have that access key: a slow answer to a request signed with the
+    previous credentials does not throw away the ones a refresh has just brought.
     """
     refresher = credentials._refresher
 
     def note_signed(request: Any, **_: Any) -> None:
-        request.context[_SIGNED_AT] = refresher.now()
+        match = _CREDENTIAL_RE.search(str(request.headers.get("Authorization", "")))
+        if match:
+            request.context[_SIGNED_WITH] = match.group(1)
 
     def check_response(parsed: Any, context: dict[str, Any], **_: Any) -> None:
         error = parsed.get("Error") if isinstance(parsed, dict) else None
-        if error and error.get("Code") in EXPIRED_TOKEN_CODES:
-            refresher.invalidate(if_obtained_before=context.get(_SIGNED_AT, refresher.now()))
+        signed_with = context.get(_SIGNED_WITH)
+        if error and signed_with and error.get("Code") in EXPIRED_TOKEN_CODES:
+            refresher.invalidate(signed_with)
 
     events = session.get_component("event_emitter")
     events.register_last("request-created", note_signed, unique_id="aio_assume_role_lib.signed")

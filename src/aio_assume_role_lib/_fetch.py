@@ -9,14 +9,17 @@ endpoint settings.
 
 from __future__ import annotations
 
+import concurrent.futures
 import contextlib
 import copy
+import functools
 import hashlib
 import inspect
 import json
 import logging
+import threading
 import time
-from collections.abc import Mapping, MutableMapping
+from collections.abc import Callable, Mapping, MutableMapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -28,20 +31,23 @@ from botocore.exceptions import (
     BotoCoreError,
     ClientError,
     CredentialRetrievalError,
+    HTTPClientError,
     ParamValidationError,
     RefreshWithMFAUnsupportedError,
 )
+from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
-from ._params import AssumeRoleArgs, TokenCodeSource
-from ._refresh import RefreshTimeoutError
+from ._backend import current_event_loop
+from ._params import AssumeRoleArgs
+from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
 from ._sts import StsClients
 
 logger = logging.getLogger("aio_assume_role_lib.fetch")
 
 # Errors that the same request will meet again: retrying them soon only adds load.
-PERMANENT_ERROR_CODES = frozenset(
+NON_RECOVERABLE_ERROR_CODES = frozenset(
     {
         "AccessDenied",
         "ValidationError",
@@ -50,6 +56,30 @@ PERMANENT_ERROR_CODES = frozenset(
         "RegionDisabledException",
         "InvalidClientTokenId",
         "InvalidParameterValue",
+        "SignatureDoesNotMatch",
+        "InvalidIdentityToken",
+    }
+)
+
+# Errors that a second try, a moment later, can get past. ExpiredToken is here: it means
+# the *parent's* credentials are expired, and a parent of ours refreshes them at once.
+TRANSIENT_ERROR_CODES = frozenset(
+    {
+        "Throttling",
+        "ThrottlingException",
+        "ThrottledException",
+        "RequestThrottledException",
+        "TooManyRequestsException",
+        "RequestLimitExceeded",
+        "SlowDown",
+        "PriorRequestNotComplete",
+        "RequestTimeout",
+        "RequestTimeoutException",
+        "InternalFailure",
+        "InternalError",
+        "ServiceUnavailable",
+        "IDPCommunicationError",
+        "ExpiredToken",
     }
 )
 
@@ -64,9 +94,14 @@ class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):  # type: ignore[m
     fmt = "{error_msg}"
 
 
+class _UnparsableResponseError(CredentialRetrievalError):  # type: ignore[misc]
+    """STS (or something in between) sent a body that is not an STS response."""
+
+
 # botocore's own messages (not ResponseParserError's) and ours carry no response data.
 _OWN_MESSAGE_ERRORS = (
     RefreshTimeoutError,
+    UnusableCredentialsError,
     ParamValidationError,
     RefreshWithMFAUnsupportedError,
     CredentialRetrievalError,
@@ -74,13 +109,31 @@ _OWN_MESSAGE_ERRORS = (
 )
 
 
-def is_permanent_error(error: BaseException) -> bool:
-    """True for errors that retrying the same AssumeRole request will not fix."""
+def classify_error(error: BaseException) -> ErrorKind:
+    """Whether retrying the same AssumeRole request can help: at once, later, or not."""
     if isinstance(error, (ParamValidationError, MFACodeUnavailableError)):
-        return True
+        return "non_recoverable"
     if isinstance(error, ClientError):
-        return error.response.get("Error", {}).get("Code") in PERMANENT_ERROR_CODES
-    return False
+        code = error.response.get("Error", {}).get("Code")
+        status = error.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+        if code in NON_RECOVERABLE_ERROR_CODES:
+            return "non_recoverable"
+        if code in TRANSIENT_ERROR_CODES or status >= 500:
+            return "transient"
+        return "failed"
+    if isinstance(
+        error,
+        (HTTPClientError, BotocoreConnectionError, _UnparsableResponseError, OSError),
+    ):
+        return "transient"
+    return "failed"
+
+
+def error_code(error: BaseException) -> str:
+    """The AWS error code, or the exception's type name (a log field)."""
+    if isinstance(error, ClientError):
+        return str(error.response.get("Error", {}).get("Code", "Unknown"))
+    return type(error).__name__
 
 
 def describe_error(error: BaseException) -> str:
@@ -130,16 +183,41 @@ def _account_of(response: Mapping[str, Any]) -> str | None:
     return parts[4] if len(parts) > 5 and parts[4] else None
 
 
-def make_frozen(response: Mapping[str, Any]) -> tuple[ReadOnlyCredentials, float]:
-    creds = response["Credentials"]
-    values = [creds["AccessKeyId"], creds["SecretAccessKey"], creds["SessionToken"]]
+def make_frozen(response: Any) -> tuple[ReadOnlyCredentials, float]:
+    """The credentials and expiry (epoch seconds) in an AssumeRole response.
+
+    Raises :class:`UnusableCredentialsError`, naming what is wrong but never quoting a
+    value, when the response has no usable credentials.
+    """
+    creds = response.get("Credentials") if isinstance(response, Mapping) else None
+    if not isinstance(creds, Mapping):
+        raise UnusableCredentialsError(
+            "the AssumeRole answer has no Credentials (an error body with a success status?)"
+        )
+    values: list[str | None] = []
+    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"):
+        value = creds.get(name)
+        if not isinstance(value, str) or not value:
+            raise UnusableCredentialsError(f"the AssumeRole answer has no usable {name}")
+        values.append(value)
+    try:
+        expiry = _parse_expiration(creds["Expiration"])
+    except (KeyError, TypeError, ValueError, OverflowError):
+        raise UnusableCredentialsError(
+            "the AssumeRole answer has a missing or unparsable Expiration"
+        ) from None
     if "account_id" in ReadOnlyCredentials._fields:  # botocore >= 1.37
         values.append(creds.get("AccountId") or _account_of(response))
-    return ReadOnlyCredentials(*values), _parse_expiration(creds["Expiration"])
+    return ReadOnlyCredentials(*values), expiry
 
 
 class AssumeRoleFetcher:
-    """Loads credentials for one role: from the cache at start-up, otherwise from STS."""
+    """Loads credentials for one role: from the cache at start-up, otherwise from STS.
+
+    The refresher calls :meth:`prepare` once per refresh (reading the cache the first
+    time, then getting an MFA code if one is needed: a human may be typing it, so it has
+    its own allowance) and then :meth:`__call__` for each try (one AssumeRole request).
+    """
 
     def __init__(
         self,
@@ -158,17 +236,22 @@ class AssumeRoleFetcher:
         self._cache = cache
         self._cache_key = cache_key(args) if cache is not None else ""
         self._cache_checked = cache is None
+        self._from_cache: tuple[ReadOnlyCredentials, float] | None = None
+        self._code: str | None = None
+        # A sync TokenCode callable's call in progress (a prompt): a refresh that gave up
+        # waiting for it leaves it to the next refresh, which never opens a second one.
+        self._pending_prompt: concurrent.futures.Future[object] | None = None
 
-    def set_token_code(self, source: TokenCodeSource) -> None:
-        """Use ``source`` for the MFA code from now on (a later call brought a newer one)."""
-        self.token_code = source
-        self._static_code_used = False
+    def __repr__(self) -> str:
+        return f"<AssumeRoleFetcher {self.description}>"
 
     @property
     def description(self) -> str:
         return f"role {self.kwargs['RoleArn']} (session {self.kwargs['RoleSessionName']})"
 
-    async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
+    async def prepare(self) -> None:
+        """Before a refresh: the cache (first time only), then the MFA code if needed."""
+        self._code = None
         if not self._cache_checked:
             self._cache_checked = True
             cached = await self._read_cache()
@@ -176,16 +259,26 @@ class AssumeRoleFetcher:
                 frozen, expiry = make_frozen(cached)
                 if expiry - time.time() > _CACHE_MIN_REMAINING_SECONDS:
                     logger.debug("%s: using credentials from the cache", self.description)
-                    return frozen, expiry
+                    self._from_cache = frozen, expiry
+                    return
+        self._code = await self._next_token_code()
+
+    async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
+        if self._from_cache is not None:
+            cached, self._from_cache = self._from_cache, None
+            return cached
         response = await self._assume_role()
-        await self._write_cache(response)
-        return make_frozen(response)
+        frozen = make_frozen(response)
+        if self._cache is not None:
+            # The callers get the credentials first; a slow or failing cache write can
+            # neither delay nor fail the refresh.
+            current_event_loop().spawn(functools.partial(self._write_cache, response))
+        return frozen
 
     async def _assume_role(self) -> dict[str, Any]:
         request = dict(self.kwargs)
-        code = await self._next_token_code()
-        if code is not None:
-            request["TokenCode"] = code
+        if self._code is not None:
+            request["TokenCode"] = self._code
         sts = await self._sts_clients.get()
         unparsable = False
         try:
@@ -201,21 +294,22 @@ class AssumeRoleFetcher:
                 "(a lone surrogate) and cannot be sent."
             ) from None
         except BaseException:
-            # A broken connection, a deadline hit mid-response: the next attempt starts
-            # on a fresh client.
+            # A broken connection, a deadline hit mid-response: the next try starts on a
+            # fresh client.
             await self._sts_clients.discard()
             raise
         if unparsable:
             # Raised outside the handler so that botocore's error, whose message quotes
             # the body (which may hold credentials), is not even its __context__.
-            raise CredentialRetrievalError(
+            raise _UnparsableResponseError(
                 provider="assume-role",
                 error_msg="STS sent a response that could not be parsed (botocore's DEBUG "
                 "logging shows the body; it may contain credentials)",
             )
         account = _account_of(response)
-        if account is not None:
-            response["Credentials"]["AccountId"] = account  # as botocore's fetcher adds it
+        credentials = response.get("Credentials")
+        if account is not None and isinstance(credentials, dict):
+            credentials["AccountId"] = account  # as botocore's fetcher adds it
         return response
 
     async def _next_token_code(self) -> str | None:
@@ -236,21 +330,45 @@ class AssumeRoleFetcher:
                 )
             self._static_code_used = True
             return source
-        if inspect.iscoroutinefunction(source) or inspect.iscoroutinefunction(
-            getattr(source, "__call__", None)  # noqa: B004 - async callable objects
-        ):
-            result: Any = await source()  # type: ignore[misc]
-        else:
-            # A sync callable may block (a prompt, a hardware token): keep it off the loop.
-            result = await anyio.to_thread.run_sync(source)
-            if inspect.isawaitable(result):
-                result = await result
+        try:
+            if inspect.iscoroutinefunction(source) or inspect.iscoroutinefunction(
+                getattr(source, "__call__", None)  # noqa: B004 - async callable objects
+            ):
+                result: Any = await source()  # type: ignore[misc]
+            else:
+                result = await self._call_in_thread(source)
+                if inspect.isawaitable(result):
+                    result = await result
+        except (anyio.get_cancelled_exc_class(), MFACodeUnavailableError):
+            raise
+        except Exception as error:
+            raise MFACodeUnavailableError(
+                error_msg=f"The TokenCode callable raised {type(error).__name__}."
+            ) from None
         if not isinstance(result, str) or not result:
             raise MFACodeUnavailableError(
                 error_msg=f"The TokenCode callable returned {type(result).__name__}, "
                 "not a non-empty string."
             )
         return result
+
+    async def _call_in_thread(self, source: Callable[[], object]) -> object:
+        """Run a sync TokenCode callable (a prompt) in its own thread, one at a time.
+
+        If the refresh stops waiting (its allowance ran out, its loop ended), the call
+        goes on, and the next refresh takes its result instead of calling again.
+        """
+        pending = self._pending_prompt
+        if pending is None:
+            pending = self._pending_prompt = concurrent.futures.Future()
+            threading.Thread(
+                target=_run_into, args=(source, pending), name="aio-assume-role TokenCode"
+            ).start()
+        try:
+            return await anyio.to_thread.run_sync(pending.result, abandon_on_cancel=True)
+        finally:
+            if pending.done() and self._pending_prompt is pending:
+                self._pending_prompt = None
 
     async def _read_cache(self) -> Mapping[str, Any] | None:
         cache = self._cache
@@ -296,3 +414,12 @@ class AssumeRoleFetcher:
                 self.description,
                 type(exc).__name__,
             )
+
+
+def _run_into(function: Callable[[], object], future: concurrent.futures.Future[object]) -> None:
+    try:
+        result = function()
+    except BaseException as error:
+        future.set_exception(error)
+    else:
+        future.set_result(result)

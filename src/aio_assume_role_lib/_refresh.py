@@ -1,11 +1,29 @@
-"""The single-flight refresher: a loader, a clock and a random source in; current value out.
+"""The single-flight refresher: a loader, two clocks, a sleeper and a random source in;
+the current value out.
 
 It knows nothing about sessions or STS. It is given:
 
-* ``load``: an async function returning ``(value, expiry)``, expiry in clock seconds;
-* ``clock``: wall-clock seconds (``time.time`` in production, a hand-driven clock in tests);
-* ``random``: a source of floats in [0, 1) for jitter;
+* ``load``: an async function returning ``(value, expiry)``, expiry in wall-clock seconds;
+* ``prepare`` (optional): an async function run once before each refresh's first try, with
+  its own allowance instead of the network deadline (a human typing an MFA code);
+* ``wall_clock``: wall-clock seconds, used only to compare with an expiry;
+* ``monotonic``: a monotonic clock for backoff, error memory and deadlines;
+* ``sleep``: how to wait (deadlines and the pauses between tries are built on it);
+* ``random``: floats in [0, 1) for jitter;
+* ``classify_error``: ``"transient"`` (retried inside the refresh), ``"non_recoverable"``
+  (remembered for a few seconds, raised to callers that need new credentials) or
+  ``"failed"`` (neither: the refresh fails and backs off);
 * a :class:`RefreshPolicy` with the named knobs.
+
+Tests give it hand-driven clocks and sleep; production gives it ``time.time``,
+``time.monotonic`` and ``anyio.sleep``.
+
+The behaviour is the one the AWS SDKs adopted in 2026 (static stability, lifetime-tiered
+early refresh, short memory of non-recoverable errors, invalidation by access key), with
+two deliberate differences, both documented in ``docs/conformance.md``: the backoff after
+a failure is bounded by the credentials' remaining life (so they never expire unrenewed
+once the source is back), and a non-recoverable error is not raised to callers while the
+cached value is still unexpired.
 
 The hot path, :meth:`Refresher.get` on a fresh value, is one clock call and one comparison.
 Refreshes run as detached tasks (see ``_backend``) so that no caller's cancellation can
@@ -14,15 +32,18 @@ abort them, and every caller that needs the value waits on the same flight.
 
 from __future__ import annotations
 
+import copy
 import functools
 import logging
 import math
+import os
 import threading
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field, fields
+import weakref
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, fields
 from random import random as _default_random
-from typing import Generic, TypeVar
+from typing import Any, Generic, Literal, TypeVar
 
 import anyio
 
@@ -31,126 +52,291 @@ from ._backend import EventLoop, current_event_loop
 logger = logging.getLogger("aio_assume_role_lib.refresh")
 
 T = TypeVar("T")
+R = TypeVar("R")
 Loader = Callable[[], Awaitable[tuple[T, float]]]
+ErrorKind = Literal["transient", "non_recoverable", "failed"]
 
 
 @dataclass(frozen=True)
 class RefreshPolicy:
     """When and how credentials are refreshed. Every duration is in seconds.
 
-    The windows scale with the credential *lifetime* (expiry minus the time they were
-    obtained), capped at botocore's fixed windows, so 900-second and 12-hour credentials
-    are both refreshed about once per lifetime:
+    **Windows.** Credentials are refreshed early, in an *advisory window* before they
+    expire: the first request to notice starts one refresh in the background and nobody
+    waits. Only in the *blocking window* (the last minute) do requests wait for new
+    credentials. The advisory window follows the credential lifetime, as the AWS SDKs do:
 
-    | credential lifetime                                  | 900 s     | 12 h      |
-    |------------------------------------------------------|-----------|-----------|
-    | advisory window starts, before expiry (jittered)     | 153-180 s | 840-900 s |
-    | mandatory window starts, before expiry               | 45 s      | 600 s     |
+    | credential lifetime | advisory window | blocking window |
+    |---|---|---|
+    | up to 20 min (STS's shortest is 15 min) | 5 min | 1 min |
+    | 20 to 90 min | 15 min | 1 min |
+    | 90 min and longer (1 h role chains excepted: 15 min) | 60 min | 1 min |
+
+    Both windows are capped for short lifetimes (a test's 6-second credentials, a custom
+    broker's 60-second ones): an early refresh never starts before the credentials have
+    been used for ``min(min_use_seconds, min_use_fraction * lifetime)``, and the blocking
+    window is at most a tenth of the lifetime. The start of the advisory window is
+    jittered later by up to ``jitter_fraction`` of the time between the two windows, so a
+    fleet does not refresh in lockstep.
+
+    **Failures.** While credentials are cached, a failed refresh never reaches a caller:
+    the cached credentials are served, even past their expiry (the service decides), and
+    the failure is logged and counted. Transient errors (throttling, 5xx, connection
+    errors, a try's timeout) are retried inside the refresh, at most ``max_tries`` tries,
+    when requests are waiting for it. After a failed refresh the next one waits a
+    jittered backoff that grows from ``backoff_min_seconds`` but never beyond
+    ``backoff_lifetime_fraction`` of the lifetime, half the time the credentials have
+    left, or ``backoff_max_seconds``; with the credentials expired (or none) it is
+    ``backoff_min_seconds`` to twice that, so fresh credentials come within a few seconds
+    of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
+    a missing MFA code) is remembered for a jittered ``error_memory_min_seconds`` to
+    ``error_memory_max_seconds``: callers that need new credentials get it at once, and
+    callers with unexpired credentials keep them.
 
     Attributes:
-        advisory_fraction: the advisory window is this fraction of the lifetime...
-        advisory_max_seconds: ...but at most this long (botocore's advisory window).
-        mandatory_fraction: the mandatory window is this fraction of the lifetime...
-        mandatory_max_seconds: ...but at most this long (botocore's mandatory window).
-        jitter_fraction: the advisory window starts at a random point in the first
-            ``jitter_fraction`` of the time between its earliest start and the mandatory
-            window, so a fleet does not refresh in lockstep.
-        attempt_timeout_seconds: overall deadline of one refresh attempt, response body
-            included (aiobotocore's read timeout does not bound a trickling response).
-        backoff_initial_seconds: wait after the first failed attempt; doubled after each
-            further failure, with jitter, up to ``backoff_max_seconds``.
-        backoff_max_seconds: longest wait between attempts after transient errors.
-        permanent_error_backoff_seconds: wait after an error that retrying will not fix
-            (AccessDenied, invalid parameters, missing MFA code).
+        advisory_window_seconds: a fixed advisory window instead of the lifetime tiers
+            (None: the tiers above).
+        blocking_window_seconds: the blocking window (default: the last minute).
+        min_use_seconds: an early refresh never starts before the credentials were used
+            this long...
+        min_use_fraction: ...or this fraction of their lifetime, whichever is shorter.
+        jitter_fraction: how far the start of the advisory window is moved later, at
+            most, as a fraction of the time between the two windows.
+        attempt_timeout_seconds: overall deadline of one refresh, every try and the pauses
+            between them included (aiobotocore's read timeout does not bound a response
+            that trickles in).
+        try_timeout_seconds: deadline of one try (one STS request).
+        max_tries: tries in one refresh when requests wait for it (transient errors only).
+        retry_delay_seconds: pause before the second try; doubled for the third; jittered.
+        token_code_timeout_seconds: how long a ``TokenCode`` callable (an MFA prompt) may
+            take, apart from the network deadline.
+        backoff_min_seconds: shortest wait after a failed refresh.
+        backoff_max_seconds: longest wait after a failed refresh.
+        backoff_lifetime_fraction: while unexpired credentials are served, the wait is
+            at most this fraction of their lifetime, so a source that recovers well
+            before expiry is used before expiry.
+        error_memory_min_seconds: a non-recoverable error is remembered at least this
+            long...
+        error_memory_max_seconds: ...and at most this long (jittered in between).
+        invalidation_min_interval_seconds: after the credentials were marked stale because
+            a service rejected them as expired, further rejections are ignored this long.
     """
 
-    advisory_fraction: float = 0.2
-    advisory_max_seconds: float = 900.0
-    mandatory_fraction: float = 0.05
-    mandatory_max_seconds: float = 600.0
-    jitter_fraction: float = 0.2
-    attempt_timeout_seconds: float = 20.0
-    backoff_initial_seconds: float = 1.0
-    backoff_max_seconds: float = 30.0
-    permanent_error_backoff_seconds: float = 300.0
+    advisory_window_seconds: float | None = None
+    blocking_window_seconds: float = 60.0
+    min_use_seconds: float = 300.0
+    min_use_fraction: float = 0.8
+    jitter_fraction: float = 0.5
+    attempt_timeout_seconds: float = 30.0
+    try_timeout_seconds: float = 10.0
+    max_tries: int = 3
+    retry_delay_seconds: float = 0.5
+    token_code_timeout_seconds: float = 120.0
+    backoff_min_seconds: float = 2.0
+    backoff_max_seconds: float = 300.0
+    backoff_lifetime_fraction: float = 0.05
+    error_memory_min_seconds: float = 1.0
+    error_memory_max_seconds: float = 5.0
+    invalidation_min_interval_seconds: float = 5.0
 
     def __post_init__(self) -> None:
         problems = []
         for f in fields(self):
             value = getattr(self, f.name)
+            if value is None and f.name == "advisory_window_seconds":
+                continue
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 problems.append(f"{f.name} must be a number, not {type(value).__name__}")
             elif not math.isfinite(value) or value < 0:
                 problems.append(f"{f.name} must be a finite number >= 0, not {value!r}")
         if not problems:
-            if not self.mandatory_fraction <= self.advisory_fraction < 1:
-                problems.append("need mandatory_fraction <= advisory_fraction < 1")
-            if self.mandatory_max_seconds > self.advisory_max_seconds:
-                problems.append("mandatory_max_seconds must be <= advisory_max_seconds")
+            if not 0 < self.min_use_fraction <= 1:
+                problems.append("min_use_fraction must be > 0 and <= 1")
             if self.jitter_fraction >= 1:
                 problems.append("jitter_fraction must be < 1")
-            if self.attempt_timeout_seconds <= 0:
-                problems.append("attempt_timeout_seconds must be > 0")
-            if self.backoff_initial_seconds > self.backoff_max_seconds:
-                problems.append("backoff_initial_seconds must be <= backoff_max_seconds")
+            if self.backoff_lifetime_fraction > 1:
+                problems.append("backoff_lifetime_fraction must be <= 1")
+            for name in ("attempt_timeout_seconds", "try_timeout_seconds"):
+                if getattr(self, name) <= 0:
+                    problems.append(f"{name} must be > 0")
+            if not isinstance(self.max_tries, int) or self.max_tries < 1:
+                problems.append("max_tries must be a whole number >= 1")
+            if self.backoff_min_seconds > self.backoff_max_seconds:
+                problems.append("backoff_min_seconds must be <= backoff_max_seconds")
+            if self.error_memory_min_seconds > self.error_memory_max_seconds:
+                problems.append("error_memory_min_seconds must be <= error_memory_max_seconds")
         if problems:
             raise ValueError("Invalid RefreshPolicy: " + "; ".join(problems))
 
+    # One place decides each timing; every function below is pure.
+
+    def advisory_window(self, lifetime: float) -> float:
+        """Seconds before expiry at which the advisory window starts (before jitter)."""
+        if self.advisory_window_seconds is not None:
+            window = self.advisory_window_seconds
+        elif lifetime <= 20 * 60:
+            window = 5 * 60.0
+        elif lifetime < 90 * 60:
+            window = 15 * 60.0
+        else:
+            window = 60 * 60.0
+        min_use = min(self.min_use_seconds, self.min_use_fraction * lifetime)
+        return max(min(window, lifetime - min_use), 0.0)
+
+    def blocking_window(self, lifetime: float) -> float:
+        """Seconds before expiry at which callers start to wait for new credentials."""
+        return min(self.blocking_window_seconds, 0.1 * lifetime, self.advisory_window(lifetime))
+
     def windows(self, obtained_at: float, expiry: float, rand: float) -> tuple[float, float]:
-        """Return ``(advisory_at, mandatory_at)``: when the advisory and mandatory windows start."""
+        """Return ``(advisory_at, blocking_at)`` in the clock of ``expiry``."""
         lifetime = max(expiry - obtained_at, 0.0)
-        advisory = min(lifetime * self.advisory_fraction, self.advisory_max_seconds)
-        mandatory = min(lifetime * self.mandatory_fraction, self.mandatory_max_seconds)
-        # Jitter moves the advisory start later, never into the mandatory window.
-        advisory_start = expiry - advisory + (advisory - mandatory) * self.jitter_fraction * rand
-        return advisory_start, expiry - mandatory
+        advisory = self.advisory_window(lifetime)
+        blocking = self.blocking_window(lifetime)
+        # Jitter moves the advisory start later, never into the blocking window.
+        advisory_at = expiry - advisory + (advisory - blocking) * self.jitter_fraction * rand
+        return advisory_at, expiry - blocking
 
-    def backoff(self, failures: int, permanent: bool, rand: float) -> float:
-        """Seconds to wait before the next attempt after ``failures`` failures in a row."""
-        if permanent:
-            return self.permanent_error_backoff_seconds
+    def retry_delay(self, tries_done: int, rand: float) -> float:
+        """Pause after ``tries_done`` failed tries of one refresh ("equal jitter")."""
+        ceiling = self.retry_delay_seconds * 2.0 ** (tries_done - 1)
+        return ceiling * (0.5 + 0.5 * rand)
+
+    def backoff(
+        self, failures: int, lifetime: float | None, seconds_left: float | None, rand: float
+    ) -> float:
+        """Wait after ``failures`` failed refreshes in a row before the next one.
+
+        ``seconds_left`` is None when nothing is cached, negative when it has expired.
+        """
+        if lifetime is None or seconds_left is None or seconds_left <= 0:
+            return self.backoff_min_seconds * (1.0 + rand)
         ceiling = min(
-            self.backoff_max_seconds, self.backoff_initial_seconds * 2.0 ** (failures - 1)
+            self.backoff_max_seconds,
+            self.backoff_lifetime_fraction * lifetime,
+            seconds_left / 2.0,
+            self.backoff_min_seconds * 2.0 ** (failures - 1),
         )
-        return ceiling * (0.5 + 0.5 * rand)  # "equal jitter": never less than half
+        ceiling = max(ceiling, self.backoff_min_seconds)
+        return ceiling * (0.5 + 0.5 * rand)
+
+    def error_memory(self, rand: float) -> float:
+        """How long a non-recoverable error is remembered."""
+        low, high = self.error_memory_min_seconds, self.error_memory_max_seconds
+        return low + (high - low) * rand
 
 
-@dataclass
 class RefreshStats:
-    """Counters a service can export (e.g. to Prometheus). Never reset; only increase."""
+    """Exact counters a service can export (e.g. to Prometheus). They only increase.
 
-    attempts: int = 0
-    successes: int = 0
-    failures: int = 0
-    advisory_refreshes: int = 0
-    mandatory_refreshes: int = 0
-    timeouts: int = 0
-    waits: int = 0
-    """Callers that had to wait for a refresh (mandatory window, or no value yet)."""
-    fast_failures: int = 0
-    """Callers given the previous error without an attempt, because of backoff."""
-    invalidations: int = 0
+    Attributes:
+        attempts: refreshes started (each makes one to ``max_tries`` requests).
+        tries: requests made (tries of all refreshes).
+        successes: refreshes that brought new credentials.
+        failures: refreshes that failed, whatever happened to callers.
+        advisory_refreshes: refreshes started in the advisory window (nobody waited).
+        blocking_refreshes: refreshes started with callers waiting.
+        timeouts: tries that hit ``try_timeout_seconds`` or the refresh deadline.
+        waits: callers that waited for a refresh.
+        served_stale: callers given cached credentials after a failed refresh, or
+            during the backoff that followed one (static stability).
+        served_expired: of those, callers given credentials past their expiry.
+        fast_failures: callers given a remembered error without a new request.
+        invalidations: times a service's ``ExpiredToken`` marked the credentials stale.
+    """
+
+    __slots__ = (
+        "advisory_refreshes",
+        "attempts",
+        "blocking_refreshes",
+        "failures",
+        "fast_failures",
+        "invalidations",
+        "served_expired",
+        "served_stale",
+        "successes",
+        "timeouts",
+        "tries",
+        "waits",
+    )
+
+    def __init__(self) -> None:
+        for name in self.__slots__:
+            setattr(self, name, 0)
+
+    def as_dict(self) -> dict[str, int]:
+        return {name: getattr(self, name) for name in self.__slots__}
+
+    def __repr__(self) -> str:
+        counts = ", ".join(f"{k}={v}" for k, v in self.as_dict().items())
+        return f"RefreshStats({counts})"
+
+    # Typed attributes for readers and type checkers (set in __init__).
+    attempts: int
+    tries: int
+    successes: int
+    failures: int
+    advisory_refreshes: int
+    blocking_refreshes: int
+    timeouts: int
+    waits: int
+    served_stale: int
+    served_expired: int
+    fast_failures: int
+    invalidations: int
 
 
 class RefreshTimeoutError(TimeoutError):
-    """A refresh attempt did not finish within ``attempt_timeout_seconds``."""
+    """A refresh, one of its tries, or a ``TokenCode`` callable took longer than allowed."""
 
 
 class _Abandoned(Exception):
     """The flight's event loop went away before it finished; callers start a new one."""
 
 
-@dataclass(eq=False)
-class _Flight:
-    """One refresh attempt, which any number of callers on any event loops can wait for."""
+def error_for_caller(error: BaseException) -> BaseException:
+    """A copy of ``error`` for one caller: same type, code and message, nobody else's
+    traceback, context or notes (R10)."""
+    try:
+        mine = copy.copy(error)
+    except Exception:  # an exception type that cannot be copied: share it, cleaned
+        mine = error
+    if type(mine) is not type(error):
+        mine = error
+    mine.__traceback__ = None
+    mine.__context__ = None
+    mine.__cause__ = None
+    mine.__suppress_context__ = False
+    vars(mine).pop("__notes__", None)
+    return mine
 
-    owner: EventLoop
-    mandatory: bool
-    _mutex: threading.Lock = field(default_factory=threading.Lock)
-    _done: bool = False
-    _value: object = None
-    _error: BaseException | None = None
-    _events: dict[object, tuple[EventLoop, anyio.Event]] = field(default_factory=dict)
+
+class _Flight:
+    """One refresh, which any number of callers on any event loops can wait for.
+
+    Its outcome is decided once, by the refresh: the new value, the cached value (static
+    stability) or an error. A waiter on another event loop also watches the owner loop:
+    if that loop is gone (closed, or stopped without cancelling its tasks), the flight is
+    abandoned and the waiters start a new one. Nothing is decided by a timer.
+    """
+
+    __slots__ = ("_done", "_error", "_events", "_mutex", "_value", "blocking", "owner")
+
+    def __init__(self, owner: EventLoop, blocking: bool) -> None:
+        self.owner = owner
+        self.blocking = blocking
+        self._mutex = threading.Lock()
+        self._done = False
+        self._value: object = None
+        self._error: BaseException | None = None
+        self._events: dict[object, tuple[EventLoop, anyio.Event]] = {}
+
+    def __repr__(self) -> str:
+        state = "done" if self._done else "running"
+        return f"<refresh flight {state}, {'blocking' if self.blocking else 'advisory'}>"
+
+    @property
+    def done(self) -> bool:
+        return self._done
 
     def finish(self, value: object = None, error: BaseException | None = None) -> None:
         with self._mutex:
@@ -164,84 +350,151 @@ class _Flight:
             else:
                 loop.call_soon_threadsafe(event.set)
 
-    async def wait(self, patience: float) -> object:
-        """Wait at most ``patience`` seconds; return the value or raise the flight's error."""
+    async def wait(self, owner_check_interval: float) -> object:
+        """Wait for the outcome; return the value or raise a copy of the error."""
         event: anyio.Event | None = None
+        loop = current_event_loop()
         with self._mutex:
             if not self._done:
-                loop = current_event_loop()
                 entry = self._events.get(loop.key)
                 if entry is None:
                     entry = self._events[loop.key] = (loop, anyio.Event())
                 event = entry[1]
         if event is not None:
-            with anyio.move_on_after(patience):
-                await event.wait()
-            if not self._done:
-                # Its loop stopped without cancelling it, or it is stuck: give up on it.
-                self.finish(error=_Abandoned())
+            if loop.key == self.owner.key:
+                await event.wait()  # the owner loop runs: the flight will end
+            else:
+                while not event.is_set():
+                    with anyio.move_on_after(owner_check_interval):
+                        await event.wait()
+                    if not event.is_set() and self.owner.is_gone():
+                        self.finish(error=_Abandoned())
         if self._error is not None:
-            # Every waiter raises this one object: start its traceback afresh each time,
-            # or it would collect the frames of every waiter.
-            raise self._error.with_traceback(None)
+            raise error_for_caller(self._error)
         return self._value
 
 
-@dataclass(frozen=True)
 class _Current(Generic[T]):
-    value: T
-    expiry: float
-    obtained_at: float
-    advisory_at: float
-    mandatory_at: float
+    """What is cached: the value and its timings. Its repr never shows the value."""
+
+    __slots__ = ("advisory_at", "blocking_at", "expiry", "lifetime", "stale", "value")
+
+    def __init__(
+        self,
+        value: T,
+        expiry: float,
+        lifetime: float,
+        advisory_at: float,
+        blocking_at: float,
+        stale: bool = False,
+    ) -> None:
+        self.value = value
+        self.expiry = expiry
+        self.lifetime = lifetime
+        self.advisory_at = advisory_at
+        self.blocking_at = blocking_at
+        self.stale = stale
+
+    def marked_stale(self) -> _Current[T]:
+        return _Current(self.value, self.expiry, self.lifetime, -math.inf, -math.inf, True)
+
+    def __repr__(self) -> str:
+        return f"<cached value expiring at {self.expiry:.0f}{', stale' if self.stale else ''}>"
+
+
+class _Failure:
+    """The last failed refresh: its error, its kind and when the next may start."""
+
+    __slots__ = ("error", "kind", "retry_at")
+
+    def __init__(self, error: BaseException, kind: ErrorKind, retry_at: float) -> None:
+        self.error = error
+        self.kind = kind
+        self.retry_at = retry_at
+
+    def __repr__(self) -> str:
+        return f"<last refresh failed: {type(self.error).__name__} ({self.kind})>"
+
+
+_all_refreshers: weakref.WeakSet[Refresher[Any]] = weakref.WeakSet()
+
+
+def _reset_after_fork() -> None:
+    # A flight in the parent process has no task in the child; its locks may be held by
+    # threads that do not exist here.
+    for refresher in list(_all_refreshers):
+        refresher._forget_flight_after_fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_after_fork)
 
 
 class Refresher(Generic[T]):
     """Keeps one value fresh for any number of tasks, event loops and threads.
 
-    * fresh: :meth:`get` returns the current value (one clock call, one comparison);
+    * fresh: :meth:`get` returns the cached value (one clock call, one comparison);
     * advisory window: the first caller to notice starts one background refresh; every
-      caller, that one included, keeps getting the still-valid value without waiting;
-    * mandatory window, expired, invalidated, or nothing yet: callers wait for the one
-      refresh in flight (starting it if none is) and all get its value or its error;
-    * after a failure no new attempt starts before the backoff delay has passed; in the
-      meantime callers in the advisory window keep the valid value, and callers that need
-      a new one get the last error at once.
+      caller, that one included, keeps getting the cached value without waiting;
+    * blocking window, expired, invalidated, or nothing yet: callers wait for the one
+      refresh in flight (starting it if none is) and all get its outcome;
+    * a failed refresh gives the waiters the cached value if there is one (static
+      stability), and only otherwise (or for a non-recoverable error with the cached value
+      expired) its error; until the backoff has passed nobody starts another.
     """
 
     def __init__(
         self,
         load: Loader[T],
         *,
+        prepare: Callable[[], Awaitable[None]] | None = None,
         policy: RefreshPolicy | None = None,
-        clock: Callable[[], float] = time.time,
+        wall_clock: Callable[[], float] = time.time,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = anyio.sleep,
         random: Callable[[], float] = _default_random,
-        is_permanent_error: Callable[[BaseException], bool] = lambda error: False,
+        classify_error: Callable[[BaseException], ErrorKind] = lambda error: "failed",
         describe_error: Callable[[BaseException], str] = lambda error: type(error).__name__,
+        error_code: Callable[[BaseException], str] = lambda error: type(error).__name__,
+        key_of: Callable[[T], object] = id,
         description: str = "credentials",
+        log_fields: Mapping[str, object] | None = None,
+        owner_check_interval: float = 1.0,
     ) -> None:
         self._load = load
+        self._prepare = prepare
         self.policy = policy or RefreshPolicy()
-        self._clock = clock
+        self._clock = wall_clock
+        self._monotonic = monotonic
+        self._sleep = sleep
         self._random = random
-        self._is_permanent_error = is_permanent_error
+        self._classify_error = classify_error
         # Error text can quote a response body; only the loader's side knows what is safe.
         self._describe_error = describe_error
+        self._error_code = error_code
+        self._key_of = key_of
         self.description = description
+        self._log_fields = dict(log_fields or {})
+        self._owner_check_interval = owner_check_interval
         self.stats = RefreshStats()
         self._current: _Current[T] | None = None
         self._mutex = threading.Lock()
         self._flight: _Flight | None = None
-        self._retry_at = -math.inf
+        self._failure: _Failure | None = None
         self._consecutive_failures = 0
-        self._last_error: BaseException | None = None
+        self._last_invalidation = -math.inf
+        _all_refreshers.add(self)
+
+    def __repr__(self) -> str:
+        return f"<Refresher {self.description}: {self._current!r}>"
 
     def now(self) -> float:
+        """Wall-clock seconds (the clock expiries are in)."""
         return float(self._clock())
 
     @property
     def expiry(self) -> float | None:
-        """When the current value expires (clock seconds), or None before the first load."""
+        """When the cached value expires (wall-clock seconds), or None before the first load."""
         current = self._current
         return None if current is None else current.expiry
 
@@ -251,57 +504,75 @@ class Refresher(Generic[T]):
             return current.value
         return await self._get_slow()
 
-    def invalidate(self, if_obtained_before: float = math.inf) -> None:
-        """Make the next :meth:`get` wait for a refresh (R9: the service said "expired").
+    def invalidate(self, rejected_key: object) -> bool:
+        """A service rejected ``rejected_key`` as expired: make callers wait for a refresh.
 
-        Only a value obtained before ``if_obtained_before`` is invalidated, so a burst of
-        requests that were signed with the previous credentials does not throw away the
-        ones a refresh has just brought.
+        Only the cached value with that key is invalidated (a burst of rejections of the
+        previous credentials leaves the new ones alone), at most once per
+        ``invalidation_min_interval_seconds``. Backoff still applies, and if the refresh
+        fails the invalidated value is served. Returns whether anything was invalidated.
         """
         with self._mutex:
             current = self._current
-            if current is None or current.obtained_at >= if_obtained_before:
-                return
-            if current.mandatory_at == -math.inf:
-                return
-            self._current = _Current(
-                current.value, current.expiry, current.obtained_at, -math.inf, -math.inf
-            )
+            if current is None or current.stale or self._key_of(current.value) != rejected_key:
+                return False
+            now = self._monotonic()
+            if now - self._last_invalidation < self.policy.invalidation_min_interval_seconds:
+                return False
+            self._last_invalidation = now
+            self._current = current.marked_stale()
             self.stats.invalidations += 1
-        logger.info(
-            "%s: marked stale after the service reported them expired; the next request refreshes",
+        self._log(
+            logging.INFO,
+            "invalidated",
+            "%s: marked stale after a service rejected them as expired",
             self.description,
-            extra={"refresh_event": "invalidated"},
         )
+        return True
+
+    def _forget_flight_after_fork(self) -> None:
+        self._mutex = threading.Lock()
+        self._flight = None
+
+    # The slow path.
 
     async def _get_slow(self) -> T:
         while True:
-            now = self._clock()
+            wall = self._clock()
             start: _Flight | None = None
             with self._mutex:
                 current = self._current
-                if current is not None and now < current.advisory_at:
+                if current is not None and wall < current.advisory_at:
                     return current.value
-                if current is not None and now < current.mandatory_at:
-                    # Advisory window: never make anyone wait.
-                    if self._flight is None and now >= self._retry_at:
-                        start = self._flight = _Flight(current_event_loop(), mandatory=False)
-                    value = current.value
-                    flight = None
-                elif self._flight is not None:
-                    flight = self._flight
-                elif now < self._retry_at and self._last_error is not None:
-                    self.stats.fast_failures += 1
-                    raise self._last_error.with_traceback(None)
-                else:
-                    start = flight = self._flight = _Flight(current_event_loop(), mandatory=True)
+                blocking = current is None or wall >= current.blocking_at
+                flight = self._flight
+                if flight is None:
+                    failure = self._failure
+                    if failure is not None and self._monotonic() < failure.retry_at:
+                        # Backing off, or remembering a non-recoverable error.
+                        if current is None or (
+                            failure.kind == "non_recoverable" and wall >= current.expiry
+                        ):
+                            self.stats.fast_failures += 1
+                            raise error_for_caller(failure.error)
+                        if blocking:
+                            self._count_served_stale(current, wall)
+                        return current.value
+                    start = flight = self._flight = _Flight(current_event_loop(), blocking)
+                    self.stats.attempts += 1
+                    if blocking:
+                        self.stats.blocking_refreshes += 1
+                    else:
+                        self.stats.advisory_refreshes += 1
+                if blocking:
+                    self.stats.waits += 1
             if start is not None:
                 start.owner.spawn(functools.partial(self._run_flight, start))
-            if flight is None:
-                return value
-            self.stats.waits += 1
+            if not blocking:
+                assert current is not None
+                return current.value
             try:
-                result = await flight.wait(self.policy.attempt_timeout_seconds + 5.0)
+                result = await flight.wait(self._owner_check_interval)
             except _Abandoned:
                 with self._mutex:
                     if self._flight is flight:
@@ -309,39 +580,135 @@ class Refresher(Generic[T]):
                 continue
             return result  # type: ignore[return-value]
 
+    def _count_served_stale(self, current: _Current[T], wall: float) -> None:
+        self.stats.served_stale += 1
+        if wall >= current.expiry:
+            self.stats.served_expired += 1
+
     async def _run_flight(self, flight: _Flight) -> None:
-        kind = "mandatory" if flight.mandatory else "advisory"
-        self.stats.attempts += 1
-        if flight.mandatory:
-            self.stats.mandatory_refreshes += 1
-        else:
-            self.stats.advisory_refreshes += 1
-        logger.info(
-            "%s: %s refresh started", self.description, kind, extra={"refresh_event": "start"}
+        self._log(
+            logging.INFO,
+            "start",
+            "%s: %s refresh started",
+            self.description,
+            "blocking" if flight.blocking else "advisory",
         )
-        timeout = self.policy.attempt_timeout_seconds
         try:
-            with anyio.move_on_after(timeout) as deadline:
-                value, expiry = await self._load()
-            if deadline.cancelled_caught:
-                self.stats.timeouts += 1
-                raise RefreshTimeoutError(
-                    f"{self.description}: refresh did not finish within {timeout:g} s "
-                    "(RefreshPolicy.attempt_timeout_seconds)"
-                )
+            value, expiry = await self._refresh(flight)
         except anyio.get_cancelled_exc_class():
-            # Only the end of the event loop cancels a detached flight.
+            # Only the end of its event loop cancels a detached flight.
             self._end_flight(flight)
             flight.finish(error=_Abandoned())
             raise
-        except Exception as exc:
-            self._failed(flight, exc)
+        except Exception as error:
+            self._failed(flight, error)
         else:
             self._succeeded(flight, value, expiry)
         finally:
-            if not flight._done:  # a BaseException we did not expect
+            if not flight.done:  # a BaseException we did not expect
                 self._end_flight(flight)
                 flight.finish(error=_Abandoned())
+
+    async def _refresh(self, flight: _Flight) -> tuple[T, float]:
+        """One refresh: ``prepare`` once, then up to ``max_tries`` tries within the deadline."""
+        policy = self.policy
+        if self._prepare is not None:
+            await self._within(
+                self._prepare,
+                policy.token_code_timeout_seconds,
+                "the TokenCode callable did not return a code within {:g} s "
+                "(RefreshPolicy.token_code_timeout_seconds)",
+            )
+        deadline = self._monotonic() + policy.attempt_timeout_seconds
+        # Retrying inside a refresh is for callers that wait; in the advisory window the
+        # backoff schedule brings the next attempt soon enough.
+        max_tries = policy.max_tries if flight.blocking or self._current is None else 1
+        tries = 0
+        while True:
+            tries += 1
+            with self._mutex:
+                self.stats.tries += 1
+            remaining = deadline - self._monotonic()
+            try_timeout = min(policy.try_timeout_seconds, remaining)
+            try:
+                value, expiry = await self._within(
+                    self._load,
+                    try_timeout,
+                    "no answer within {:g} s (RefreshPolicy.try_timeout_seconds, "
+                    "attempt_timeout_seconds)",
+                )
+                self._check_usable(expiry)
+                return value, expiry
+            except Exception as error:
+                if isinstance(error, RefreshTimeoutError):
+                    with self._mutex:
+                        self.stats.timeouts += 1
+                if tries >= max_tries or self._kind(error) != "transient":
+                    raise
+                delay = policy.retry_delay(tries, self._random())
+                if self._monotonic() + delay >= deadline:
+                    raise
+                self._log(
+                    logging.INFO,
+                    "retry",
+                    "%s: try %d failed (%s); trying again in %.2f s",
+                    self.description,
+                    tries,
+                    self._describe(error),
+                    delay,
+                    error=error,
+                )
+                await self._sleep(delay)
+
+    def _check_usable(self, expiry: float) -> None:
+        now = self._clock()
+        if not math.isfinite(expiry) or expiry <= now:
+            raise UnusableCredentialsError(
+                f"{self.description}: the source returned credentials that had already "
+                f"expired ({now - expiry:.0f} s ago by this machine's clock; if they are "
+                "fresh, the local clock is wrong by about that much)"
+                if math.isfinite(expiry)
+                else f"{self.description}: the source returned an unusable expiry time"
+            )
+
+    async def _within(self, work: Callable[[], Awaitable[R]], seconds: float, message: str) -> R:
+        """``await work()``, cancelled after ``seconds`` of the injected sleep."""
+        outcome: list[R] = []
+        errors: list[Exception] = []
+        timed_out = False
+        async with anyio.create_task_group() as group:
+
+            async def alarm() -> None:
+                nonlocal timed_out
+                await self._sleep(seconds)
+                timed_out = True
+                group.cancel_scope.cancel()
+
+            group.start_soon(alarm)
+            try:
+                outcome.append(await work())
+            except Exception as error:  # kept out of the task group's exception group
+                errors.append(error)
+            finally:
+                if not timed_out:
+                    group.cancel_scope.cancel()
+        if outcome:
+            return outcome[0]
+        if errors:
+            raise errors[0]
+        raise RefreshTimeoutError(f"{self.description}: " + message.format(seconds))
+
+    def _describe(self, error: BaseException) -> str:
+        if isinstance(error, (RefreshTimeoutError, UnusableCredentialsError)):
+            return f"{type(error).__name__}: {error}"  # our own words, no response data
+        return self._describe_error(error)
+
+    def _kind(self, error: BaseException) -> ErrorKind:
+        if isinstance(error, RefreshTimeoutError):
+            return "transient"
+        if isinstance(error, UnusableCredentialsError):
+            return "failed"
+        return self._classify_error(error)
 
     def _end_flight(self, flight: _Flight) -> None:
         with self._mutex:
@@ -350,62 +717,103 @@ class Refresher(Generic[T]):
 
     def _succeeded(self, flight: _Flight, value: T, expiry: float) -> None:
         now = self._clock()
-        advisory_at, mandatory_at = self.policy.windows(now, expiry, self._random())
+        advisory_at, blocking_at = self.policy.windows(now, expiry, self._random())
         with self._mutex:
-            self._current = _Current(value, expiry, now, advisory_at, mandatory_at)
+            self._current = _Current(value, expiry, expiry - now, advisory_at, blocking_at)
             self._consecutive_failures = 0
-            self._retry_at = -math.inf
-            self._last_error = None
+            self._failure = None
             if self._flight is flight:
                 self._flight = None
-        self.stats.successes += 1
-        logger.info(
+            self.stats.successes += 1
+        self._log(
+            logging.INFO,
+            "success",
             "%s: refreshed; valid for %.0f s, next refresh in %.0f s",
             self.description,
             expiry - now,
             max(advisory_at - now, 0.0),
-            extra={"refresh_event": "success"},
+            seconds_left=expiry - now,
         )
-        if expiry <= now:
-            logger.warning(
-                "%s: the new credentials are already expired (is the clock wrong?)",
-                self.description,
-                extra={"refresh_event": "expired_on_arrival"},
-            )
         flight.finish(value=value)
 
     def _failed(self, flight: _Flight, error: Exception) -> None:
-        now = self._clock()
-        permanent = self._is_permanent_error(error)
+        wall = self._clock()
+        kind = self._kind(error)
+        rand = self._random()
         with self._mutex:
-            self._consecutive_failures += 1
-            delay = self.policy.backoff(self._consecutive_failures, permanent, self._random())
-            retry_at = now + delay
             current = self._current
-            if current is not None and now < current.mandatory_at:
-                # Still valid: try again no later than the start of the mandatory window.
-                retry_at = min(retry_at, current.mandatory_at)
-            self._retry_at = retry_at
-            self._last_error = error
+            self._consecutive_failures += 1
+            seconds_left = None if current is None else current.expiry - wall
+            if kind == "non_recoverable":
+                delay = self.policy.error_memory(rand)
+            else:
+                delay = self.policy.backoff(
+                    self._consecutive_failures,
+                    None if current is None else current.lifetime,
+                    seconds_left,
+                    rand,
+                )
+            self._failure = _Failure(error, kind, self._monotonic() + delay)
             if self._flight is flight:
                 self._flight = None
-        self.stats.failures += 1
-        serving = current is not None and now < current.mandatory_at
-        logger.warning(
-            "%s: %s refresh failed (%s%s); %s; next attempt in %.1f s",
+            self.stats.failures += 1
+            expired = seconds_left is not None and seconds_left <= 0
+            raise_it = current is None or (kind == "non_recoverable" and expired)
+            if not raise_it and flight.blocking:
+                self.stats.served_stale += 1
+                if expired:
+                    self.stats.served_expired += 1
+        if raise_it:
+            outcome = "callers that need credentials get this error"
+            level = logging.WARNING
+        elif expired:
+            outcome = f"serving the cached credentials, expired {-seconds_left:.0f} s ago"  # type: ignore[operator]
+            level = logging.ERROR
+        else:
+            outcome = f"serving the cached credentials, valid for {seconds_left:.0f} s more"
+            level = logging.WARNING
+        self._log(
+            level,
+            "failure",
+            "%s: %s refresh failed (%s%s); %s; next attempt in %.1f s at the earliest",
             self.description,
-            "mandatory" if flight.mandatory else "advisory",
-            self._describe_error(error),
-            ", not retryable" if permanent else "",
-            "still serving the current credentials" if serving else "callers get this error",
-            retry_at - now,
-            extra={"refresh_event": "failure"},
+            "blocking" if flight.blocking else "advisory",
+            self._describe(error),
+            ", not recoverable" if kind == "non_recoverable" else "",
+            outcome,
+            delay,
+            error=error,
+            seconds_left=seconds_left,
+            backoff_seconds=delay,
         )
-        logger.info(
-            "%s: backing off for %.1f s after %d failure(s) in a row",
-            self.description,
-            retry_at - now,
-            self._consecutive_failures,
-            extra={"refresh_event": "backoff"},
-        )
-        flight.finish(error=error)
+        if raise_it:
+            flight.finish(error=error)
+        else:
+            assert current is not None
+            flight.finish(value=current.value)
+
+    def _log(
+        self,
+        level: int,
+        event: str,
+        message: str,
+        *args: object,
+        error: BaseException | None = None,
+        seconds_left: float | None = None,
+        backoff_seconds: float | None = None,
+    ) -> None:
+        if not logger.isEnabledFor(level):
+            return
+        extra: dict[str, object] = {"refresh_event": event, **self._log_fields}
+        if error is not None:
+            extra["error_code"] = self._error_code(error)
+        if seconds_left is not None:
+            extra["seconds_left"] = round(seconds_left, 3)
+        if backoff_seconds is not None:
+            extra["backoff_seconds"] = round(backoff_seconds, 3)
+        logger.log(level, message, *args, extra=extra)
+
+
+class UnusableCredentialsError(Exception):
+    """The source answered with credentials that cannot be used (already expired,
+    missing or empty keys, an unparsable expiry time). A failed refresh, never a success."""
