@@ -26,8 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from aio_assume_role_lib import testing
-from aio_assume_role_lib.testing import FAULTS, LoopbackSTS, STSCall
+from aio_assume_role_lib.testing import FAULTS, LoopbackSTS, STSCall, _faults
 
 T = TypeVar("T")
 
@@ -506,8 +505,8 @@ def test_trickle_defeats_read_timeout(session: AioSession, sts: LoopbackSTS) -> 
 def test_trickle_body_is_a_valid_response(
     session: AioSession, sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(testing, "_TRICKLE_TOTAL", 1.0)
-    monkeypatch.setattr(testing, "_TRICKLE_INTERVAL", 0.1)
+    monkeypatch.setattr(_faults, "TRICKLE_TOTAL", 1.0)
+    monkeypatch.setattr(_faults, "TRICKLE_INTERVAL", 0.1)
     sts.fail_next("trickle")
 
     async def main() -> dict[str, Any]:
