@@ -304,14 +304,15 @@ def demo() -> int:
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
-def run_concurrently(jobs: list[tuple[str, list[str | Path]]], limit: int) -> list[str]:
+def run_concurrently(jobs: list[tuple[str, list[str | Path]]], limit: int) -> dict[str, int]:
     """Run the commands, ``limit`` at a time; show each one's output when it ends.
 
-    Returns the labels of those that failed.
+    Returns each one's exit code, by label.
     """
     pending = list(jobs)
     running: list[tuple[str, subprocess.Popen[bytes], IO[bytes], float]] = []
-    failed: list[str] = []
+    codes: dict[str, int] = {}
+    heartbeat = time.monotonic()
     while pending or running:
         while pending and len(running) < limit:
             label, command = pending.pop(0)
@@ -331,32 +332,63 @@ def run_concurrently(jobs: list[tuple[str, list[str | Path]]], limit: int) -> li
             sys.stdout.buffer.write(log.read())
             sys.stdout.flush()
             log.close()
-            if ended.returncode:
-                failed.append(done)
-    return failed
+            codes[done] = ended.returncode
+        if running and time.monotonic() - heartbeat > 60:
+            heartbeat = time.monotonic()
+            print("... still running: " + ", ".join(job[0] for job in running), flush=True)
+    return codes
+
+
+# Test files whose tests wait on real time against deadlines, lifetimes or latencies:
+# they run alone, one stack after the other, so that nothing else competes for the CPU.
+# The other test files run side by side with each other and with the static checks.
+TIMED_TESTS = (
+    "test_assume_role.py",
+    "test_loopback_sts.py",
+    "test_refresh.py",
+    "test_refresh_engine.py",
+    "test_reliability.py",
+    "test_security.py",
+)
+
+
+def _pytest(env: Path, pytest_args: list[str], *, timed: bool) -> list[str | Path]:
+    """pytest on one stack, for the timed test files or for all the others."""
+    files = sorted(path.name for path in (ROOT / "tests").glob("test_*.py"))
+    ignored = [name for name in files if (name in TIMED_TESTS) != timed]
+    return [
+        _bin(env, "python"),
+        "-m",
+        "pytest",
+        *pytest_args,
+        *(f"--ignore=tests/{name}" for name in ignored),
+    ]
 
 
 def test(pytest_args: list[str]) -> int:
     started = time.monotonic()
     stack_envs = {name: ensure_env(name) for name in ("s1", "s2")}
     moto = ensure_env("moto")
+    os.environ["AIO_ARL_MOTO_SERVER"] = str(_bin(moto, "moto_server"))
     s1 = stack_envs["s1"]
     dev: list[str | Path] = [sys.executable, Path(__file__).resolve()]
 
-    # Checks that do not time anything, side by side (both cores); the package check and
-    # the benchmark smoke run set up their own environments meanwhile. Before pytest, so
-    # that nothing competes with the tests that wait on real time.
-    checks: list[tuple[str, list[str | Path]]] = [
+    # pytest exits 5 when it selected no test. Each stack runs in two parts; a part may
+    # select nothing (dev.py test -k ...), but a stack whose two parts both select
+    # nothing is a failure, as is any other non-zero exit.
+    jobs: list[tuple[str, list[str | Path]]] = [
+        (f"pytest {name}, untimed tests", _pytest(env, pytest_args, timed=False))
+        for name, env in stack_envs.items()
+    ]
+    jobs += [
         ("package: build, check, install the wheel per stack", [*dev, "package"]),
         ("benchmarks, smoke mode (catches rot, not regressions)", [*dev, "bench", "--smoke"]),
     ]
     for name, env in stack_envs.items():
         # A cache per stack: they see different aiobotocore versions and stubs.
         cache = ROOT / ".mypy_cache" / name
-        checks.append(
-            (f"mypy {name}", [_bin(env, "mypy"), "--strict", "--cache-dir", cache, "src"])
-        )
-    checks += [
+        jobs.append((f"mypy {name}", [_bin(env, "mypy"), "--strict", "--cache-dir", cache, "src"]))
+    jobs += [
         ("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]),
         ("ruff check", [_bin(s1, "ruff"), "check", "src", "tests", "examples", "benchmarks"]),
         (
@@ -364,19 +396,25 @@ def test(pytest_args: list[str]) -> int:
             [_bin(s1, "ruff"), "format", "--check", "src", "tests", "examples", "benchmarks"],
         ),
     ]
-    failed = run_concurrently(checks, limit=4)
-    checked = time.monotonic()
-
-    environ = {**os.environ, "AIO_ARL_MOTO_SERVER": str(_bin(moto, "moto_server"))}
+    codes = run_concurrently(jobs, limit=4)
+    concurrent_part = time.monotonic()
     for name, env in stack_envs.items():
-        print(f"\n== pytest on stack {name}", flush=True)
-        # pytest exits 5 when it collected no test: that is a failure here too.
-        code = _run(_bin(env, "python"), "-m", "pytest", *pytest_args, cwd=ROOT, env=environ)
-        if code:
-            failed.append(f"pytest {name} (exit {code})")
+        label = f"pytest {name}, timed tests"
+        print(f"\n== {label}", flush=True)
+        codes[label] = _run(*_pytest(env, pytest_args, timed=True), cwd=ROOT)
+
+    failed = [
+        label
+        for label, code in codes.items()
+        if code and not (code == 5 and label.startswith("pytest"))
+    ]
+    for name in stack_envs:
+        parts = [code for label, code in codes.items() if label.startswith(f"pytest {name},")]
+        if all(code == 5 for code in parts):
+            failed.append(f"pytest {name} (no test selected)")
     print(
-        f"\ntimes: setup and checks {checked - started:.0f} s, "
-        f"pytest {time.monotonic() - checked:.0f} s"
+        f"\ntimes: environments, checks and untimed tests {concurrent_part - started:.0f} s, "
+        f"timed tests {time.monotonic() - concurrent_part:.0f} s"
     )
     if failed:
         print("FAILED: " + ", ".join(failed))
