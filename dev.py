@@ -182,7 +182,7 @@ def _pip_resolution(tools: Path, requirement: str, report: Path) -> dict[str, st
         "-m",
         "pip",
         "install",
-        "-q",
+        "-qq",  # not the warnings about this machine's pip configuration
         "--disable-pip-version-check",
         "--dry-run",
         "--ignore-installed",
