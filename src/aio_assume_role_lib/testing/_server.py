@@ -497,20 +497,34 @@ class LoopbackSTS:
             self._record(action, recorded, caller, key_id, received, fault)
             return await respond(fault, request, caller, params, request_id, self._pause)
 
-        checked = check_assume_role(caller, params)
-        if isinstance(checked, STSError):
+        result = self._assume_role(caller, params, received, request_id)
+        if isinstance(result, STSError):
             if fault is None:
-                return fail(checked)
+                return fail(result)
             # A trickle delivers whatever the real answer is, errors included.
             self._record(action, recorded, caller, key_id, received, fault)
-            status = checked.status
-            payload = error_body(checked.code, checked.message, request_id, status)
+            status = result.status
+            payload = error_body(result.code, result.message, request_id, status)
             return await trickle(request, status, payload, request_id, self._pause)
-        issued, payload = self._issue(checked, received, request_id)
+        issued, payload = result
         self._record(action, recorded, caller, key_id, received, fault or "ok", issued)
         if fault is not None:
             return await trickle(request, 200, payload, request_id, self._pause)
         return xml_response(200, payload, request_id)
+
+    def _assume_role(
+        self, caller: Identity, params: Mapping[str, str], received: float, request_id: str
+    ) -> tuple[Identity, bytes] | STSError:
+        """Check an ``AssumeRole`` request; issue (and remember) credentials if valid.
+
+        Returns the issued identity and the response body, or the error to answer. Runs
+        on the server's thread. Tests subclass LoopbackSTS and override this method
+        (tests/test_reliability.py sets a per-role lifetime here): keep its signature.
+        """
+        checked = check_assume_role(caller, params)
+        if isinstance(checked, STSError):
+            return checked
+        return self._issue(checked, received, request_id)
 
     def _issue(
         self, checked: AssumeRoleRequest, received: float, request_id: str
