@@ -405,7 +405,7 @@ def test(pytest_args: list[str]) -> int:
     codes = run_concurrently(jobs, limit=4)
     concurrent_part = time.monotonic()
     # The timed tests alone, one stack after the other: with the other stack's beside
-    # them (DEV_PY_PARALLEL_TIMED=1, about 4 minutes faster) their 0.5-1 s deadlines and
+    # them (DEV_PY_PARALLEL_TIMED=1, minutes faster) their 0.5-1 s deadlines and
     # 2 s credential lifetimes were missed on this 2-core machine.
     timed = [
         (f"pytest {name}, timed tests", _pytest(env, pytest_args, timed=True))
