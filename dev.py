@@ -3,13 +3,15 @@
 
     python3 dev.py demo     run the demo against a local STS endpoint (no AWS account)
     python3 dev.py test     lint, type-check and run the whole test suite on both stacks
-    python3 dev.py bench    run the benchmarks (SPEC section 5) and write the table and chart
+    python3 dev.py bench    run the benchmarks and write their table and chart
     python3 dev.py package  build the sdist and wheel, check them, install the wheel per stack
+    python3 dev.py setup    only create the environments
 
 Each command creates the virtual environments it needs under .venv/ and installs
-what it needs into them; an environment is rebuilt when pyproject.toml changes.
+what it needs into them (with uv, itself installed with pip into .venv/tools); an
+environment is rebuilt when pyproject.toml changes.
 
-Stacks (SPEC section 1):
+Stacks:
     s1    newest aiobotocore 3.x, with the httpx backend and trio
     s2    newest aioboto3 (15.5.0), which pins aiobotocore 2.25.1
     moto  moto's STS server, in its own environment: moto wants a newer botocore
@@ -21,30 +23,60 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
+import tarfile
+import tempfile
+import time
 import venv
 import zipfile
 from pathlib import Path
+from typing import IO, Any
 
 ROOT = Path(__file__).resolve().parent
 VENVS = ROOT / ".venv"
 PYPROJECT = ROOT / "pyproject.toml"
 
+# uv creates the environments and installs into them (seconds, where pip takes minutes).
+# It is installed with pip into .venv/tools, so these commands still need only Python
+# and git; without it (DEV_PY_PIP=1, or no uv wheel for this platform) pip does the work.
+UV = "uv==0.13.9"
+
+# What each environment gets. "--group" names a PEP 735 group of pyproject.toml.
 STACKS: dict[str, list[str]] = {
-    "s1": ["-e", f"{ROOT}[trio,test,docs]"],
-    "s2": ["-e", f"{ROOT}[aioboto3,test]"],
+    "s1": ["-e", f"{ROOT}[trio]", "--group", "dev", "--group", "docs", "--group", "stubs-s1"],
+    "s2": ["-e", f"{ROOT}[aioboto3]", "--group", "dev", "--group", "stubs-s2"],
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
     # Benchmarks run on stack s2 so that every anchor installs beside this library:
-    # aws-assume-role-lib (sync) and aioboto3-assume both need boto3/aioboto3.
-    "bench": ["-e", f"{ROOT}[aioboto3,test]", "aioboto3-assume==0.1.2", "matplotlib>=3.8"],
-    "release": ["build>=1.2", "twine>=5"],
+    # aws-assume-role-lib (sync, in the test group) and aioboto3-assume need boto3/aioboto3.
+    "bench": [
+        "-e",
+        f"{ROOT}[aioboto3]",
+        "--group",
+        "test",
+        "aioboto3-assume==0.1.2",
+        "matplotlib>=3.8",
+    ],
+    # pip resolves the wheel's installs the way users' pip will (package()).
+    "release": ["build>=1.2", "twine>=5", "pip>=25.1"],
 }
 
-# What the built wheel must (and must not) hold.
+# What the built wheel and sdist must (and must not) hold.
 WHEEL_MUST_HAVE = ("aio_assume_role_lib/__init__.py", "aio_assume_role_lib/py.typed")
 WHEEL_MUST_NOT_HAVE = ("tests/", "benchmarks/", "examples/", "docs/", "__pycache__", ".pyc")
+SDIST_MUST_HAVE = (
+    "PKG-INFO",
+    "pyproject.toml",
+    "README.md",
+    "LICENSE",
+    "CHANGELOG.md",
+    "src/aio_assume_role_lib/__init__.py",
+    "src/aio_assume_role_lib/py.typed",
+)
+# The tests need examples/, docs/ and moto's server: they stay in the repository.
+SDIST_MUST_NOT_HAVE = ("tests/", "benchmarks/", "examples/", "docs/", ".venv/", "__pycache__")
 
 # Installing the wheel in a fresh environment: (label, extra, expected versions).
 # With the aioboto3 extra, pip must land on aioboto3 15.5.0 + aiobotocore 2.25.1, never on
@@ -59,9 +91,64 @@ def _bin(env: Path, name: str) -> Path:
     return env / ("Scripts" if os.name == "nt" else "bin") / name
 
 
-def _run(*args: str | Path, **kwargs: object) -> int:
+def _run(*args: str | Path, **kwargs: Any) -> int:
     print("+", " ".join(str(a) for a in args), flush=True)
-    return subprocess.call([str(a) for a in args], **kwargs)  # type: ignore[call-overload,no-any-return]
+    return subprocess.call([str(a) for a in args], **kwargs)
+
+
+_uv_cache: list[Path | None] = []
+
+
+def uv() -> Path | None:
+    """uv from .venv/tools (installed there with pip on first use); None means use pip."""
+    if _uv_cache:
+        return _uv_cache[0]
+    found: Path | None = None
+    if not os.environ.get("DEV_PY_PIP"):
+        tools = VENVS / "tools"
+        stamp = tools / ".installed"
+        if not (stamp.exists() and stamp.read_text() == UV and _bin(tools, "uv").exists()):
+            print(f"== setting up .venv/tools ({UV})", flush=True)
+            venv.EnvBuilder(with_pip=True, clear=True).create(tools)
+            pip: list[str | Path] = [
+                _bin(tools, "python"),
+                "-m",
+                "pip",
+                "install",
+                "-q",
+                "--disable-pip-version-check",
+            ]
+            if _run(*pip, UV) == 0:
+                stamp.write_text(UV)
+        if _bin(tools, "uv").exists():
+            found = _bin(tools, "uv")
+        else:
+            print("dev.py: uv could not be installed; using pip (slower)", flush=True)
+    _uv_cache.append(found)
+    return found
+
+
+def create_env(env: Path) -> Path:
+    """A fresh virtual environment at ``env`` (emptied if it exists); returns its python."""
+    tool = uv()
+    if tool is not None:
+        # --seed: pip inside too, for whoever runs `python -m pip` in it by hand.
+        code = _run(tool, "venv", "-q", "--clear", "--seed", "--python", sys.executable, env)
+    else:
+        venv.EnvBuilder(with_pip=True, clear=True).create(env)
+        code = _run(_bin(env, "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
+    if code:
+        sys.exit(f"dev.py: creating {env} failed")
+    return _bin(env, "python")
+
+
+def install(python: Path, *requirements: str | Path) -> int:
+    """Install into the environment of ``python`` (``--group`` reads ./pyproject.toml)."""
+    tool = uv()
+    if tool is not None:
+        return _run(tool, "pip", "install", "-q", "--python", python, *requirements, cwd=ROOT)
+    pip: list[str | Path] = [python, "-m", "pip", "install", "-q", "--disable-pip-version-check"]
+    return _run(*pip, *requirements, cwd=ROOT)
 
 
 def ensure_env(name: str) -> Path:
@@ -71,12 +158,9 @@ def ensure_env(name: str) -> Path:
     wanted = hashlib.sha256(PYPROJECT.read_bytes() + repr(STACKS[name]).encode()).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted and _bin(env, "python").exists():
         return env
-    print(f"== setting up .venv/{name} (first run takes a minute or two)", flush=True)
-    python = _bin(env, "python")
-    if not python.exists():
-        venv.EnvBuilder(with_pip=True).create(env)
-    pip = [python, "-m", "pip", "install", "--disable-pip-version-check", "-q"]
-    if _run(*pip, "--upgrade", "pip") or _run(*pip, *STACKS[name]):
+    print(f"== setting up .venv/{name}", flush=True)
+    python = create_env(env)
+    if install(python, *STACKS[name]):
         sys.exit(f"dev.py: installing .venv/{name} failed")
     stamp.write_text(wanted)
     return env
@@ -91,15 +175,61 @@ def _installed_versions(python: Path, names: list[str]) -> dict[str, str]:
     return json.loads(out.stdout) if out.returncode == 0 else {}
 
 
+def _pip_resolution(tools: Path, requirement: str, report: Path) -> dict[str, str] | None:
+    """What pip (as users run it) would install for ``requirement``: {name: version}."""
+    if _run(
+        _bin(tools, "python"),
+        "-m",
+        "pip",
+        "install",
+        "-qq",  # not the warnings about this machine's pip configuration
+        "--disable-pip-version-check",
+        "--dry-run",
+        "--ignore-installed",
+        "--report",
+        report,
+        requirement,
+    ):
+        return None
+    return {
+        i["metadata"]["name"]: i["metadata"]["version"]
+        for i in json.loads(report.read_text())["install"]
+    }
+
+
+def _hatchling_floor() -> str:
+    match = re.search(r'"hatchling>=([^",]+)"', PYPROJECT.read_text())
+    assert match, "pyproject.toml: build-system requires hatchling>=X"
+    return match[1]
+
+
+_FLOOR_BUILD = """
+import sys, tempfile, zipfile
+from hatchling.build import build_sdist, build_wheel
+out = tempfile.mkdtemp()
+build_sdist(out)
+wheel = zipfile.ZipFile(out + "/" + build_wheel(out))
+metadata = next(n for n in wheel.namelist() if n.endswith(".dist-info/METADATA"))
+text = wheel.read(metadata).decode()
+sys.exit(0 if "License-Expression: Apache-2.0" in text else "no License-Expression")
+"""
+
+
 def package() -> list[str]:
     """Build, check and install the artifacts as a user would; return what failed."""
     failed: list[str] = []
     tools = ensure_env("release")
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
-    if _run(
-        _bin(tools, "python"), "-m", "build", "--outdir", dist, ROOT, stdout=subprocess.DEVNULL
-    ):
+    build: list[str | Path] = [_bin(tools, "python"), "-m", "build", "--outdir", dist, ROOT]
+    tool = uv()
+    if tool is not None:  # build's isolated environments, made by uv
+        build.insert(3, "--installer=uv")
+    environ = (
+        {**os.environ, "PATH": f"{tool.parent}{os.pathsep}{os.environ['PATH']}"} if tool else None
+    )
+    # build makes the sdist, then the wheel from the sdist: the sdist is self-sufficient.
+    if _run(*build, stdout=subprocess.DEVNULL, env=environ):
         return ["python -m build"]
     artifacts = sorted(dist.iterdir())
     if _run(_bin(tools, "twine"), "check", "--strict", *artifacts):
@@ -111,45 +241,56 @@ def package() -> list[str]:
     print(f"wheel {wheel.name}: {len(names)} files; missing {missing}; unwanted {unwanted}")
     if missing or unwanted:
         failed.append("wheel contents")
+    (sdist,) = [a for a in artifacts if a.name.endswith(".tar.gz")]
+    with tarfile.open(sdist) as archive:
+        names = [n.split("/", 1)[1] for n in archive.getnames() if "/" in n]
+    missing = [n for n in SDIST_MUST_HAVE if n not in names]
+    unwanted = [
+        n for n in names if any(n.startswith(bad) or f"/{bad}" in n for bad in SDIST_MUST_NOT_HAVE)
+    ]
+    print(f"sdist {sdist.name}: {len(names)} files; missing {missing}; unwanted {unwanted}")
+    if missing or unwanted:
+        failed.append("sdist contents")
+
+    # The oldest hatchling that pyproject.toml allows must build it (and write PEP 639).
+    floor = _hatchling_floor()
+    print(f"\n== building with the hatchling floor, {floor}", flush=True)
+    python = create_env(VENVS / "hatchling-floor")
+    if install(python, f"hatchling=={floor}") or _run(python, "-c", _FLOOR_BUILD, cwd=ROOT):
+        failed.append(f"build with hatchling=={floor}")
 
     # A plain install resolves to the newest aiobotocore 3.x (resolution only).
-    report = dist / "plain-install.json"
-    if _run(
-        _bin(tools, "python"),
-        "-m",
-        "pip",
-        "install",
-        "-q",
-        "--dry-run",
-        "--ignore-installed",
-        "--report",
-        report,
-        wheel,
-    ):
+    plan = _pip_resolution(tools, str(wheel), dist / "plain-install.json")
+    if plan is None:
         failed.append("plain install resolution")
     else:
-        plan = {
-            i["metadata"]["name"]: i["metadata"]["version"]
-            for i in json.loads(report.read_text())["install"]
-        }
         print(f"plain install resolves to aiobotocore {plan.get('aiobotocore')}")
         if not plan.get("aiobotocore", "").startswith("3."):
             failed.append("plain install is not on aiobotocore 3.x")
 
     for label, extra, expected in WHEEL_INSTALLS:
-        env = VENVS / f"wheel-{label}"
-        venv.EnvBuilder(with_pip=True, clear=True).create(env)
-        python = _bin(env, "python")
+        # pip decides what gets installed, as it will for users; the environment is then
+        # made with exactly that (by uv when there is uv: much faster than pip installing).
         print(f"\n== installing {wheel.name}[{extra}] into a fresh .venv/wheel-{label}", flush=True)
-        if _run(
-            python, "-m", "pip", "install", "-q", "--disable-pip-version-check", f"{wheel}[{extra}]"
-        ):
+        plan = _pip_resolution(tools, f"{wheel}[{extra}]", dist / f"install-{label}.json")
+        if plan is None:
+            failed.append(f"wheel install resolution [{extra}]")
+            continue
+        print(f"pip resolves to: { {n: plan.get(n) for n in expected} }")
+        if any(not plan.get(n, "").startswith(v) for n, v in expected.items()):
+            failed.append(f"wheel [{extra}] resolved to {plan}")
+            continue
+        env = VENVS / f"wheel-{label}"
+        python = create_env(env)
+        pins = [
+            f"{name}=={version}" for name, version in plan.items() if name != "aio-assume-role-lib"
+        ]
+        if install(python, "--no-deps", f"{wheel}[{extra}]", *pins):
             failed.append(f"wheel install [{extra}]")
             continue
         versions = _installed_versions(python, list(expected))
-        print(f"resolved: {versions}")
-        if any(not versions.get(n, "").startswith(v) for n, v in expected.items()):
-            failed.append(f"wheel [{extra}] resolved to {versions}")
+        if versions != {n: plan[n] for n in expected}:
+            failed.append(f"wheel [{extra}] installed {versions}, pip planned {plan}")
         # Run from a directory without src/ so that only the installed wheel is importable.
         if _run(python, ROOT / "examples" / "demo.py", cwd=env, stdout=subprocess.DEVNULL):
             failed.append(f"demo from the wheel [{extra}]")
@@ -163,38 +304,129 @@ def demo() -> int:
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
+def run_concurrently(jobs: list[tuple[str, list[str | Path]]], limit: int) -> dict[str, int]:
+    """Run the commands, ``limit`` at a time; show each one's output when it ends.
+
+    Returns each one's exit code, by label.
+    """
+    pending = list(jobs)
+    running: list[tuple[str, subprocess.Popen[bytes], IO[bytes], float]] = []
+    codes: dict[str, int] = {}
+    heartbeat = time.monotonic()
+    while pending or running:
+        while pending and len(running) < limit:
+            label, command = pending.pop(0)
+            output = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the job ends
+            print(f"+ [{label}] " + " ".join(str(a) for a in command), flush=True)
+            process = subprocess.Popen(
+                [str(a) for a in command], cwd=ROOT, stdout=output, stderr=subprocess.STDOUT
+            )
+            running.append((label, process, output, time.monotonic()))
+        time.sleep(0.2)
+        for job in [job for job in running if job[1].poll() is not None]:
+            running.remove(job)
+            done, ended, log, since = job
+            log.seek(0)
+            print(f"\n== {done}: exit {ended.returncode}, {time.monotonic() - since:.0f} s")
+            sys.stdout.flush()
+            sys.stdout.buffer.write(log.read())
+            sys.stdout.flush()
+            log.close()
+            codes[done] = ended.returncode
+        if running and time.monotonic() - heartbeat > 60:
+            heartbeat = time.monotonic()
+            print("... still running: " + ", ".join(job[0] for job in running), flush=True)
+    return codes
+
+
+# Test files whose tests wait on real time against deadlines, lifetimes or latencies:
+# they run after everything else, so that no CPU-bound job competes with them. The other
+# test files run side by side with each other and with the static checks.
+TIMED_TESTS = (
+    "test_assume_role.py",
+    "test_loopback_sts.py",
+    "test_refresh.py",
+    "test_refresh_engine.py",
+    "test_reliability.py",
+    "test_security.py",
+)
+
+
+def _pytest(env: Path, pytest_args: list[str], *, timed: bool) -> list[str | Path]:
+    """pytest on one stack, for the timed test files or for all the others."""
+    # Every test module and folder of tests/ is in exactly one of the two parts.
+    entries = sorted(
+        path.name
+        for path in (ROOT / "tests").iterdir()
+        if (path.is_dir() and path.name != "__pycache__")
+        or (path.name.startswith("test_") and path.suffix == ".py")
+    )
+    ignored = [name for name in entries if (name in TIMED_TESTS) != timed]
+    return [
+        _bin(env, "python"),
+        "-m",
+        "pytest",
+        *pytest_args,
+        *(f"--ignore=tests/{name}" for name in ignored),
+    ]
+
+
 def test(pytest_args: list[str]) -> int:
-    moto = ensure_env("moto")
+    started = time.monotonic()
     stack_envs = {name: ensure_env(name) for name in ("s1", "s2")}
-    environ = {**os.environ, "AIO_ARL_MOTO_SERVER": str(_bin(moto, "moto_server"))}
-    failed: list[str] = []
+    moto = ensure_env("moto")
+    os.environ["AIO_ARL_MOTO_SERVER"] = str(_bin(moto, "moto_server"))
     s1 = stack_envs["s1"]
-    checks = [
+    dev: list[str | Path] = [sys.executable, Path(__file__).resolve()]
+
+    # pytest exits 5 when it selected no test. Each stack runs in two parts; a part may
+    # select nothing (dev.py test -k ...), but a stack whose two parts both select
+    # nothing is a failure, as is any other non-zero exit.
+    jobs: list[tuple[str, list[str | Path]]] = [
+        (f"pytest {name}, untimed tests", _pytest(env, pytest_args, timed=False))
+        for name, env in stack_envs.items()
+    ]
+    jobs += [
+        ("package: build, check, install the wheel per stack", [*dev, "package"]),
+        ("benchmarks, smoke mode (catches rot, not regressions)", [*dev, "bench", "--smoke"]),
+    ]
+    for name, env in stack_envs.items():
+        # A cache per stack: they see different aiobotocore versions and stubs.
+        cache = ROOT / ".mypy_cache" / name
+        jobs.append((f"mypy {name}", [_bin(env, "mypy"), "--strict", "--cache-dir", cache, "src"]))
+    jobs += [
+        ("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]),
         ("ruff check", [_bin(s1, "ruff"), "check", "src", "tests", "examples", "benchmarks"]),
         (
             "ruff format",
             [_bin(s1, "ruff"), "format", "--check", "src", "tests", "examples", "benchmarks"],
         ),
     ]
-    for name, env in stack_envs.items():
-        checks.append((f"mypy {name}", [_bin(env, "mypy"), "--strict", "src"]))
-    checks.append(("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]))
-    for label, cmd in checks:
-        print(f"\n== {label}", flush=True)
-        if _run(*cmd, cwd=ROOT):
-            failed.append(label)
-    for name, env in stack_envs.items():
-        print(f"\n== pytest on stack {name}", flush=True)
-        # pytest exits 5 when it collected no test: that is a failure here too.
-        code = _run(_bin(env, "python"), "-m", "pytest", *pytest_args, cwd=ROOT, env=environ)
-        if code:
-            failed.append(f"pytest {name} (exit {code})")
-    print("\n== benchmarks, smoke mode (catches rot, not regressions)", flush=True)
-    if bench(["--smoke"]):
-        failed.append("benchmark smoke run")
-    print("\n== package: build, check, install the wheel per stack", flush=True)
-    failed.extend(package())
-    print()
+    codes = run_concurrently(jobs, limit=4)
+    concurrent_part = time.monotonic()
+    # The timed tests alone, one stack after the other: with the other stack's beside
+    # them (DEV_PY_PARALLEL_TIMED=1, minutes faster) their 0.5-1 s deadlines and
+    # 2 s credential lifetimes were missed on this 2-core machine.
+    timed = [
+        (f"pytest {name}, timed tests", _pytest(env, pytest_args, timed=True))
+        for name, env in stack_envs.items()
+    ]
+    parallel = bool(os.environ.get("DEV_PY_PARALLEL_TIMED"))
+    codes.update(run_concurrently(timed, limit=2 if parallel else 1))
+
+    failed = [
+        label
+        for label, code in codes.items()
+        if code and not (code == 5 and label.startswith("pytest"))
+    ]
+    for name in stack_envs:
+        parts = [code for label, code in codes.items() if label.startswith(f"pytest {name},")]
+        if all(code == 5 for code in parts):
+            failed.append(f"pytest {name} (no test selected)")
+    print(
+        f"\ntimes: environments, checks and untimed tests {concurrent_part - started:.0f} s, "
+        f"timed tests {time.monotonic() - concurrent_part:.0f} s"
+    )
     if failed:
         print("FAILED: " + ", ".join(failed))
         return 1

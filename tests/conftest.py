@@ -1,8 +1,10 @@
 """Shared fixtures: a clean AWS environment, the loopback STS, moto's server, parent sessions.
 
-Every test runs with HOME, AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing into a
-temporary directory and every other AWS_* variable removed, so the developer's own AWS
-configuration never leaks in. STS is reached through ``AWS_ENDPOINT_URL_STS`` (SPEC §3.10).
+The AWS environment and the loopback STS come from the plugin the library ships
+(``aio_assume_role_lib.testing.pytest_plugin``). Every test runs with HOME,
+AWS_CONFIG_FILE and AWS_SHARED_CREDENTIALS_FILE pointing into a temporary directory and
+every other AWS_* variable removed, so the developer's own AWS configuration never leaks
+in. STS is reached through ``AWS_ENDPOINT_URL_STS`` (SPEC §3.10).
 """
 
 from __future__ import annotations
@@ -33,6 +35,9 @@ ROLE_A = "arn:aws:iam::111111111111:role/Reader"
 ROLE_B = "arn:aws:iam::222222222222:role/Writer"
 ROLE_C = "arn:aws:iam::333333333333:role/path/to/Auditor"
 
+# The project's own tests use the plugin it ships (docs/testing.md).
+pytest_plugins = ["aio_assume_role_lib.testing.pytest_plugin"]
+
 SESSION_KINDS = ["aiobotocore", "aioboto3"] if HAS_AIOBOTO3 else ["aiobotocore"]
 
 
@@ -42,31 +47,16 @@ def anyio_backend() -> str:
 
 
 @pytest.fixture(autouse=True)
-def clean_aws_env(
-    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
-) -> Path:
-    home = tmp_path_factory.mktemp("home")
-    for name in list(os.environ):
-        if name.startswith("AWS_"):
-            monkeypatch.delenv(name)
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("AWS_CONFIG_FILE", str(home / "aws-config"))
-    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(home / "aws-credentials"))
-    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
-    return home
+def clean_aws_env(isolated_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Every test runs in the plugin's isolated AWS environment, with HOME there too."""
+    monkeypatch.setenv("HOME", str(isolated_aws_env))
+    return isolated_aws_env
 
 
 @pytest.fixture
-def sts(monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackSTS]:
+def sts(loopback_sts: LoopbackSTS) -> LoopbackSTS:
     """A running loopback STS; the process environment points at it with its root key."""
-    server = LoopbackSTS()
-    server.start()
-    try:
-        for name, value in server.environ().items():
-            monkeypatch.setenv(name, value)
-        yield server
-    finally:
-        server.stop()
+    return loopback_sts
 
 
 def _free_port() -> int:
@@ -168,8 +158,11 @@ def botocore_session(session: Any) -> AioSession:
 
 
 @pytest.fixture
-def parent(session_kind: str, sts: LoopbackSTS) -> Any:
-    return make_parent(session_kind)
+def parent(session_kind: str, request: pytest.FixtureRequest) -> Any:
+    """A parent session of each kind, signing with the loopback STS's root key."""
+    if session_kind == "aioboto3":
+        return request.getfixturevalue("loopback_aioboto3_session")
+    return request.getfixturevalue("loopback_parent_session")
 
 
 def client(session: Any, service: str, **kwargs: Any) -> Any:

@@ -290,7 +290,18 @@ def test_pytest_examples_pass(block: Block, tmp_path: Path) -> None:
     module.write_text(block.code, encoding="utf-8")
     tests = len(re.findall(r"^(?:async )?def test_", block.code, re.MULTILINE))
     result = subprocess.run(
-        [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", str(module)],
+        # hypothesis's plugin (where installed) imports all of hypothesis: seconds, unused.
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            "-q",
+            "-p",
+            "no:cacheprovider",
+            "-p",
+            "no:hypothesispytest",
+            str(module),
+        ],
         cwd=tmp_path,
         capture_output=True,
         text=True,

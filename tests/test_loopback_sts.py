@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import socket
+import subprocess
+import sys
 import threading
 import time
 import xml.etree.ElementTree as ET
@@ -26,8 +30,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from yarl import URL
 
-from aio_assume_role_lib import testing
-from aio_assume_role_lib.testing import FAULTS, LoopbackSTS, STSCall
+from aio_assume_role_lib.testing import FAULTS, LoopbackSTS, STSCall, _faults, _serve
 
 T = TypeVar("T")
 
@@ -506,8 +509,8 @@ def test_trickle_defeats_read_timeout(session: AioSession, sts: LoopbackSTS) -> 
 def test_trickle_body_is_a_valid_response(
     session: AioSession, sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(testing, "_TRICKLE_TOTAL", 1.0)
-    monkeypatch.setattr(testing, "_TRICKLE_INTERVAL", 0.1)
+    monkeypatch.setattr(_faults, "TRICKLE_TOTAL", 1.0)
+    monkeypatch.setattr(_faults, "TRICKLE_INTERVAL", 0.1)
     sts.fail_next("trickle")
 
     async def main() -> dict[str, Any]:
@@ -873,3 +876,119 @@ def test_async_with_on_trio() -> None:
     response = trio.run(main)
     assert response.startswith(b"HTTP/1.1 403")
     assert b"<Code>MissingAuthenticationToken</Code>" in response
+
+
+# --- python -m aio_assume_role_lib.testing serve -------------------------------------------
+
+
+def test_serve_options_configure_the_server() -> None:
+    server = _serve.make_server(["serve", "--lifetime", "6.5", "--latency", "0.25", "--port", "0"])
+    assert (server.credential_lifetime, server.latency, server.running) == (6.5, 0.25, False)
+    defaults = _serve.make_server(["serve"])
+    assert (defaults.credential_lifetime, defaults.latency, defaults.port) == (None, 0.0, 0)
+
+
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        ([], "the following arguments are required: COMMAND"),
+        (["serve", "--lifetime", "0"], "argument --lifetime: must be a positive number"),
+        (["serve", "--lifetime", "nan"], "argument --lifetime: must be a positive number"),
+        (["serve", "--latency", "-1"], "argument --latency: must be a non-negative number"),
+        (["serve", "--port", "65536"], "argument --port: must be an integer in 0..65535"),
+        (["serve", "--port", "-1"], "argument --port: must be an integer in 0..65535"),
+    ],
+)
+def test_serve_rejects_bad_options(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with pytest.raises(SystemExit) as exit_info:
+        _serve.main(argv)
+    assert exit_info.value.code == 2
+    assert message in capsys.readouterr().err
+
+
+def _read_lines(stream: Any, count: int, timeout: float) -> list[str]:
+    """``count`` lines from a subprocess's pipe, or fail after ``timeout`` seconds."""
+    lines: list[str] = []
+    reader = threading.Thread(
+        target=lambda: lines.extend(stream.readline() for _ in range(count)), daemon=True
+    )
+    reader.start()
+    reader.join(timeout)
+    assert not reader.is_alive(), f"no {count} lines within {timeout} s: {lines}"
+    return [line.rstrip("\n") for line in lines]
+
+
+def _free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+@pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_serve_command_prints_shell_lines_serves_and_stops_cleanly(
+    session: AioSession, stop_signal: int
+) -> None:
+    port = _free_port()
+    command = [sys.executable, "-m", "aio_assume_role_lib.testing", "serve", "--port", str(port)]
+    process = subprocess.Popen(
+        [*command, "--lifetime", "1234"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = _read_lines(process.stdout, 5, timeout=60)
+        # What a POSIX shell makes of the lines: they must survive its quoting rules.
+        shell = subprocess.run(
+            ["sh", "-c", "\n".join([*lines, "env"])],
+            env={"PATH": os.environ.get("PATH", ""), "AWS_PROFILE": "outside"},
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout
+        environ = dict(line.split("=", 1) for line in shell.splitlines() if "=" in line)
+        assert "AWS_PROFILE" not in environ
+        assert environ["AWS_ENDPOINT_URL_STS"] == f"http://127.0.0.1:{port}"
+        assert environ["AWS_DEFAULT_REGION"] == "us-east-1"
+
+        async def main() -> tuple[dict[str, Any], dict[str, Any]]:
+            async with session.create_client(
+                "sts",
+                region_name=environ["AWS_DEFAULT_REGION"],
+                endpoint_url=environ["AWS_ENDPOINT_URL_STS"],
+                aws_access_key_id=environ["AWS_ACCESS_KEY_ID"],
+                aws_secret_access_key=environ["AWS_SECRET_ACCESS_KEY"],
+            ) as c:
+                return await c.get_caller_identity(), await c.assume_role(
+                    RoleArn=ROLE, RoleSessionName="serve"
+                )
+
+        identity, assumed = run(main)
+        assert identity["Arn"] == "arn:aws:iam::123456789012:user/loopback-root"
+        lifetime = assumed["Credentials"]["Expiration"].timestamp() - time.time()
+        assert 1234 - 60 < lifetime <= 1234  # --lifetime, not DurationSeconds' 3600
+
+        process.send_signal(stop_signal)
+        assert process.wait(timeout=30) == 0
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    assert process.stderr is not None
+    assert "LoopbackSTS stopped (2 requests served)" in process.stderr.read()
+    with socket.socket() as sock:  # the port is free again
+        sock.bind(("127.0.0.1", port))
+
+
+def test_serve_shell_lines_quote_for_a_posix_shell() -> None:
+    class Server:
+        def environ(self) -> dict[str, str]:
+            return {"AWS_ACCESS_KEY_ID": "a b'c\"$HOME;`x`\\"}
+
+    lines = _serve.shell_lines(Server())  # type: ignore[arg-type]
+    script = "\n".join([*lines, 'printf %s "$AWS_ACCESS_KEY_ID"'])
+    shown = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
+    assert shown.stdout == "a b'c\"$HOME;`x`\\"

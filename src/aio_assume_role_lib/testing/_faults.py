@@ -1,0 +1,131 @@
+"""The faults :meth:`LoopbackSTS.fail_next` can inject, and how each one answers.
+
+To add a fault: name it in :data:`Fault` (and its docstring), then answer it in
+:func:`respond` (a fault that replaces the response) or, like ``"trickle"``, in the
+server's dispatch (a fault that changes how a real response is delivered).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Literal, get_args
+
+from aiohttp import web
+
+from ._identities import Identity
+from ._protocol import error_body, xml_response
+
+__all__ = [
+    "FAULTS",
+    "HANG_CAP",
+    "TRICKLE_INTERVAL",
+    "TRICKLE_TOTAL",
+    "Fault",
+    "Pause",
+    "Stopping",
+    "drop",
+    "respond",
+    "trickle",
+]
+
+Fault = Literal["throttling", "5xx", "access_denied", "drop", "hang", "malformed", "trickle"]
+"""A one-shot fault for :meth:`LoopbackSTS.fail_next`:
+
+- ``"throttling"``: HTTP 400 ``Throttling`` "Rate exceeded".
+- ``"5xx"``: HTTP 500 ``InternalFailure``.
+- ``"access_denied"``: HTTP 403 ``AccessDenied`` "User: ... is not authorized to perform:
+  sts:AssumeRole on resource: ...".
+- ``"drop"``: the connection is closed without any HTTP response.
+- ``"hang"``: no response until the server stops (at most 120 s); then the connection is
+  closed without a response.
+- ``"malformed"``: HTTP 200 with a body that is not XML.
+- ``"trickle"``: HTTP 200 with a valid response (real, usable credentials) whose body is
+  sent a few bytes every 0.5 s, so that the whole takes about 30 s. Each read returns
+  data well within any read timeout; only an overall deadline catches it.
+"""
+
+FAULTS: frozenset[str] = frozenset(get_args(Fault))
+"""Every valid :data:`Fault` name."""
+
+HANG_CAP = 120.0
+"""Seconds a ``"hang"`` lasts at most (the server stopping ends it sooner)."""
+TRICKLE_INTERVAL = 0.5
+"""Seconds between two pieces of a ``"trickle"`` body."""
+TRICKLE_TOTAL = 30.0
+"""Seconds a ``"trickle"`` body takes in all."""
+
+
+class Stopping(Exception):
+    """The server is stopping: drop the connection."""
+
+
+Pause = Callable[[float], Awaitable[None]]
+"""Sleep for so many seconds, or raise :class:`Stopping` as soon as the server stops."""
+
+
+def drop(request: web.BaseRequest) -> web.StreamResponse:
+    """Close the connection without an HTTP response."""
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
+    # aiohttp cannot write this to the closed transport and treats the request as
+    # a premature client disconnection: the client gets no response at all.
+    return web.Response(status=500)
+
+
+async def respond(
+    fault: str,
+    request: web.BaseRequest,
+    caller: Identity,
+    params: Mapping[str, str],
+    request_id: str,
+    pause: Pause,
+) -> web.StreamResponse:
+    """Answer an ``AssumeRole`` request with ``fault`` instead of its real response."""
+    if fault == "throttling":
+        return xml_response(
+            400, error_body("Throttling", "Rate exceeded", request_id, 400), request_id
+        )
+    if fault == "5xx":
+        message = (
+            "The request processing has failed because of an unknown error, exception or failure."
+        )
+        return xml_response(
+            500, error_body("InternalFailure", message, request_id, 500), request_id
+        )
+    if fault == "access_denied":
+        message = (
+            f"User: {caller.arn} is not authorized to perform: sts:AssumeRole "
+            f"on resource: {params.get('RoleArn', '')}"
+        )
+        return xml_response(403, error_body("AccessDenied", message, request_id, 403), request_id)
+    if fault == "malformed":
+        return web.Response(
+            status=200,
+            body=b"upstream error: this is not an XML document {",
+            headers={"Content-Type": "text/plain", "x-amzn-RequestId": request_id},
+        )
+    if fault == "hang":
+        with contextlib.suppress(Stopping):
+            await pause(HANG_CAP)
+    return drop(request)  # "drop", and "hang" once it is over
+
+
+async def trickle(
+    request: web.BaseRequest, status: int, payload: bytes, request_id: str, pause: Pause
+) -> web.StreamResponse:
+    """Send ``payload`` a few bytes every ``TRICKLE_INTERVAL`` over ``TRICKLE_TOTAL``."""
+    response = web.StreamResponse(
+        status=status, headers={"Content-Type": "text/xml", "x-amzn-RequestId": request_id}
+    )
+    response.content_length = len(payload)
+    await response.prepare(request)
+    steps = int(TRICKLE_TOTAL / TRICKLE_INTERVAL)
+    size = max(1, math.ceil(len(payload) / steps))
+    for offset in range(0, len(payload), size):
+        await pause(TRICKLE_INTERVAL)
+        await response.write(payload[offset : offset + size])
+    await response.write_eof()
+    return response

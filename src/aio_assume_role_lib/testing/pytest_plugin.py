@@ -1,0 +1,103 @@
+"""pytest fixtures for testing code that uses AWS STS, against :class:`LoopbackSTS`.
+
+Enable them in your top-level ``conftest.py`` (or in a test module)::
+
+    pytest_plugins = ["aio_assume_role_lib.testing.pytest_plugin"]
+
+The plugin is opt-in (no ``pytest11`` entry point) on purpose: loading it imports
+aiobotocore and aiohttp, which would slow down every pytest run of every project that
+has this library installed, and its fixture names would appear in all of them.
+
+Fixtures (all function-scoped):
+
+- ``isolated_aws_env``: an AWS environment that cannot reach your own AWS setup: every
+  ``AWS_*`` variable removed (``AWS_PROFILE``, keys, ``AWS_ENDPOINT_URL*``, ...),
+  ``AWS_CONFIG_FILE`` and ``AWS_SHARED_CREDENTIALS_FILE`` pointing at files that do not
+  exist in a temporary directory (the fixture's value; write them to test profiles), and
+  ``AWS_EC2_METADATA_DISABLED=true`` so that the credential chain never waits on an
+  instance metadata service.
+- ``loopback_sts``: a running :class:`LoopbackSTS`, stopped after the test, with the
+  isolated environment pointing at it: ``AWS_ENDPOINT_URL_STS``, its root key as
+  ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, and ``AWS_DEFAULT_REGION=us-east-1``.
+  Change ``credential_lifetime``, ``latency`` or queue faults on it at any time.
+- ``loopback_parent_session``: an ``aiobotocore.session.AioSession`` made in that
+  environment (it signs with the root key).
+- ``loopback_aioboto3_session``: an ``aioboto3.Session`` made in that environment; the
+  test is skipped when aioboto3 is not installed.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from ._server import LoopbackSTS
+
+if TYPE_CHECKING:
+    import aioboto3
+    from aiobotocore.session import AioSession
+
+__all__ = [
+    "isolated_aws_env",
+    "loopback_aioboto3_session",
+    "loopback_parent_session",
+    "loopback_sts",
+]
+
+
+@pytest.fixture
+def isolated_aws_env(
+    monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
+) -> Path:
+    """An AWS environment with no ``AWS_*`` variable from outside; see the module docstring.
+
+    Returns the temporary directory of ``AWS_CONFIG_FILE`` (``<dir>/config``) and
+    ``AWS_SHARED_CREDENTIALS_FILE`` (``<dir>/credentials``); neither file exists.
+    """
+    directory = tmp_path_factory.mktemp("aws")
+    for name in list(os.environ):
+        if name.startswith("AWS_"):
+            monkeypatch.delenv(name)
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(directory / "config"))
+    monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(directory / "credentials"))
+    monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    return directory
+
+
+@pytest.fixture
+def loopback_sts(isolated_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[LoopbackSTS]:
+    """A running :class:`LoopbackSTS` that the (isolated) environment points at."""
+    del isolated_aws_env  # requested for its effect on the environment
+    server = LoopbackSTS()
+    server.start()
+    try:
+        for name, value in server.environ().items():
+            monkeypatch.setenv(name, value)
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def loopback_parent_session(loopback_sts: LoopbackSTS) -> AioSession:
+    """An ``AioSession`` that signs with the loopback STS's root key."""
+    del loopback_sts
+    from aiobotocore.session import AioSession
+
+    return AioSession()
+
+
+@pytest.fixture
+def loopback_aioboto3_session(loopback_sts: LoopbackSTS) -> aioboto3.Session:
+    """An ``aioboto3.Session`` that signs with the loopback STS's root key.
+
+    Skips the test when aioboto3 is not installed.
+    """
+    del loopback_sts
+    module = pytest.importorskip("aioboto3")
+    session: aioboto3.Session = module.Session()
+    return session

@@ -1,0 +1,201 @@
+"""The pytest plugin (aio_assume_role_lib.testing.pytest_plugin), run in pytest's own pytester.
+
+Each test writes a small test project, runs pytest on it in this process, and checks the
+outcomes; the project's tests check what a user's tests would see.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import aiobotocore.session  # noqa: F401
+import pytest
+
+# An inner run forgets the modules it imported (pytester restores sys.modules): import the
+# heavy ones here once, so that each run does not import them again.
+import aio_assume_role_lib.testing.pytest_plugin  # noqa: F401
+
+pytest_plugins = ["pytester"]
+
+ENABLE = 'pytest_plugins = ["aio_assume_role_lib.testing.pytest_plugin"]\n'
+# hypothesis's plugin imports all of hypothesis (seconds on a busy machine); not needed here.
+OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
+
+
+def run(pytester: pytest.Pytester, *args: str) -> pytest.RunResult:
+    return pytester.runpytest_inprocess(*OPTIONS, *args)
+
+
+@pytest.fixture
+def outside_env(monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    """A developer's machine: a profile, keys, endpoints and config files of their own."""
+    outside = {
+        "AWS_PROFILE": "production",
+        "AWS_DEFAULT_PROFILE": "production",
+        "AWS_ACCESS_KEY_ID": "AKIAOUTSIDEEXAMPLE01",
+        "AWS_SECRET_ACCESS_KEY": "outside-secret-placeholder",
+        "AWS_SESSION_TOKEN": "outside-token-placeholder",
+        "AWS_ENDPOINT_URL": "http://203.0.113.1:1",
+        "AWS_CONFIG_FILE": "/nonexistent/outside/config",
+        "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/outside/credentials",
+        "AWS_REGION": "eu-west-3",
+        "AWS_ROLE_ARN": "arn:aws:iam::999999999999:role/Outside",
+    }
+    for name, value in outside.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
+    return outside
+
+
+def test_loopback_sts_isolates_the_environment_and_points_at_the_server(
+    pytester: pytest.Pytester, outside_env: dict[str, str]
+) -> None:
+    pytester.makepyfile(
+        ENABLE
+        + """
+import os
+from pathlib import Path
+
+import pytest
+
+
+def test_environment(loopback_sts, isolated_aws_env):
+    aws = {k: v for k, v in os.environ.items() if k.startswith("AWS_")}
+    key, secret = loopback_sts.root_credentials
+    assert aws == {
+        "AWS_CONFIG_FILE": str(isolated_aws_env / "config"),
+        "AWS_SHARED_CREDENTIALS_FILE": str(isolated_aws_env / "credentials"),
+        "AWS_EC2_METADATA_DISABLED": "true",
+        "AWS_ENDPOINT_URL_STS": loopback_sts.endpoint_url,
+        "AWS_ACCESS_KEY_ID": key,
+        "AWS_SECRET_ACCESS_KEY": secret,
+        "AWS_DEFAULT_REGION": "us-east-1",
+    }
+    assert not Path(os.environ["AWS_CONFIG_FILE"]).exists()
+    assert loopback_sts.running
+
+
+def test_isolation_alone_starts_no_server(isolated_aws_env):
+    assert "AWS_ENDPOINT_URL_STS" not in os.environ
+    assert "AWS_ACCESS_KEY_ID" not in os.environ
+    assert os.environ["AWS_EC2_METADATA_DISABLED"] == "true"
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(passed=2)
+    # The test's changes are undone: the developer's environment is back.
+    assert {name: os.environ.get(name) for name in outside_env} == outside_env
+
+
+def test_loopback_sts_is_stopped_after_each_test(pytester: pytest.Pytester) -> None:
+    pytester.makepyfile(
+        ENABLE
+        + """
+servers = []
+
+
+def test_first(loopback_sts):
+    servers.append(loopback_sts)
+
+
+def test_second(loopback_sts):
+    assert not servers[0].running
+    assert loopback_sts is not servers[0] and loopback_sts.running
+"""
+    )
+    run(pytester).assert_outcomes(passed=2)
+
+
+def test_parent_session_assumes_a_role_through_the_server(
+    pytester: pytest.Pytester, outside_env: dict[str, str]
+) -> None:
+    pytester.makepyfile(
+        ENABLE
+        + """
+import pytest
+from aiobotocore.session import AioSession
+
+from aio_assume_role_lib import assume_role
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_assume(loopback_sts, loopback_parent_session):
+    assert isinstance(loopback_parent_session, AioSession)
+    async with loopback_parent_session.create_client("sts") as client:
+        assert (await client.get_caller_identity())["Arn"] == loopback_sts.root_arn
+    child = await assume_role(
+        loopback_parent_session, "arn:aws:iam::111111111111:role/Reader", RoleSessionName="test"
+    )
+    async with child.create_client("sts") as client:
+        arn = (await client.get_caller_identity())["Arn"]
+    assert arn == "arn:aws:sts::111111111111:assumed-role/Reader/test"
+    assert loopback_sts.assume_role_count == 1
+"""
+    )
+    run(pytester).assert_outcomes(passed=1)
+
+
+def test_aioboto3_session_or_a_skip(pytester: pytest.Pytester) -> None:
+    has_aioboto3 = True
+    try:
+        import aioboto3  # noqa: F401
+    except ImportError:
+        has_aioboto3 = False
+    pytester.makepyfile(
+        ENABLE
+        + """
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_session(loopback_sts, loopback_aioboto3_session):
+    async with loopback_aioboto3_session.client("sts") as client:
+        assert (await client.get_caller_identity())["Arn"] == loopback_sts.root_arn
+"""
+    )
+    result = run(pytester, "-rs")
+    if has_aioboto3:
+        result.assert_outcomes(passed=1)
+    else:
+        result.assert_outcomes(skipped=1)
+        result.stdout.fnmatch_lines(["*aioboto3*"])
+
+
+def test_aioboto3_session_skips_without_aioboto3(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setitem(sys.modules, "aioboto3", None)  # not importable
+    pytester.makepyfile(
+        ENABLE
+        + """
+def test_session(loopback_aioboto3_session):
+    raise AssertionError("not reached")
+"""
+    )
+    result = run(pytester, "-rs")
+    result.assert_outcomes(skipped=1)
+    result.stdout.fnmatch_lines(["*could not import 'aioboto3'*"])
+
+
+def test_the_plugin_is_opt_in(pytester: pytest.Pytester) -> None:
+    """Installing the library adds no fixture to a project that did not ask for it."""
+    pytester.makepyfile(
+        """
+def test_needs_it(loopback_sts):
+    pass
+"""
+    )
+    result = run(pytester)
+    result.assert_outcomes(errors=1)
+    result.stdout.fnmatch_lines(["*fixture 'loopback_sts' not found*"])
