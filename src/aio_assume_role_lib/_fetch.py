@@ -101,11 +101,14 @@ def describe_error(error: BaseException) -> str:
 def cache_key(args: AssumeRoleArgs) -> str:
     """The cache key botocore and the AWS CLI use for the same AssumeRole arguments.
 
-    A generated RoleSessionName is left out (it changes with every process), the policy
-    is parsed so that its key order does not matter, and the MFA code is never part of it.
+    A generated RoleSessionName is left out (it changes with every process) and the
+    policy is parsed so that its key order does not matter, as botocore does. A string
+    TokenCode is part of the key, as in aws-assume-role-lib (which passes it to
+    botocore's fetcher with the other arguments); a callable one cannot be and is not.
     """
     key_args: dict[str, Any] = dict(args.kwargs)
-    key_args.pop("TokenCode", None)
+    if isinstance(args.token_code, str):
+        key_args["TokenCode"] = args.token_code
     if args.session_name_generated:
         key_args.pop("RoleSessionName", None)
     if isinstance(key_args.get("Policy"), str):
