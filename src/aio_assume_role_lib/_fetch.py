@@ -34,6 +34,7 @@ from botocore.exceptions import (
 from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
+from ._cache import entry_problem
 from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import RefreshTimeoutError
 from ._sts import StsClients
@@ -267,8 +268,12 @@ class AssumeRoleFetcher:
                 value = await anyio.to_thread.run_sync(self._read_sync, cache)
             else:
                 value = self._read_sync(cache)
-            if value is not None:
-                make_frozen(value)  # shape check
+            problem = (
+                None if value is None else entry_problem(value, self.kwargs["RoleArn"], time.time())
+            )
+            if problem is not None:
+                logger.warning("%s: ignoring the cache entry: %s", self.description, problem)
+                return None
             return value  # type: ignore[no-any-return]
         except Exception as exc:
             logger.warning(
