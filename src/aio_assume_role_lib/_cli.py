@@ -409,8 +409,7 @@ _CREDENTIAL_SOURCE_ERRORS = (
     botocore.exceptions.ProfileNotFound,
     botocore.exceptions.ConfigNotFound,
     botocore.exceptions.ConfigParseError,  # a malformed config or credentials file
-    botocore.exceptions.InfiniteLoopConfigError,  # a source_profile loop
-    botocore.exceptions.InvalidConfigError,
+    botocore.exceptions.InvalidConfigError,  # a source_profile loop, among others
     botocore.exceptions.CredentialRetrievalError,
 )
 _BAD_PARAMETER_ERRORS = (botocore.exceptions.ParamValidationError, ValueError, TypeError)
