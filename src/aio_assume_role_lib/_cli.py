@@ -102,8 +102,8 @@ examples:
 exit codes:
   0         success; with a COMMAND, the COMMAND's exit code
   2         bad usage or invalid AssumeRole parameters (nothing on stdout)
-  3         no credentials to assume the first role with
-  4         AssumeRole failed
+  3         no credentials to assume the first role with, or a broken profile
+  4         AssumeRole failed, or its credentials had expired on arrival
   126, 127  COMMAND cannot be run, or is not found
 """
 
