@@ -791,3 +791,26 @@ def test_every_directory_the_cache_creates_is_private(tmp_path: Path) -> None:
     JSONFileCache(tmp_path / "a" / "b" / "c")["key"] = {"a": 1}
     for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
         assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
+@pytest.mark.anyio
+async def test_a_hanging_read_does_not_hold_the_caller_past_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that hangs (a dead network mount, say): the caller's deadline wins."""
+    cache = JSONFileCache(tmp_path)
+    cache["key"] = {"a": 1}
+    release = threading.Event()
+
+    def hanging_read(path: str) -> bytes:
+        release.wait(timeout=10)  # (bounded: a failing run ends too)
+        return b"{}"
+
+    monkeypatch.setattr(_cache, "_read_file", hanging_read)
+    try:
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(0.2):
+                await cache.aget("key")
+        assert not release.is_set()  # the deadline came while the read still hung
+    finally:
+        release.set()

@@ -302,9 +302,11 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
     async def aget(self, cache_key: str) -> Any | None:
         """The value stored under ``cache_key``, or ``None`` if it is absent or unusable.
 
-        The file is read in a worker thread.
+        The file is read in a worker thread. Cancelling the caller (a refresh's deadline,
+        say) does not wait for the read to end: a file system that hangs cannot hold the
+        caller past its deadline, and the read's result is dropped.
         """
-        value = await anyio.to_thread.run_sync(self._load, cache_key)
+        value = await anyio.to_thread.run_sync(self._load, cache_key, abandon_on_cancel=True)
         return None if value is _MISSING else value
 
     async def aset(self, cache_key: str, value: Any) -> None:
