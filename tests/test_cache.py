@@ -497,15 +497,24 @@ def test_a_file_owned_by_another_user_is_absent_with_a_warning(
     assert SECRET not in caplog.text
 
 
+def share_with_a_group(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give ``directory`` a group other users are in (for real as root)."""
+    if IS_ROOT:
+        os.chown(directory, -1, 54321)
+    else:  # pragma: no cover - CI runs as a user, this box as root
+        monkeypatch.setattr(_cache, "_is_private_group", lambda gid, euid: False)
+
+
 @needs_posix_modes
-@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722])
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722, 0o702])
 def test_a_directory_others_may_write_to_is_not_trusted(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, mode: int
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, mode: int
 ) -> None:
     caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
     directory = tmp_path / "shared"
     cache = JSONFileCache(directory)
     cache["key"] = {"a": 1}
+    share_with_a_group(directory, monkeypatch)
     directory.chmod(mode)
     assert "key" not in cache
     (message,) = warnings_about(caplog, directory / "key.json")
@@ -513,6 +522,34 @@ def test_a_directory_others_may_write_to_is_not_trusted(
     with pytest.raises(PermissionError, match="writable by other users"):
         cache["other"] = {"SecretAccessKey": SECRET}
     assert sorted(p.name for p in directory.iterdir()) == ["key.json"]  # nothing written
+
+
+@needs_posix_modes
+def test_a_directory_writable_by_the_users_private_group_is_trusted(tmp_path: Path) -> None:
+    """The umask 002 of systems with a group per user (the AWS CLI makes its cache so)."""
+    if not _cache._is_private_group(os.getegid(), os.geteuid()):  # pragma: no cover
+        pytest.skip("this user's primary group is not a private one")
+    directory = tmp_path / "cli-cache"
+    cache = JSONFileCache(directory)
+    cache["key"] = {"a": 1}
+    os.chown(directory, -1, os.getegid())
+    directory.chmod(0o775)
+    assert cache["key"] == {"a": 1}
+    cache["key"] = {"a": 2}
+    assert cache["key"] == {"a": 2}
+
+
+@needs_posix_modes
+def test_only_a_group_of_the_user_alone_is_private() -> None:
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid())
+    assert not _cache._is_private_group(54321, os.geteuid())  # no such group
+    for group in grp.getgrall():
+        if group.gr_gid == user.pw_gid:
+            continue
+        assert not _cache._is_private_group(group.gr_gid, os.geteuid()), group.gr_name
 
 
 @needs_posix_modes

@@ -30,6 +30,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import functools
 import json
 import logging
 import os
@@ -103,14 +104,43 @@ def _directory_problem(directory: str) -> str | None:
 
     Another user who can write to the directory can replace any file in it, unless the
     directory is sticky (only a file's owner may then replace it, and the file's owner
-    is checked too).
+    is checked too). A directory writable by its group is fine when that group is the
+    current user's private group (see :func:`_is_private_group`).
     """
     if not _IS_POSIX:
         return None
-    mode = os.stat(directory).st_mode
-    if mode & (stat.S_IWGRP | stat.S_IWOTH) and not mode & stat.S_ISVTX:
+    status = os.stat(directory)
+    if status.st_mode & stat.S_ISVTX:
+        return None
+    group_writable = status.st_mode & stat.S_IWGRP and not _is_private_group(
+        status.st_gid, os.geteuid()
+    )
+    if group_writable or status.st_mode & stat.S_IWOTH:
         return "its directory is writable by other users (and not sticky)"
     return None
+
+
+@functools.lru_cache(maxsize=8)  # (user and group lookups may ask a directory service)
+def _is_private_group(gid: int, euid: int) -> bool:
+    """True if ``gid`` is user ``euid``'s own group, of which no one else is a member.
+
+    Many Linux systems give each user a group of the same name and a umask of 002, so
+    the directories they make (the AWS CLI's ``~/.aws/cli/cache`` among them) are
+    group-writable; as Debian's ssh does, that is no reason to distrust them.
+    """
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(euid)
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):  # no such group: no one to vouch for it
+        return False
+    return (
+        group.gr_gid == user.pw_gid
+        and group.gr_name == user.pw_name
+        and set(group.gr_mem) <= {user.pw_name}
+    )
 
 
 def _read_file(path: str) -> bytes:
@@ -134,7 +164,7 @@ def _read_file(path: str) -> bytes:
             raise _Refused("it is not a regular file")
         if _IS_POSIX and status.st_uid != os.geteuid():
             raise _Refused(f"it is owned by another user (uid {status.st_uid})")
-        problem = _directory_problem(os.path.dirname(path) or ".")
+        problem = _directory_problem(os.path.dirname(path) or os.curdir)
         if problem is not None:
             raise _Refused(problem)
         data = file.read(MAX_FILE_BYTES + 1)  # bounded, whatever the size says
@@ -184,7 +214,7 @@ def _remove_stale_temp_files(directory: str, now: float) -> None:
 
 
 def _write_file_atomically(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
+    directory = os.path.dirname(path) or os.curdir
     _make_private_directories(directory)
     problem = _directory_problem(directory)
     if problem is not None:
