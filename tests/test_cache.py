@@ -527,12 +527,17 @@ def test_a_directory_others_may_write_to_is_not_trusted(
 @needs_posix_modes
 def test_a_directory_writable_by_the_users_private_group_is_trusted(tmp_path: Path) -> None:
     """The umask 002 of systems with a group per user (the AWS CLI makes its cache so)."""
-    if not _cache._is_private_group(os.getegid(), os.geteuid()):  # pragma: no cover
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid())
+    group = grp.getgrgid(user.pw_gid)
+    if group.gr_name != user.pw_name or set(group.gr_mem) - {user.pw_name}:  # pragma: no cover
         pytest.skip("this user's primary group is not a private one")
     directory = tmp_path / "cli-cache"
     cache = JSONFileCache(directory)
     cache["key"] = {"a": 1}
-    os.chown(directory, -1, os.getegid())
+    os.chown(directory, -1, user.pw_gid)
     directory.chmod(0o775)
     assert cache["key"] == {"a": 1}
     cache["key"] = {"a": 2}
