@@ -12,7 +12,8 @@ are read by the other. Beyond botocore it:
   that names the file but never its content;
 - trusts only what the current user could have written (as ssh does with its files): a
   file owned by another user, or any file in a directory that others may write to
-  (unless it is sticky, like ``/tmp``), is absent, with a warning;
+  (unless it is sticky, like ``/tmp``, or writable only by the user's private group),
+  is absent, with a warning;
 - reads only regular files, without following a symbolic link, without blocking on a
   FIFO or a device, and at most ``MAX_FILE_BYTES`` (a real entry is about 2 KB);
 - removes stale temporary files of its own (left by a process killed mid-write, with
