@@ -2,7 +2,8 @@
 
 It does what ``python -m aws_assume_role_lib`` does, with the same options, output and
 exit codes, and also runs a command with the credentials, chains roles, and takes
-``--region`` and ``--endpoint-url``. It uses only the package's public API.
+``--region`` and ``--endpoint-url``. It uses only the package's public API, and the
+region-name check that ``assume_role()`` itself uses (one rule, one place).
 """
 
 from __future__ import annotations
