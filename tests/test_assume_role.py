@@ -429,3 +429,125 @@ async def test_botocores_own_json_file_cache_works_too(sts: LoopbackSTS, tmp_pat
     again = await assume_role(AioSession(), ROLE_A, RoleSessionName="plain", cache=cache)
     assert await caller_arn(again) == arn
     assert sts.assume_role_count == 1
+
+
+# --- hardening: one caller's input never reaches the others' credentials (issue 12) -------
+
+MFA_SERIAL = "arn:aws:iam::111111111111:mfa/alice"
+
+BAD_TOKEN_CODES = {
+    "letters": "abcdef",
+    "empty": "",
+    "huge": "1" * 100_000,
+    "nul": "12345\x00",
+    "lone-surrogate": "123\ud80056",
+    "trailing-newline": "123456\n",
+}
+
+
+@pytest.mark.parametrize("code", list(BAD_TOKEN_CODES.values()), ids=list(BAD_TOKEN_CODES))
+async def test_a_repeat_calls_token_code_is_validated(parent: Any, code: str) -> None:
+    first = await assume_role(
+        parent, ROLE_A, RoleSessionName="mfa", SerialNumber=MFA_SERIAL, TokenCode="123456"
+    )
+    # Same arguments, so the same (already validated) entry: the code is checked anyway.
+    with pytest.raises(ParamValidationError, match="TokenCode") as caught:
+        await assume_role(
+            parent, ROLE_A, RoleSessionName="mfa", SerialNumber=MFA_SERIAL, TokenCode=code
+        )
+    assert len(str(caught.value)) < 500  # the code is never quoted
+    assert (
+        await assume_role(
+            parent, ROLE_A, RoleSessionName="mfa", SerialNumber=MFA_SERIAL, TokenCode="654321"
+        )
+        is first
+    )
+
+
+async def test_a_repeat_calls_token_code_of_the_wrong_type_is_refused(parent: Any) -> None:
+    await assume_role(parent, ROLE_A, RoleSessionName="mfa", SerialNumber=MFA_SERIAL)
+    with pytest.raises(ParamValidationError, match="TokenCode"):
+        await assume_role(
+            parent, ROLE_A, RoleSessionName="mfa", SerialNumber=MFA_SERIAL, TokenCode=123456
+        )  # type: ignore[arg-type]
+
+
+async def test_a_repeat_calls_token_code_never_replaces_the_shared_code_source(
+    parent: Any, sts: LoopbackSTS
+) -> None:
+    issued: list[str] = []
+
+    async def good_code() -> str:
+        issued.append(f"{len(issued) + 1:06d}")
+        return issued[-1]
+
+    def call(code: Any, validate: bool = True) -> Any:
+        return assume_role(
+            parent,
+            ROLE_A,
+            RoleSessionName="mfa-shared",
+            SerialNumber=MFA_SERIAL,
+            TokenCode=code,
+            validate=validate,
+        )
+
+    child = await call(good_code)
+    assert await caller_arn(child) == "arn:aws:sts::111111111111:assumed-role/Reader/mfa-shared"
+    # Later callers bring codes of their own: a valid one, and garbage without validation.
+    assert await call("654321") is child
+    for bad in BAD_TOKEN_CODES.values():
+        assert await call(bad, validate=False) is child
+    credentials = await botocore_session(child).get_credentials()
+    credentials.invalidate()  # force a refresh: it must use the first caller's callable
+    await caller_arn(child)
+    sent = [call.params.get("TokenCode") for call in assume_role_calls(sts)]
+    assert sent == ["000001", "000002"]
+
+
+async def test_credentials_without_a_code_source_take_a_later_usable_one(
+    parent: Any, sts: LoopbackSTS
+) -> None:
+    kwargs: dict[str, Any] = {"RoleSessionName": "mfa-late", "SerialNumber": MFA_SERIAL}
+    child = await assume_role(parent, ROLE_A, **kwargs)
+    # Not usable: refused by validation, or (validate=False) not taken.
+    assert await assume_role(parent, ROLE_A, TokenCode="abcdef", validate=False, **kwargs) is child
+    assert await assume_role(parent, ROLE_A, TokenCode="123456", **kwargs) is child
+    assert await assume_role(parent, ROLE_A, TokenCode="999999", **kwargs) is child  # kept
+    await caller_arn(child)
+    assert [call.params.get("TokenCode") for call in assume_role_calls(sts)] == ["123456"]
+
+
+@pytest.mark.parametrize("source", ["named", "additional_kwargs"])
+async def test_an_empty_role_session_name_without_validation_is_generated(
+    parent: Any, sts: LoopbackSTS, source: str
+) -> None:
+    # As botocore (and so the sync library) does: "" is no name, and one is generated.
+    if source == "named":
+        child = await assume_role(parent, ROLE_A, RoleSessionName="", validate=False)
+    else:
+        child = await assume_role(
+            parent, ROLE_A, additional_kwargs={"RoleSessionName": ""}, validate=False
+        )
+    arn = await caller_arn(child)
+    assert arn.startswith("arn:aws:sts::111111111111:assumed-role/Reader/botocore-session-")
+    (call,) = assume_role_calls(sts)
+    assert call.params["RoleSessionName"].startswith("botocore-session-")
+
+
+async def test_an_empty_role_session_name_is_still_a_validation_error(parent: Any) -> None:
+    # The sync library's validation refuses it too (botocore: at least 2 characters).
+    with pytest.raises(ParamValidationError, match="RoleSessionName"):
+        await assume_role(parent, ROLE_A, RoleSessionName="")
+
+
+@pytest.mark.parametrize(
+    "region", ["us-east-1\n", "us-east-1\r\n", "\nus-east-1", "us-east-1 ", "-us", "123", "a" * 64]
+)
+async def test_a_region_name_with_trailing_whitespace_is_refused(parent: Any, region: str) -> None:
+    with pytest.raises(ValueError, match="region_name"):
+        await assume_role(parent, ROLE_A, region_name=region)
+
+
+async def test_valid_region_names_pass(parent: Any) -> None:
+    for region in ("us-east-1", "eu-west-3", "us-gov-west-1", "cn-north-1", "a" * 63, "local"):
+        await assume_role(parent, ROLE_A, region_name=region)

@@ -10,6 +10,7 @@ import os
 import stat
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -23,7 +24,10 @@ import pytest
 from dateutil.parser import parse
 from dateutil.tz import tzutc
 
-from aio_assume_role_lib import JSONFileCache, _cache
+from aio_assume_role_lib import JSONFileCache, _cache, assume_role
+from aio_assume_role_lib.testing import LoopbackSTS
+
+from .conftest import caller_arn, make_parent
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
@@ -182,7 +186,8 @@ def _raw_read(path: Path) -> Any:
 
 def test_threads_writing_one_key_never_expose_a_partial_file(tmp_path: Path) -> None:
     cache = JSONFileCache(tmp_path)
-    values = [{"writer": n, "padding": str(n) * 200_000} for n in range(2)]
+    # Big enough to be written in several pieces, below the size the cache reads back.
+    values = [{"writer": n, "padding": str(n) * 50_000} for n in range(2)]
     stop = threading.Event()
     errors: list[BaseException] = []
 
@@ -219,7 +224,7 @@ _WRITER = textwrap.dedent(
     import sys, time
     from aio_assume_role_lib._cache import JSONFileCache
     cache = JSONFileCache(sys.argv[1])
-    value = {"writer": sys.argv[2], "padding": sys.argv[2] * 200_000}
+    value = {"writer": sys.argv[2], "padding": sys.argv[2] * 50_000}
     deadline = time.monotonic() + 1.0
     while time.monotonic() < deadline:
         cache["key"] = value
@@ -236,7 +241,7 @@ def test_processes_writing_one_key_never_expose_a_partial_file(tmp_path: Path) -
         while any(writer.poll() is None for writer in writers):
             value = _raw_read(tmp_path / "key.json")
             if value is not None:
-                assert value["padding"] == value["writer"] * 200_000
+                assert value["padding"] == value["writer"] * 50_000
                 seen.add(value["writer"])
     finally:
         for writer in writers:
@@ -451,3 +456,403 @@ async def test_aget_and_aset_do_not_block_the_event_loop(
 
     assert results["get"] == {"a": 1}
     assert cache["other"] == {"b": 2}
+
+
+# --- hardening: the cache trusts only what the current user wrote (issue 12) --------------
+
+ROLE = "arn:aws:iam::123456789012:role/Reader"
+IS_ROOT = os.name == "posix" and os.geteuid() == 0
+
+
+def make_foreign(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Make ``path`` look owned by another user: for real as root, else by our uid's look."""
+    if IS_ROOT:
+        os.chown(path, 54321, 54321, follow_symlinks=False)
+    else:  # pragma: no cover - CI runs as a user, this box as root
+        real_uid = os.geteuid()
+        monkeypatch.setattr(os, "geteuid", lambda: real_uid + 1)
+
+
+def warnings_about(caplog: pytest.LogCaptureFixture, path: Path) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name == "aio_assume_role_lib"
+        and r.levelno == logging.WARNING
+        and str(path) in r.getMessage()
+    ]
+
+
+@needs_posix_modes
+def test_a_file_owned_by_another_user_is_absent_with_a_warning(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    cache = JSONFileCache(tmp_path)
+    cache["key"] = _assume_role_response(_future())
+    make_foreign(tmp_path / "key.json", monkeypatch)
+    assert "key" not in cache
+    (message,) = warnings_about(caplog, tmp_path / "key.json")
+    assert "owned by another user" in message
+    assert SECRET not in caplog.text
+
+
+def share_with_a_group(directory: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Give ``directory`` a group other users are in (for real as root)."""
+    if IS_ROOT:
+        os.chown(directory, -1, 54321)
+    else:  # pragma: no cover - CI runs as a user, this box as root
+        monkeypatch.setattr(_cache, "_is_private_group", lambda gid, euid: False)
+
+
+@needs_posix_modes
+@pytest.mark.parametrize("mode", [0o777, 0o770, 0o722, 0o702])
+def test_a_directory_others_may_write_to_is_not_trusted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "shared"
+    cache = JSONFileCache(directory)
+    cache["key"] = {"a": 1}
+    share_with_a_group(directory, monkeypatch)
+    directory.chmod(mode)
+    assert "key" not in cache
+    (message,) = warnings_about(caplog, directory / "key.json")
+    assert "writable by other users" in message
+    with pytest.raises(PermissionError, match="writable by other users"):
+        cache["other"] = {"SecretAccessKey": SECRET}
+    assert sorted(p.name for p in directory.iterdir()) == ["key.json"]  # nothing written
+
+
+@needs_posix_modes
+def test_a_directory_writable_by_the_users_private_group_is_trusted(tmp_path: Path) -> None:
+    """The umask 002 of systems with a group per user (the AWS CLI makes its cache so)."""
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid())
+    group = grp.getgrgid(user.pw_gid)
+    if group.gr_name != user.pw_name or set(group.gr_mem) - {user.pw_name}:  # pragma: no cover
+        pytest.skip("this user's primary group is not a private one")
+    directory = tmp_path / "cli-cache"
+    cache = JSONFileCache(directory)
+    cache["key"] = {"a": 1}
+    os.chown(directory, -1, user.pw_gid)
+    directory.chmod(0o775)
+    assert cache["key"] == {"a": 1}
+    cache["key"] = {"a": 2}
+    assert cache["key"] == {"a": 2}
+
+
+@needs_posix_modes
+def test_only_a_group_of_the_user_alone_is_private() -> None:
+    import grp
+    import pwd
+
+    user = pwd.getpwuid(os.geteuid())
+    assert not _cache._is_private_group(54321, os.geteuid())  # no such group
+    for group in grp.getgrall():
+        if group.gr_gid == user.pw_gid:
+            continue
+        assert not _cache._is_private_group(group.gr_gid, os.geteuid()), group.gr_name
+
+
+@needs_posix_modes
+def test_a_sticky_shared_directory_is_trusted_for_our_own_files(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "like-tmp"
+    cache = JSONFileCache(directory)
+    cache["ours"] = {"a": 1}
+    cache["theirs"] = {"b": 2}
+    directory.chmod(0o1777)
+    assert cache["ours"] == {"a": 1}
+    cache["ours"] = {"a": 3}  # writing there is fine too
+    assert cache["ours"] == {"a": 3}
+    if IS_ROOT:  # (without root, the foreign look applies to every file)
+        make_foreign(directory / "theirs.json", monkeypatch)
+        assert "theirs" not in cache
+        assert "owned by another user" in caplog.text
+
+
+def _plant_as_another_user(directory: Path) -> Path:
+    """Make the one entry in ``directory`` another user's, with a key of theirs in it."""
+    (planted,) = directory.iterdir()
+    entry = json.loads(planted.read_text())
+    entry["Credentials"]["AccessKeyId"] = "ASIAPLANTEDBYANOTHER"
+    planted.write_text(json.dumps(entry))
+    os.chown(planted, 54321, 54321)
+    return planted
+
+
+@needs_posix_modes
+@pytest.mark.skipif(not IS_ROOT, reason="planting a file of another user needs root")
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_planted_entry_of_another_user_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sts: LoopbackSTS
+) -> None:
+    """The issue's case: a root process used a key planted by another user, 0 STS calls."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="planted", cache=JSONFileCache(tmp_path)
+    )
+    await caller_arn(child)
+    planted = _plant_as_another_user(tmp_path)
+
+    # A new process (parent and cache object) with the same arguments.
+    again = await assume_role(
+        make_parent(), ROLE, RoleSessionName="planted", cache=JSONFileCache(tmp_path)
+    )
+    assert await caller_arn(again) == await caller_arn(child)
+    assert sts.assume_role_count == 2  # the planted entry did not save a call
+    assert "owned by another user" in caplog.text
+    assert planted.stat().st_uid == os.geteuid()  # replaced by our own fresh entry
+
+
+# entry_problem: what any cache may hold that must not be used.
+
+
+def _entry(**credentials: Any) -> dict[str, Any]:
+    entry = _assume_role_response(_future())
+    entry["Credentials"].update(credentials)
+    return entry
+
+
+def _other_account() -> dict[str, Any]:
+    entry = _assume_role_response(_future())
+    entry["AssumedRoleUser"]["Arn"] = "arn:aws:sts::999999999999:assumed-role/Reader/x"
+    return entry
+
+
+_BAD_ENTRIES: dict[str, tuple[Any, str]] = {
+    "a list": ([], "not an object"),
+    "no credentials": ({"AssumedRoleUser": {}}, "no Credentials"),
+    "integer key id": (_entry(AccessKeyId=123), "AccessKeyId"),
+    "integer secret": (_entry(SecretAccessKey=123), "SecretAccessKey"),
+    "empty token": (_entry(SessionToken=""), "SessionToken"),
+    "no token": (
+        {**_entry(), "Credentials": {"AccessKeyId": "A", "SecretAccessKey": "S"}},
+        "SessionToken",
+    ),
+    "year 9999": (_entry(Expiration="9999-12-31T23:59:59UTC"), "12 hours"),
+    "13 hours away": (_entry(Expiration=_future(13)), "12 hours"),
+    "unparsable expiration": (_entry(Expiration="next Tuesday"), "Expiration"),
+    "numeric expiration": (_entry(Expiration=1e18), "Expiration"),
+    "odd expiration": (_entry(Expiration="1" * 60), "Expiration"),
+    "another account": (_other_account(), "account 999999999999"),
+    "no assumed role user": (
+        {"Credentials": _entry()["Credentials"]},
+        "AssumedRoleUser",
+    ),
+    "account id mismatch": (_entry(AccountId="999999999999"), "AccountId"),
+}
+
+
+@pytest.mark.parametrize(("value", "named"), list(_BAD_ENTRIES.values()), ids=list(_BAD_ENTRIES))
+def test_entry_problem_names_what_is_wrong_without_quoting_secrets(value: Any, named: str) -> None:
+    problem = _cache.entry_problem(value, ROLE, time.time())
+    assert problem is not None
+    assert named in problem
+    assert SECRET not in problem
+
+
+def test_entry_problem_accepts_real_entries() -> None:
+    now = time.time()
+    entry = _assume_role_response(_future(12))  # the longest STS lifetime
+    assert _cache.entry_problem(entry, ROLE, now) is None
+    # as read back from a file: Expiration as botocore writes it, and AccountId added
+    from_file = json.loads(_cache._dumps(entry))
+    from_file["Credentials"]["AccountId"] = "123456789012"
+    assert _cache.entry_problem(from_file, ROLE, now) is None
+    # expired is not this function's business (the caller refreshes)
+    assert _cache.entry_problem(_assume_role_response(_future(-1)), ROLE, now) is None
+    # without a role ARN to compare with (validate=False and garbage), no account check
+    assert _cache.entry_problem(_other_account(), "not-an-arn", now) is None
+    assert _cache.entry_problem(_other_account(), None, now) is None
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("damage", ["integer keys", "year 9999", "another account"])
+async def test_an_implausible_cached_entry_is_a_miss(
+    sts: LoopbackSTS, caplog: pytest.LogCaptureFixture, damage: str
+) -> None:
+    """Any cache, a dict too: the integer case broke every request until expiry."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    cache: dict[str, Any] = {}
+    first = await assume_role(make_parent(), ROLE, RoleSessionName="damaged", cache=cache)
+    await caller_arn(first)
+    (entry,) = cache.values()
+    if damage == "integer keys":
+        entry["Credentials"].update(AccessKeyId=1, SecretAccessKey=2, SessionToken=3)
+    elif damage == "year 9999":
+        entry["Credentials"]["Expiration"] = "9999-12-31T23:59:59UTC"
+    else:
+        entry["AssumedRoleUser"]["Arn"] = "arn:aws:sts::999999999999:assumed-role/Reader/x"
+        entry["Credentials"]["AccountId"] = "999999999999"
+    again = await assume_role(make_parent(), ROLE, RoleSessionName="damaged", cache=cache)
+    assert await caller_arn(again) == await caller_arn(first)
+    assert sts.assume_role_count == 2
+    assert "ignoring the cache entry" in caplog.text
+
+
+# Reading never blocks, never follows a link, never reads more than MAX_FILE_BYTES. Run
+# in a child process with a memory limit and a timeout: today's failure modes are a
+# thread blocked forever on a FIFO and reading /dev/zero until MemoryError.
+_READER = textwrap.dedent(
+    """
+    import logging, resource, sys
+    resource.setrlimit(resource.RLIMIT_AS, (2 << 30, 2 << 30))
+    logging.basicConfig(level=logging.WARNING, format="%(message)s")
+    from aio_assume_role_lib._cache import JSONFileCache
+    print("key" in JSONFileCache(sys.argv[1]))
+    """
+)
+
+
+def _read_in_a_child(directory: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-c", _READER, str(directory)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+
+
+_ODD_FILES = {
+    "fifo": "not a regular file",
+    "symlink to /dev/zero": "symbolic link",
+    "symlink to a good entry": "symbolic link",
+    "3 GiB sparse file": "larger than 65536 bytes",
+    "just over the cap": "larger than 65536 bytes",
+    "deeply nested JSON": "not JSON",
+}
+
+
+@needs_posix_modes
+@pytest.mark.parametrize(("kind", "reason"), list(_ODD_FILES.items()), ids=list(_ODD_FILES))
+def test_odd_files_are_refused_at_once_with_a_warning(
+    tmp_path: Path, kind: str, reason: str
+) -> None:
+    path = tmp_path / "key.json"
+    if kind == "fifo":
+        os.mkfifo(path)
+    elif kind == "symlink to /dev/zero":
+        path.symlink_to("/dev/zero")
+    elif kind == "symlink to a good entry":
+        good = tmp_path / "elsewhere.json"
+        good.write_text(_GOOD)
+        path.symlink_to(good)
+    elif kind == "3 GiB sparse file":  # more than the child's memory limit
+        with open(path, "wb") as file:
+            file.truncate(3 << 30)
+    elif kind == "just over the cap":
+        path.write_text(json.dumps({"padding": "x" * _cache.MAX_FILE_BYTES}))
+    else:
+        path.write_text("[" * 30_000 + "]" * 30_000)  # within the cap
+    result = _read_in_a_child(tmp_path)
+    assert (result.returncode, result.stdout) == (0, "False\n"), result.stderr[-2000:]
+    assert str(path) in result.stderr
+    assert reason in result.stderr
+    assert result.stderr.count("\n") == 1  # one warning line, no traceback
+
+
+def test_a_file_at_the_cap_is_read(tmp_path: Path) -> None:
+    cache = JSONFileCache(tmp_path)
+    padding = "x" * (_cache.MAX_FILE_BYTES - len('{"p": ""}'))
+    cache["key"] = {"p": padding}
+    assert (tmp_path / "key.json").stat().st_size == _cache.MAX_FILE_BYTES
+    assert cache["key"] == {"p": padding}
+    with pytest.raises(ValueError, match="more than the 65536"):
+        cache["key"] = {"p": padding + "x"}
+    assert cache["key"] == {"p": padding}
+
+
+# Temporary files left by a crash hold a secret key: the next write removes them.
+
+
+def _temp_file(directory: Path, key: str, age_seconds: float) -> Path:
+    fd, name = tempfile.mkstemp(dir=directory, prefix=f".{key}.json.", suffix=".tmp")
+    os.write(fd, json.dumps({"SecretAccessKey": SECRET}).encode())
+    os.close(fd)
+    then = time.time() - age_seconds
+    os.utime(name, (then, then))
+    return Path(name)
+
+
+@needs_posix_modes
+def test_stale_temporary_files_of_ours_are_removed_on_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = JSONFileCache(tmp_path)
+    stale_same_key = _temp_file(tmp_path, "key", 3600)
+    stale_other_key = _temp_file(tmp_path, "other", 3600)
+    in_progress = _temp_file(tmp_path, "key", 5)  # another writer, a moment ago
+    not_ours_by_name = tmp_path / ".notes.tmp"
+    not_ours_by_name.write_text("keep")
+    os.utime(not_ours_by_name, (0, 0))
+    foreign = _temp_file(tmp_path, "foreign", 3600) if IS_ROOT else None
+    if foreign is not None:
+        os.chown(foreign, 54321, 54321)
+
+    cache["key"] = {"a": 1}
+    left = {p.name for p in tmp_path.iterdir()}
+    assert stale_same_key.name not in left
+    assert stale_other_key.name not in left
+    assert {in_progress.name, not_ours_by_name.name, "key.json"} <= left
+    if foreign is not None:
+        assert foreign.name in left  # its owner's business
+
+
+@needs_posix_modes
+def test_a_crash_between_write_and_rename_leaves_nothing_after_the_next_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cache = JSONFileCache(tmp_path)
+
+    def crash(*args: object) -> None:
+        raise KeyboardInterrupt  # stands for a kill between write and rename
+
+    with monkeypatch.context() as patch:
+        patch.setattr(os, "replace", crash)
+        with pytest.raises(KeyboardInterrupt):
+            cache["key"] = {"SecretAccessKey": SECRET}
+    assert list(tmp_path.iterdir()) == []  # an interrupted write cleans up after itself
+    # A real kill cannot clean up: the leftover is removed by a later write.
+    leftover = _temp_file(tmp_path, "key", _cache._STALE_TEMP_SECONDS + 1)
+    cache["other"] = {"a": 1}
+    assert not leftover.exists()
+    assert all(SECRET not in p.read_text() for p in tmp_path.iterdir())
+
+
+@needs_posix_modes
+@pytest.mark.usefixtures("private_umask")
+def test_every_directory_the_cache_creates_is_private(tmp_path: Path) -> None:
+    JSONFileCache(tmp_path / "a" / "b" / "c")["key"] = {"a": 1}
+    for directory in (tmp_path / "a", tmp_path / "a" / "b", tmp_path / "a" / "b" / "c"):
+        assert stat.S_IMODE(directory.stat().st_mode) == 0o700, directory
+
+
+@pytest.mark.anyio
+async def test_a_hanging_read_does_not_hold_the_caller_past_its_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A file system that hangs (a dead network mount, say): the caller's deadline wins."""
+    cache = JSONFileCache(tmp_path)
+    cache["key"] = {"a": 1}
+    release = threading.Event()
+
+    def hanging_read(path: str) -> bytes:
+        release.wait(timeout=10)  # (bounded: a failing run ends too)
+        return b"{}"
+
+    monkeypatch.setattr(_cache, "_read_file", hanging_read)
+    try:
+        with pytest.raises(TimeoutError):
+            with anyio.fail_after(0.2):
+                await cache.aget("key")
+        assert not release.is_set()  # the deadline came while the read still hung
+    finally:
+        release.set()

@@ -7,10 +7,12 @@ directory and no AWS_* variable from the developer's machine.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import select
+import signal
 import subprocess
 import sys
 import textwrap
@@ -678,3 +680,290 @@ def test_moto_bad_input_and_no_credentials(moto_environ: dict[str, str]) -> None
     del moto_environ["AWS_ACCESS_KEY_ID"], moto_environ["AWS_SECRET_ACCESS_KEY"]
     result = run([ROLE], moto_environ)
     assert (result.returncode, result.stdout) == (3, "")
+
+
+# --- hardening (issue 12): one line and the documented exit code, always -----------------
+
+DEEP = "[" * 20_000 + "]" * 20_000  # (one argument may be at most 128 KiB)
+DEEP_OBJECT = '{"a": ' * 10_000 + "1" + "}" * 10_000
+
+ONE_LINE_USAGE_ERRORS = {
+    "deep --Policy": [ROLE, "--Policy", DEEP_OBJECT],
+    "deep --PolicyArns": [ROLE, "--PolicyArns", DEEP],
+    "deep --Tags": [ROLE, "--Tags", DEEP],
+    "deep --TransitiveTagKeys": [ROLE, "--TransitiveTagKeys", DEEP],
+    "deep --additional-kwargs": [ROLE, "--additional-kwargs", DEEP_OBJECT],
+    "unclosed IPv6 endpoint": [ROLE, "--endpoint-url", "http://[::1"],
+    "endpoint port out of range": [ROLE, "--endpoint-url", "http://127.0.0.1:99999"],
+    "region with a newline": [ROLE, "--region", "us-east-1\n"],
+    "region with a space": [ROLE, "--region", "us-east-1 "],
+    # options that narrow permissions: empty is refused, nothing is sent (item 13)
+    "empty --PolicyArns": [ROLE, "--PolicyArns", ""],
+    "commas-only --PolicyArns": [ROLE, "--PolicyArns", ","],
+    "empty JSON --PolicyArns": [ROLE, "--PolicyArns", "[]"],
+    "empty --Policy": [ROLE, "--Policy", ""],
+    "empty PolicyArns in --additional-kwargs": [ROLE, "--additional-kwargs", '{"PolicyArns": []}'],
+    "empty Policy in --additional-kwargs": [ROLE, "--additional-kwargs", '{"Policy": ""}'],
+}
+
+
+@pytest.mark.parametrize(
+    "args", list(ONE_LINE_USAGE_ERRORS.values()), ids=list(ONE_LINE_USAGE_ERRORS)
+)
+def test_hostile_input_is_one_usage_line_and_nothing_is_sent(
+    sts: LoopbackSTS, environ: dict[str, str], args: list[str]
+) -> None:
+    result = run(args, environ)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr[-1000:]
+    assert result.stderr.startswith("aio-assume-role: error: ")
+    assert result.stderr.count("\n") == 1, result.stderr[-1000:]
+    assert len(result.stderr) < 1000
+    assert sts.calls == []
+
+
+def test_empty_policy_arns_says_why(
+    sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
+) -> None:
+    result = run_in_process([ROLE, "--PolicyArns", ""], environ)
+    assert result.returncode == 2
+    assert "--PolicyArns" in result.stderr
+    assert "must not be empty" in result.stderr
+
+
+BROKEN_PROFILES = {
+    "malformed config": ("[default\nregion = us-east-1\n", "", "Unable to parse config file"),
+    "binary config": ("\udcff\udcfe\x00garbage", "", "Unable to parse config file"),
+    "malformed credentials": ("", "[default\naws_access_key_id = A\n", "Unable to parse"),
+    "source_profile loop": (
+        textwrap.dedent(
+            """
+            [profile a]
+            source_profile = b
+            role_arn = arn:aws:iam::123456789012:role/A
+            [profile b]
+            source_profile = a
+            role_arn = arn:aws:iam::123456789012:role/B
+            """
+        ),
+        "",
+        "Infinite loop",
+    ),
+}
+
+
+@pytest.mark.parametrize(
+    ("config", "credentials", "message"), list(BROKEN_PROFILES.values()), ids=list(BROKEN_PROFILES)
+)
+def test_a_broken_profile_exits_3_with_one_line(
+    sts: LoopbackSTS,
+    environ: dict[str, str],
+    tmp_path: Path,
+    config: str,
+    credentials: str,
+    message: str,
+) -> None:
+    Path(environ["AWS_CONFIG_FILE"]).write_bytes(config.encode("utf-8", "surrogateescape"))
+    Path(environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(credentials)
+    profile = ["--profile", "a"] if "loop" in message.lower() else []
+    if credentials:  # the credentials file is read only when the environment has no key
+        del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+    result = run([*profile, ROLE], environ)
+    assert (result.returncode, result.stdout) == (3, ""), result.stderr[-2000:]
+    assert result.stderr.startswith("aio-assume-role: Unable to locate credentials: ")
+    assert message in result.stderr
+    assert result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert sts.calls == []
+
+
+# Already-expired credentials (item 14): a clock that runs ahead of STS's. The CLI's own
+# clock is moved; the library and the loopback STS keep the real one.
+_CLOCK_AHEAD = textwrap.dedent(
+    """
+    import sys, time
+    from aio_assume_role_lib import _cli
+    _cli._now = lambda: time.time() + 2 * 3600
+    sys.exit(_cli.main())
+    """
+)
+
+
+@pytest.mark.parametrize("output", [["--env"], ["--json"], ["--", "true"]])
+def test_already_expired_credentials_exit_4_and_blame_the_clock(
+    sts: LoopbackSTS, environ: dict[str, str], output: list[str]
+) -> None:
+    result = run([ROLE, *output], environ, program=(sys.executable, "-c", _CLOCK_AHEAD))
+    assert (result.returncode, result.stdout) == (4, ""), result.stderr
+    assert result.stderr.startswith("aio-assume-role: Error when assuming role: ")
+    assert "expired" in result.stderr
+    assert "clock" in result.stderr
+    assert result.stderr.count("\n") == 1
+
+
+# Signals in `-- COMMAND` mode (item 15): each one a shell user may send reaches COMMAND
+# once, and aio-assume-role exits with COMMAND's status.
+
+_SIGNAL_NOTER = textwrap.dedent(
+    """
+    import os, signal, sys
+    def note(signum, frame):
+        print("got", signal.Signals(signum).name, flush=True)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGWINCH"):
+        signal.signal(getattr(signal, name), note)
+    signal.signal(signal.SIGUSR2, lambda signum, frame: sys.exit(7))
+    print("ready", os.getpid(), flush=True)
+    while True:
+        signal.pause()
+    """
+)
+_SLEEPER = textwrap.dedent(
+    """
+    import os, time
+    print("ready", os.getpid(), flush=True)
+    time.sleep(60)
+    """
+)
+needs_signals = pytest.mark.skipif(os.name != "posix", reason="POSIX signals")
+
+
+class _Lines:
+    """Lines from a pipe or a terminal, with a timeout; for a running CLI's COMMAND."""
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.buffer = b""
+
+    def next(self, timeout: float = 20.0) -> str:
+        deadline = time.monotonic() + timeout
+        while b"\n" not in self.buffer:
+            ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
+            if not ready:
+                raise AssertionError(f"no line within {timeout} s; got {self.buffer!r}")
+            try:
+                chunk = os.read(self.fd, 4096)
+            except OSError:  # EIO: the terminal's other side closed
+                chunk = b""
+            if not chunk:
+                raise AssertionError(f"end of output; got {self.buffer!r}")
+            self.buffer += chunk
+        line, self.buffer = self.buffer.split(b"\n", 1)
+        return line.decode().strip()
+
+    def until(self, prefix: str) -> str:
+        """The next line with ``prefix`` in it, from there (a terminal echoes "^C" first)."""
+        while prefix not in (line := self.next()):
+            pass
+        return line[line.index(prefix) :]
+
+
+def _start_cli(environ: dict[str, str], script: str, **popen: Any) -> subprocess.Popen[bytes]:
+    popen.setdefault("stdout", subprocess.PIPE)
+    popen.setdefault("stdin", subprocess.DEVNULL)
+    return subprocess.Popen(
+        [str(CLI), ROLE, "--", sys.executable, "-c", script], env=environ, **popen
+    )
+
+
+def _stop(process: subprocess.Popen[bytes], command_pid: int | None) -> None:
+    """Clean up after a failed test: COMMAND may have been orphaned."""
+    for pid in (process.pid, command_pid):
+        if pid is not None:
+            with contextlib.suppress(OSError):
+                os.kill(pid, signal.SIGKILL)
+    process.wait(timeout=30)
+
+
+@needs_signals
+def test_every_signal_a_shell_user_sends_reaches_the_command_once(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    cli = _start_cli(environ, _SIGNAL_NOTER)
+    assert cli.stdout is not None
+    lines, command_pid = _Lines(cli.stdout.fileno()), None
+    try:
+        command_pid = int(lines.until("ready").split()[1])
+        for signum in (
+            signal.SIGINT, signal.SIGTERM, signal.SIGHUP, signal.SIGQUIT,
+            signal.SIGUSR1, signal.SIGWINCH, signal.SIGINT,
+        ):  # fmt: skip
+            os.kill(cli.pid, signum)  # to aio-assume-role alone, as `kill PID` does
+            assert lines.next() == f"got {signal.Signals(signum).name}"
+        os.kill(cli.pid, signal.SIGUSR2)  # COMMAND exits 7 on this one
+        assert cli.wait(timeout=20) == 7
+        assert cli.stdout.read() == b""  # no signal arrived twice
+    finally:
+        _stop(cli, command_pid)
+
+
+@needs_signals
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGUSR1, signal.SIGHUP])
+def test_a_command_killed_by_a_forwarded_signal_gives_128_plus_its_number(
+    sts: LoopbackSTS, environ: dict[str, str], signum: int
+) -> None:
+    cli = _start_cli(environ, _SLEEPER)
+    assert cli.stdout is not None
+    command_pid = None
+    try:
+        command_pid = int(_Lines(cli.stdout.fileno()).until("ready").split()[1])
+        os.kill(cli.pid, signum)
+        assert cli.wait(timeout=20) == 128 + signum
+        with pytest.raises(ProcessLookupError):  # not orphaned: it is gone
+            _wait_gone(command_pid)
+    finally:
+        _stop(cli, command_pid)
+
+
+def _wait_gone(pid: int) -> None:
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        os.kill(pid, 0)  # raises ProcessLookupError once it is gone (and reaped)
+        time.sleep(0.02)
+
+
+_ON_A_TERMINAL = textwrap.dedent(
+    """
+    import fcntl, os, sys, termios
+    os.setsid()  # a session of its own, with the terminal on fd 0 as its controlling one
+    fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    os.execv(sys.argv[1], sys.argv[1:])
+    """
+)
+
+
+@needs_signals
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux terminal semantics")
+def test_terminal_signals_reach_the_command_once_not_twice(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    """Ctrl-C and a resize go to the terminal's whole foreground group, COMMAND included:
+    passing them on too would deliver them twice (a second Ctrl-C means "stop now")."""
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    main_fd, terminal_fd = pty.openpty()
+    cli = subprocess.Popen(
+        [sys.executable, "-c", _ON_A_TERMINAL, str(CLI), ROLE, "--", sys.executable, "-c",
+         _SIGNAL_NOTER],
+        env=environ, stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
+    )  # fmt: skip
+    os.close(terminal_fd)
+    lines, command_pid = _Lines(main_fd), None
+    try:
+        command_pid = int(lines.until("ready").split()[1])
+        os.write(main_fd, b"\x03")  # Ctrl-C
+        assert lines.until("got") == "got SIGINT"
+        fcntl.ioctl(main_fd, termios.TIOCSWINSZ, struct.pack("HHHH", 40, 100, 0, 0))
+        assert lines.until("got") == "got SIGWINCH"
+        os.kill(cli.pid, signal.SIGUSR1)  # one sent to aio-assume-role alone: passed on
+        assert lines.until("got") == "got SIGUSR1"
+        os.kill(cli.pid, signal.SIGUSR2)
+        assert cli.wait(timeout=20) == 7
+        rest = b""
+        with contextlib.suppress(AssertionError):
+            while True:
+                rest += lines.next(timeout=1).encode() + b"\n"
+        assert b"got" not in rest + lines.buffer  # nothing arrived twice
+    finally:
+        os.close(main_fd)
+        _stop(cli, command_pid)

@@ -23,10 +23,12 @@ from __future__ import annotations
 
 import io
 import json
+import os
+import re
 import tempfile
 from contextlib import redirect_stderr, redirect_stdout
 from dataclasses import dataclass, field
-from datetime import timedelta, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 from typing import Any
 
@@ -34,7 +36,8 @@ import anyio
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError, ParamValidationError
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
 from botocore.utils import validate_region_name
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -579,3 +582,216 @@ EDGE_ARGUMENTS = {
 def test_cli_with_edge_arguments(sts: LoopbackSTS, arguments: list[str]) -> None:
     """The same verdict as the CLI fuzzer's, on arguments kept."""
     check_cli_run(sts, arguments)
+
+
+# --- offline, thousands of cases: assume_role() with validation, and the CLI's parsing ------
+#
+# No request is made here: what is fuzzed is everything before the first STS call, which
+# is what a caller's input can reach. Thousands of examples fit in seconds because the
+# parent and the event loop are made once.
+
+# Drawing one example of these strategies costs ~10 ms on CI's shared cores: the
+# defaults fit the suite's budget (~25 s for both); AIO_ARL_FUZZ_EXAMPLES=5000 (say)
+# runs more, as before a release.
+_OFFLINE_EXAMPLES = os.environ.get("AIO_ARL_FUZZ_EXAMPLES")
+
+
+def _offline(default_examples: int) -> Any:
+    return settings(
+        max_examples=int(_OFFLINE_EXAMPLES or default_examples),
+        deadline=None,
+        suppress_health_check=[
+            HealthCheck.function_scoped_fixture,
+            HealthCheck.too_slow,
+            HealthCheck.data_too_large,
+            HealthCheck.large_base_example,
+        ],
+    )
+
+
+bad_token_codes = st.sampled_from(
+    ["", "abcdef", "1" * 100_000, "12345\x00", "123\ud80056", "123456\n", " 123456", "\uff11" * 6]
+)
+
+
+@st.composite
+def repeat_calls(draw: st.DrawFn) -> tuple[Call, Any]:
+    """A call with validation, and the TokenCode a second, otherwise equal call brings."""
+    call = draw(calls())
+    call.kwargs.pop("validate", None)  # validation on: what it lets through is judged
+    second_code = draw(bad_token_codes | valid["TokenCode"] | garbage | st.none())
+    return call, second_code
+
+
+@pytest.fixture(scope="module")
+def offline_parent() -> AioSession:
+    """A parent with credentials (static, made up) and no use for the network."""
+    session = warm_session()
+    session.set_credentials("AKIAOFFLINEFUZZ00000", "offline-fuzz-secret")
+    session.set_config_variable("region", "us-east-1")
+    return session
+
+
+@pytest.fixture(scope="module")
+def event_loop_for_examples() -> Any:
+    import asyncio
+
+    loop = asyncio.new_event_loop()
+    yield loop
+    loop.close()
+
+
+DOCUMENTED_ERRORS = (ParamValidationError, TypeError, ValueError, NoCredentialsError)
+
+
+@_offline(700)
+@given(case=repeat_calls())
+def test_assume_role_offline_ends_in_a_child_or_a_documented_error(
+    offline_parent: AioSession, event_loop_for_examples: Any, tmp_path: Path, case: tuple[Call, Any]
+) -> None:
+    """Bound: 700 examples (by default), no request; a repeat call's TokenCode is checked
+    every time."""
+    call, second_code = case
+
+    async def twice() -> tuple[Any, Any]:
+        session, kwargs = _materialize(call, offline_parent, tmp_path)
+        first = await assume_role(session, call.role_arn, **kwargs)
+        kwargs["TokenCode"] = second_code
+        try:
+            return first, await assume_role(session, call.role_arn, **kwargs)
+        except DOCUMENTED_ERRORS as error:
+            return first, error
+
+    try:
+        first, second = event_loop_for_examples.run_until_complete(twice())
+    except DOCUMENTED_ERRORS as error:
+        judge(call, Verdict(False, error, "assume_role"))
+        return
+    except BaseException as error:
+        raise AssertionError(f"assume_role raised {type(error).__name__}: {error!r:.500}") from None
+    # The first call passed validation; the second differs only in its TokenCode, which
+    # is checked on every call: a 6-digit string or a callable, with a SerialNumber.
+    extra = call.kwargs.get("additional_kwargs")
+    serial = call.kwargs.get("SerialNumber") or (extra or {}).get("SerialNumber")
+    usable = (isinstance(second_code, str) and re.fullmatch("[0-9]{6}", second_code, re.ASCII)) or (
+        callable(second_code) and not isinstance(second_code, str)
+    )
+    if second_code is not None and not (usable and isinstance(serial, str)):
+        assert isinstance(second, ParamValidationError), repr(second)[:500]
+        assert "TokenCode" in str(second), str(second)[:500]
+        assert len(str(second)) < 2000  # a huge code is never quoted
+    else:
+        assert second is first, repr(second)[:500]  # same arguments: the same child
+
+
+class _OfflineCredentials:
+    """Stands in for a child's credentials: made up, valid for an hour, never fetched."""
+
+    method = "offline-fuzz"
+
+    def __init__(self) -> None:
+        self.expiry_time = datetime.now(timezone.utc) + timedelta(hours=1)
+
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+        return ReadOnlyCredentials("ASIAOFFLINEFUZZ00000", "offline-secret", "offline-token")
+
+
+class _OfflineCredentialResolver:
+    async def load_credentials(self) -> _OfflineCredentials:
+        return _OfflineCredentials()
+
+
+@pytest.fixture
+def offline_cli(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
+    """The CLI as it is, up to the STS call: parsing, conversion, validation, chaining.
+
+    Each child it makes gets made-up credentials instead of fetching any, and parents
+    are made once per profile name (with a made-up key), so thousands of runs fit in
+    seconds.
+    """
+    parents: dict[str | None, AioSession] = {}
+
+    def parent_for(profile: str | None = None) -> AioSession:
+        if profile not in parents:
+            session = warm_session(profile)
+            if profile is None:
+                session.set_credentials("AKIAOFFLINEFUZZ00000", "offline-fuzz-secret")
+            parents[profile] = session
+        return parents[profile]
+
+    accepted: list[dict[str, Any]] = []  # the arguments of each call that made a child
+
+    async def offline_assume_role(session: Any, role_arn: Any, **kwargs: Any) -> Any:
+        child = await assume_role(session, role_arn, **kwargs)
+        accepted.append(kwargs)
+        child.register_component("credential_provider", _OfflineCredentialResolver())
+        return child
+
+    monkeypatch.setattr(_cli, "AioSession", parent_for)
+    monkeypatch.setattr(_cli, "assume_role", offline_assume_role)
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+    return accepted
+
+
+# Values that broke the CLI once (issue 12): each must end in one line and exit 2.
+hostile_values = st.sampled_from(
+    [
+        "[" * 5_000 + "]" * 5_000,
+        '{"a": ' * 5_000 + "1" + "}" * 5_000,
+        "http://[::1",
+        "http://127.0.0.1:99999",
+        "us-east-1\n",
+        "",
+        ",",
+        "[]",
+    ]
+)
+
+
+@st.composite
+def hostile_cli_arguments(draw: st.DrawFn) -> list[str]:
+    arguments = draw(cli_arguments())
+    for option in draw(st.lists(st.sampled_from(CLI_OPTIONS), max_size=2)):
+        arguments += [option, draw(hostile_values)]
+    return draw(st.permutations(arguments))
+
+
+@_offline(1000)
+@given(arguments=hostile_cli_arguments())
+def test_cli_offline_ends_in_a_documented_exit_code_and_one_line(
+    offline_cli: list[dict[str, Any]], arguments: list[str]
+) -> None:
+    """Bound: 1000 runs (by default) of ``main(argv)`` in this process; none reaches STS.
+
+    Also: an option that narrows the session's permissions is never sent empty.
+    """
+    offline_cli.clear()
+    argv = [a.replace("<sts>", REFUSING_ENDPOINT) for a in arguments]
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with redirect_stdout(stdout), redirect_stderr(stderr):
+        try:
+            code = _cli.main(argv)
+        except BaseException as error:
+            raise AssertionError(f"main() raised {type(error).__name__}: {error!r:.300}") from None
+    out, err = stdout.getvalue(), stderr.getvalue()
+    for kwargs in offline_cli:
+        extra = kwargs.get("additional_kwargs") or {}
+        for narrowing in ("PolicyArns", "Policy"):
+            if narrowing in kwargs or narrowing in extra:
+                assert kwargs.get(narrowing, extra.get(narrowing)), (code, argv)
+    if code == 0:
+        assert err == ""
+        if "--help" not in argv and "--version" not in argv:
+            assert "ASIAOFFLINEFUZZ00000" in out, out[:200]
+        return
+    assert out == "", out[:200]
+    assert err.startswith("aio-assume-role: "), err[:300]
+    assert err.count("\n") == 1, err[:500]
+    if code == 2:
+        assert err.startswith("aio-assume-role: error: "), err[:300]
+    elif code == 3:
+        assert any(a.startswith("--profile") for a in argv), err[:300]
+    elif code in (126, 127):
+        assert "--" in argv, err[:300]
+    else:
+        raise AssertionError(f"exit code {code}: {err[:300]}")

@@ -13,12 +13,14 @@ from typing import Any
 from unittest import mock
 
 import boto3
+import botocore.credentials
 import pytest
 from aws_assume_role_lib import aws_assume_role_lib as sync_lib
 from botocore.exceptions import ParamValidationError
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from aio_assume_role_lib._fetch import cache_key
 from aio_assume_role_lib._names import AUTOMATIC_ROLE_SESSION_NAME
 from aio_assume_role_lib._params import AssumeRoleArgs, prepare_args, validate_args
 
@@ -832,3 +834,44 @@ def test_agrees_with_the_sync_library(
     except ParamValidationError:
         return  # we check more than the sync library does
     assert request(args) == json.loads(json.dumps(expected))
+
+
+# --- the cache key: what aws-assume-role-lib (through botocore) computes -----------------
+
+CACHE_KEY_CASES: list[dict[str, Any]] = [
+    *PARITY_CASES,
+    {"SerialNumber": "GAHT12345678", "TokenCode": "654321"},
+    {"RoleSessionName": "", "validate": False},
+    {"additional_kwargs": {"RoleSessionName": ""}, "validate": False},
+    {"Policy": '{"b": 1, "a": [2, 1]}', "validate": False},
+]
+
+
+@pytest.mark.parametrize("kwargs", CACHE_KEY_CASES)
+def test_cache_key_is_the_sync_librarys(kwargs: dict[str, Any], sync_request: Any) -> None:
+    sent = sync_request(ROLE_ARN, **kwargs)
+    role_arn = sent.pop("RoleArn")
+    # The fetcher the sync library hands these arguments to, and its key.
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        client_creator=None, source_credentials=None, role_arn=role_arn, extra_args=sent
+    )
+    ours = {name: value for name, value in kwargs.items() if name != "validate"}
+    assert cache_key(prepare_args(ROLE_ARN, **ours)) == fetcher._cache_key
+
+
+def test_cache_key_leaves_out_a_callable_token_code() -> None:
+    without = cache_key(prepare_args(ROLE_ARN, SerialNumber="GAHT12345678"))
+    assert cache_key(prepare_args(ROLE_ARN, SerialNumber="GAHT12345678", TokenCode=str)) == without
+    with_code = cache_key(prepare_args(ROLE_ARN, SerialNumber="GAHT12345678", TokenCode="123456"))
+    assert with_code != without
+
+
+def test_empty_role_session_name_is_generated_but_still_validated() -> None:
+    for args in (
+        prepare_args(ROLE_ARN, RoleSessionName=""),
+        prepare_args(ROLE_ARN, additional_kwargs={"RoleSessionName": ""}),
+        prepare_args(ROLE_ARN, additional_kwargs={"RoleSessionName": None}),
+    ):
+        assert args.session_name_generated
+        with pytest.raises(ParamValidationError, match="RoleSessionName"):
+            validate_args(args)

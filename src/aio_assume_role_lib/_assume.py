@@ -18,12 +18,19 @@ from datetime import timedelta
 from typing import TYPE_CHECKING, Any, overload
 
 from aiobotocore.session import AioSession
-from botocore.exceptions import InvalidRegionError, NoCredentialsError, ParamValidationError
-from botocore.utils import validate_region_name
+from botocore.exceptions import NoCredentialsError, ParamValidationError
 
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
 from ._fetch import AssumeRoleFetcher, classify_error, describe_error, error_code
-from ._params import AssumeRoleArgs, TokenCodeSource, prepare_args, validate_args
+from ._names import is_region_name
+from ._params import (
+    AssumeRoleArgs,
+    TokenCodeSource,
+    is_usable_token_code,
+    prepare_args,
+    validate_args,
+    validate_token_code,
+)
 from ._refresh import Refresher, RefreshPolicy
 from ._region import apply_region_mode
 from ._sts import StsClients
@@ -118,15 +125,13 @@ def _check_options(region_name: Any, cache: Any, refresh: Any) -> None:
             f"False (implicit) or a region name, not {type(region_name).__name__}"
         )
     if isinstance(region_name, str):
-        try:
-            validate_region_name(region_name)
-        except InvalidRegionError:
-            raise ValueError(
-                f"region_name {region_name!r} is not a valid region name "
-                "(letters, digits and hyphens, e.g. 'eu-west-1')"
-            ) from None
         if not region_name:
             raise ValueError("region_name must not be an empty string")
+        if not is_region_name(region_name):
+            raise ValueError(
+                f"region_name {region_name[:80]!r} is not a valid region name "
+                "(letters, digits and hyphens, e.g. 'eu-west-1')"
+            )
     # Any mapping-like store works (botocore's own JSONFileCache is not a MutableMapping).
     if cache is not None and (
         isinstance(cache, Sequence)
@@ -310,6 +315,9 @@ async def assume_role(
         TokenCode: the MFA code: a string (used for the first fetch only) or a
             callable, sync or async, called for each AssumeRole call that needs a code.
             A sync callable runs in a worker thread, so a prompt never blocks the loop.
+            The TokenCode of a repeat call is validated, but the shared credentials keep
+            the code source they were created with (unless they had none); pass a
+            callable to refresh with MFA.
         region_name: ``None`` (default) follows the parent's region, live, until the
             child's own region is set; ``True`` copies the parent's current region;
             ``False`` uses the child's implicit region (environment, config file);
@@ -348,8 +356,13 @@ async def assume_role(
     key = _credentials_key(args, cache, refresh)
     with shared.lock:
         entry: _Entry | None = _lru_get(shared.entries, key)
-    if validate and (entry is None or not entry.validated):
-        validate_args(args)
+    if validate:
+        if entry is None or not entry.validated:
+            validate_args(args)
+        else:
+            # The entry was validated with its first caller's TokenCode; this call's
+            # code is its own and is checked every time (a regex at most).
+            validate_token_code(args)
     if region_name is True:
         region_key: Any = ("copy", parent.get_config_variable("region"))
     else:
@@ -361,6 +374,11 @@ async def assume_role(
             _lru_put(shared.entries, key, entry)
         if validate:
             entry.validated = True
+        # The shared credentials keep the code source they were made with: one caller's
+        # code must never replace it for the others (R8). A usable code is taken only
+        # by credentials that have none, which cannot fetch without one anyway.
+        if entry.fetcher.token_code is None and is_usable_token_code(args):
+            entry.fetcher.set_token_code(args.token_code)  # type: ignore[arg-type]
         child_key = (key, region_key, is_aioboto3)
         child = _lru_get(shared.children, child_key)
         if child is None:

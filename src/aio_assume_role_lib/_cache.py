@@ -10,28 +10,69 @@ are read by the other. Beyond botocore it:
   there is no moment when a file with credentials in it is readable by others);
 - treats a corrupted, truncated, empty or unreadable file as absent, with a warning
   that names the file but never its content;
+- trusts only what the current user could have written (as ssh does with its files): a
+  file owned by another user, or any file in a directory that others may write to
+  (unless it is sticky, like ``/tmp``, or writable only by the user's private group),
+  is absent, with a warning;
+- reads only regular files, without following a symbolic link, without blocking on a
+  FIFO or a device, and at most ``MAX_FILE_BYTES`` (a real entry is about 2 KB);
+- removes stale temporary files of its own (left by a process killed mid-write, with
+  a secret in them) when it writes;
+- creates every directory it makes, intermediate ones included, with mode 0700;
 - offers ``aget``/``aset``, which run the file IO in a worker thread so the event loop
   (asyncio or trio) never waits on the disk.
+
+:func:`entry_problem` checks that a cached AssumeRole response is plausible before
+anyone uses it (types, expiration, account), whatever cache it came from.
 """
 
 from __future__ import annotations
 
 import contextlib
 import datetime
+import errno
+import functools
 import json
 import logging
 import os
+import re
+import stat
 import tempfile
+import time
+from collections.abc import Mapping
 from typing import Any
 
 import anyio.to_thread
 import botocore.utils
+from botocore.utils import parse_timestamp
 
-__all__ = ["JSONFileCache"]
+__all__ = ["MAX_FILE_BYTES", "JSONFileCache", "entry_problem"]
 
 logger = logging.getLogger("aio_assume_role_lib")
 
 _FILE_SUFFIX = ".json"
+
+MAX_FILE_BYTES = 64 * 1024
+"""Cache files larger than this are not read (an AssumeRole entry is about 2 KB)."""
+
+# A temporary file older than this cannot belong to a write still in progress (a write
+# takes milliseconds); one left that long is a crash's leftover, holding a secret.
+_STALE_TEMP_SECONDS = 10 * 60
+# What tempfile.mkstemp names ours: ".<key>.json.<8 random characters>.tmp".
+_TEMP_NAME = re.compile(r"\..+\.json\.[a-z0-9_]{8}\.tmp")
+
+_IS_POSIX = os.name == "posix"
+_OPEN_FLAGS = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)  # a symbolic link (to /dev/zero, say) is not ours
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once, and fstat then refuses it
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+class UntrustedCacheError(PermissionError):
+    """The cache directory is writable by other users, so its files cannot be trusted."""
 
 
 class _Missing:
@@ -55,16 +96,132 @@ def _dumps(value: Any) -> str:
     return json.dumps(value, default=_serialize_datetime)
 
 
+class _Refused(Exception):
+    """A cache file that exists but is not to be read; the message says why."""
+
+
+def _directory_problem(directory: str) -> str | None:
+    """Why files in ``directory`` cannot be trusted, or None.
+
+    Another user who can write to the directory can replace any file in it, unless the
+    directory is sticky (only a file's owner may then replace it, and the file's owner
+    is checked too). A directory writable by its group is fine when that group is the
+    current user's private group (see :func:`_is_private_group`).
+    """
+    if not _IS_POSIX:
+        return None
+    status = os.stat(directory)
+    if status.st_mode & stat.S_ISVTX:
+        return None
+    group_writable = status.st_mode & stat.S_IWGRP and not _is_private_group(
+        status.st_gid, os.geteuid()
+    )
+    if group_writable or status.st_mode & stat.S_IWOTH:
+        return "its directory is writable by other users (and not sticky)"
+    return None
+
+
+@functools.lru_cache(maxsize=8)  # (user and group lookups may ask a directory service)
+def _is_private_group(gid: int, euid: int) -> bool:
+    """True if ``gid`` is user ``euid``'s own group, of which no one else is a member.
+
+    Many Linux systems give each user a group of the same name and a umask of 002, so
+    the directories they make (the AWS CLI's ``~/.aws/cli/cache`` among them) are
+    group-writable; as Debian's ssh does, that is no reason to distrust them.
+    """
+    try:
+        import grp
+        import pwd
+
+        user = pwd.getpwuid(euid)
+        group = grp.getgrgid(gid)
+    except (ImportError, KeyError):  # no such group: no one to vouch for it
+        return False
+    return (
+        group.gr_gid == user.pw_gid
+        and group.gr_name == user.pw_name
+        and set(group.gr_mem) <= {user.pw_name}
+    )
+
+
 def _read_file(path: str) -> bytes:
-    with open(path, "rb") as file:
-        return file.read()
+    """The content of the regular file ``path``, if the current user may trust it.
+
+    Raises:
+        FileNotFoundError: there is no file.
+        _Refused: the file is not one to read.
+        OSError: it cannot be read.
+    """
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError as error:
+        if error.errno == errno.ELOOP:
+            raise _Refused("it is a symbolic link") from None
+        raise
+    with os.fdopen(fd, "rb") as file:
+        # Checked on the open file, so it cannot be swapped between the check and the read.
+        status = os.fstat(fd)
+        if not stat.S_ISREG(status.st_mode):
+            raise _Refused("it is not a regular file")
+        if _IS_POSIX and status.st_uid != os.geteuid():
+            raise _Refused(f"it is owned by another user (uid {status.st_uid})")
+        problem = _directory_problem(os.path.dirname(path) or os.curdir)
+        if problem is not None:
+            raise _Refused(problem)
+        data = file.read(MAX_FILE_BYTES + 1)  # bounded, whatever the size says
+        if len(data) > MAX_FILE_BYTES:
+            raise _Refused(f"it is larger than {MAX_FILE_BYTES} bytes")
+        return data
+
+
+def _make_private_directories(directory: str) -> None:
+    """Create ``directory`` and any missing parent with mode 0700.
+
+    ``os.makedirs`` gives the parents it creates the default mode (0777 less the umask,
+    so 0777 under umask 000); each is made here with 0700 instead. The umask can only
+    narrow that. A directory that already exists keeps its mode.
+    """
+    missing = []
+    current = os.path.abspath(directory)
+    while not os.path.isdir(current):
+        missing.append(current)
+        parent = os.path.dirname(current)
+        if parent == current:
+            break
+        current = parent
+    for path in reversed(missing):
+        with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+            os.mkdir(path, 0o700)
+
+
+def _remove_stale_temp_files(directory: str, now: float) -> None:
+    """Remove our temporary files that a process killed mid-write left behind."""
+    uid = os.geteuid() if _IS_POSIX else None
+    try:
+        entries = list(os.scandir(directory))
+    except OSError:
+        return
+    for entry in entries:
+        if not _TEMP_NAME.fullmatch(entry.name):
+            continue
+        try:
+            status = entry.stat(follow_symlinks=False)
+            if not stat.S_ISREG(status.st_mode) or (uid is not None and status.st_uid != uid):
+                continue  # not ours: leave it to its owner
+            if now - status.st_mtime > _STALE_TEMP_SECONDS:
+                os.unlink(entry.path)
+        except OSError:
+            continue  # gone meanwhile, or not ours to remove
 
 
 def _write_file_atomically(path: str, data: bytes) -> None:
-    directory = os.path.dirname(path)
-    # mode applies to the directory this call creates (not to one that already exists);
-    # the umask can only narrow it.
-    os.makedirs(directory, mode=0o700, exist_ok=True)
+    directory = os.path.dirname(path) or os.curdir
+    _make_private_directories(directory)
+    problem = _directory_problem(directory)
+    if problem is not None:
+        # What others may replace is never read back: do not leave credentials there.
+        raise UntrustedCacheError(f"not writing credential cache file {path}: {problem}")
+    _remove_stale_temp_files(directory, time.time())
     # mkstemp creates the file with mode 0600, so the content is never readable by others.
     fd, temp_path = tempfile.mkstemp(
         dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp"
@@ -92,7 +249,11 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
 
     It is a mapping (``key in cache``, ``cache[key]``, ``cache[key] = value``,
     ``del cache[key]``) like botocore's, plus :meth:`aget` and :meth:`aset`, which do the
-    file IO in a worker thread. An entry whose file cannot be read or parsed is absent.
+    file IO in a worker thread. An entry whose file cannot be read or parsed is absent,
+    and so is one the current user cannot trust: a file owned by another user, anything
+    but a regular file, a file larger than ``MAX_FILE_BYTES``, or any file when the
+    directory is writable by other users and not sticky (writing there raises
+    ``PermissionError``).
     """
 
     def __init__(self, dir_path: str | os.PathLike[str]) -> None:
@@ -112,6 +273,9 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
             data = _read_file(path)
         except FileNotFoundError:
             return _MISSING
+        except _Refused as refusal:
+            logger.warning("ignoring credential cache file %s: %s", path, refusal)
+            return _MISSING
         except OSError as error:
             logger.warning(
                 "ignoring credential cache file %s: cannot read it (%s)",
@@ -121,7 +285,7 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
             return _MISSING
         try:
             return json.loads(data.decode("utf-8"))
-        except ValueError as error:  # JSONDecodeError and UnicodeDecodeError
+        except (ValueError, RecursionError) as error:  # JSONDecodeError, UnicodeDecodeError
             # The error's message can quote the file's content: name its type only.
             logger.warning(
                 "ignoring credential cache file %s: it is empty, truncated or not JSON (%s)",
@@ -153,19 +317,27 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
     @staticmethod
     def _encode(value: Any) -> bytes:
         try:
-            return _dumps(value).encode("utf-8")
-        except (TypeError, ValueError) as error:
+            data = _dumps(value).encode("utf-8")
+        except (TypeError, ValueError, RecursionError) as error:
             # Never put the value in the message: it holds credentials.
             raise ValueError(
                 f"value cannot be cached, it is not JSON serializable: {error}"
             ) from None
+        if len(data) > MAX_FILE_BYTES:
+            raise ValueError(
+                f"value cannot be cached: {len(data)} bytes of JSON, more than the "
+                f"{MAX_FILE_BYTES} a cache file may hold"
+            )
+        return data
 
     async def aget(self, cache_key: str) -> Any | None:
         """The value stored under ``cache_key``, or ``None`` if it is absent or unusable.
 
-        The file is read in a worker thread.
+        The file is read in a worker thread. Cancelling the caller (a refresh's deadline,
+        say) does not wait for the read to end: a file system that hangs cannot hold the
+        caller past its deadline, and the read's result is dropped.
         """
-        value = await anyio.to_thread.run_sync(self._load, cache_key)
+        value = await anyio.to_thread.run_sync(self._load, cache_key, abandon_on_cancel=True)
         return None if value is _MISSING else value
 
     async def aset(self, cache_key: str, value: Any) -> None:
@@ -176,3 +348,65 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
         """
         data = self._encode(value)
         await anyio.to_thread.run_sync(_write_file_atomically, self._path_for(cache_key), data)
+
+
+# --- what a cached AssumeRole response must look like ---------------------------------------
+
+# STS issues credentials for at most 12 hours. The margin allows for a local clock that
+# runs behind STS's; an entry further out than that was not written by STS's answer.
+_LONGEST_LIFETIME_SECONDS = 12 * 3600
+_EXPIRATION_MARGIN_SECONDS = 15 * 60
+_ROLE_ARN_ACCOUNT = re.compile(r"arn:[^:]+:iam::([0-9]{12}):role/.+", re.DOTALL)
+_ASSUMED_ROLE_ACCOUNT = re.compile(r"arn:[^:]+:sts::([0-9]{12}):assumed-role/.+", re.DOTALL)
+
+
+def entry_problem(value: object, role_arn: object, now: float) -> str | None:
+    """Why the cached AssumeRole response ``value`` must not be used, or None if it may.
+
+    Checks what any cache (a file, a dict, a store of the user's) can get wrong or be
+    made to hold: the credentials are non-empty strings; ``Expiration`` parses and is
+    no later than the longest lifetime STS gives (12 hours) plus a margin from ``now``
+    (epoch seconds); and, when ``role_arn`` is a role ARN, the assumed-role user belongs
+    to the role's account. An expiration in the past is not a problem here: the caller
+    decides what is too short. The message never quotes a credential.
+    """
+    if not isinstance(value, Mapping):
+        return f"it is a JSON {type(value).__name__}, not an object"
+    credentials = value.get("Credentials")
+    if not isinstance(credentials, Mapping):
+        return "it has no Credentials object"
+    for name in ("AccessKeyId", "SecretAccessKey", "SessionToken"):
+        item = credentials.get(name)
+        if not isinstance(item, str) or not item:
+            return f"Credentials.{name} is not a non-empty string"
+    expiration = credentials.get("Expiration")
+    try:
+        if isinstance(expiration, datetime.datetime):
+            expires = expiration
+        elif isinstance(expiration, str) and len(expiration) <= 64:
+            expires = parse_timestamp(expiration)
+        else:
+            return "Credentials.Expiration is not a timestamp"
+        if expires.tzinfo is None:
+            expires = expires.replace(tzinfo=datetime.timezone.utc)
+        expiry = expires.timestamp()
+    except Exception:  # dateutil raises several types for odd text; none is quoted
+        return "Credentials.Expiration is not a timestamp"
+    if expiry > now + _LONGEST_LIFETIME_SECONDS + _EXPIRATION_MARGIN_SECONDS:
+        return "Credentials.Expiration is further away than STS ever issues (12 hours)"
+    role_match = _ROLE_ARN_ACCOUNT.fullmatch(role_arn) if isinstance(role_arn, str) else None
+    if role_match is not None:
+        user = value.get("AssumedRoleUser")
+        arn = user.get("Arn") if isinstance(user, Mapping) else None
+        user_match = _ASSUMED_ROLE_ACCOUNT.fullmatch(arn) if isinstance(arn, str) else None
+        if user_match is None:
+            return "it has no AssumedRoleUser.Arn of an assumed role"
+        if user_match.group(1) != role_match.group(1):
+            return (
+                f"it is for account {user_match.group(1)}, not the role's account "
+                f"{role_match.group(1)}"
+            )
+        account_id = credentials.get("AccountId")
+        if account_id is not None and account_id != role_match.group(1):
+            return "Credentials.AccountId is not the role's account"
+    return None

@@ -2,7 +2,8 @@
 
 It does what ``python -m aws_assume_role_lib`` does, with the same options, output and
 exit codes, and also runs a command with the credentials, chains roles, and takes
-``--region`` and ``--endpoint-url``. It uses only the package's public API.
+``--region`` and ``--endpoint-url``. It uses only the package's public API, and the
+region-name check that ``assume_role()`` itself uses (one rule, one place).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import FrameType
@@ -27,9 +29,9 @@ import anyio
 import anyio.to_thread
 import botocore.exceptions
 from aiobotocore.session import AioSession
-from botocore.utils import validate_region_name
 
 from aio_assume_role_lib import __version__, assume_role
+from aio_assume_role_lib._names import is_region_name
 
 __all__ = ["main"]
 
@@ -101,8 +103,8 @@ examples:
 exit codes:
   0         success; with a COMMAND, the COMMAND's exit code
   2         bad usage or invalid AssumeRole parameters (nothing on stdout)
-  3         no credentials to assume the first role with
-  4         AssumeRole failed
+  3         no credentials to assume the first role with, or a broken profile
+  4         AssumeRole failed, or its credentials had expired on arrival
   126, 127  COMMAND cannot be run, or is not found
 """
 
@@ -133,6 +135,8 @@ def _json_or_none(text: str) -> tuple[bool, Any]:
         return True, json.loads(text)
     except json.JSONDecodeError:
         return False, None
+    except RecursionError:
+        raise argparse.ArgumentTypeError("JSON value is nested too deeply") from None
 
 
 def _json_object(text: str) -> dict[str, Any]:
@@ -145,15 +149,28 @@ def _json_object(text: str) -> dict[str, Any]:
 
 
 def _policy_arns(text: str) -> list[Any]:
-    """``Arn1,Arn2``, a JSON list of ARNs or ``{"arn": ...}`` objects, or one such object."""
+    """``Arn1,Arn2``, a JSON list of ARNs or ``{"arn": ...}`` objects, or one such object.
+
+    An empty value is an error, not an empty list: the session would get the role's
+    full permissions, when what was meant (say, ``--PolicyArns "$ARNS"`` with the
+    variable unset) was to narrow them.
+    """
     is_json, value = _json_or_none(text)
     if not is_json:
-        return _comma_list(text)
-    if isinstance(value, dict):
-        return [value]
-    if isinstance(value, list):
-        return value
-    raise argparse.ArgumentTypeError("JSON value must be a list or an object")
+        value = _comma_list(text)
+    elif isinstance(value, dict):
+        value = [value]
+    elif not isinstance(value, list):
+        raise argparse.ArgumentTypeError("JSON value must be a list or an object")
+    if not value:
+        raise argparse.ArgumentTypeError(_EMPTY_NARROWING_VALUE)
+    return value
+
+
+_EMPTY_NARROWING_VALUE = (
+    "must not be empty: it narrows the session's permissions, and an empty value would "
+    "leave the role's full permissions (leave the option out if that is what you want)"
+)
 
 
 def _tags(text: str) -> dict[str, Any] | list[Any]:
@@ -291,17 +308,16 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         if argument.startswith("--") and argument.endswith("=--"):
             raise _UsageError(f"{argument[:-3]} needs a value")
     options = _build_parser().parse_intermixed_args(arguments)
-    if options.endpoint_url is not None:
-        url = urllib.parse.urlsplit(options.endpoint_url)
-        if url.scheme not in ("http", "https") or not url.hostname:
-            raise _UsageError("--endpoint-url must be an http:// or https:// URL with a host")
+    if options.endpoint_url is not None and not _is_http_url(options.endpoint_url):
+        raise _UsageError("--endpoint-url must be an http:// or https:// URL with a host")
     if options.region is not None:
-        try:
-            validate_region_name(options.region)
-        except botocore.exceptions.InvalidRegionError:
-            raise _UsageError(f"--region {options.region!r} is not a valid region name") from None
         if not options.region:
             raise _UsageError("--region needs a value")
+        if not is_region_name(options.region):
+            raise _UsageError(
+                f"--region {options.region[:80]!r} is not a valid region name "
+                "(letters, digits and hyphens, e.g. eu-west-1)"
+            )
     if command and options.format is not None:
         raise _UsageError(
             f"--{options.format} prints credentials; it cannot be used with a COMMAND"
@@ -314,6 +330,8 @@ def _parse(argv: Sequence[str]) -> _Invocation:
     }
     if options.additional_kwargs is not None:
         assume_role_kwargs["additional_kwargs"] = options.additional_kwargs
+        if options.PolicyArns is None and options.additional_kwargs.get("PolicyArns") == []:
+            raise _UsageError(f"PolicyArns in --additional-kwargs {_EMPTY_NARROWING_VALUE}")
 
     prompt_for_token_code = "SerialNumber" in assume_role_kwargs and (
         "TokenCode" not in assume_role_kwargs
@@ -331,6 +349,15 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         assume_role_kwargs=assume_role_kwargs,
         prompt_for_token_code=prompt_for_token_code,
     )
+
+
+def _is_http_url(text: str) -> bool:
+    try:
+        url = urllib.parse.urlsplit(text)
+        url.port  # noqa: B018 - raises ValueError for a port that is not a number in range
+    except ValueError:  # e.g. "http://[::1" (an unclosed IPv6 address)
+        return False
+    return url.scheme in ("http", "https") and bool(url.hostname)
 
 
 # --- assuming the roles -------------------------------------------------------------------
@@ -382,6 +409,8 @@ _CREDENTIAL_SOURCE_ERRORS = (
     botocore.exceptions.PartialCredentialsError,
     botocore.exceptions.ProfileNotFound,
     botocore.exceptions.ConfigNotFound,
+    botocore.exceptions.ConfigParseError,  # a malformed config or credentials file
+    botocore.exceptions.InvalidConfigError,  # a source_profile loop, among others
     botocore.exceptions.CredentialRetrievalError,
 )
 _BAD_PARAMETER_ERRORS = (botocore.exceptions.ParamValidationError, ValueError, TypeError)
@@ -427,7 +456,36 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
         raise _Failure(EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {first_line}") from None
 
     expiration = _format_expiration(credentials.expiry_time)
+    expiry = _epoch_seconds(credentials.expiry_time)
+    now = _now()
+    if expiry is not None and expiry <= now:
+        raise _Failure(
+            EXIT_ASSUME_ROLE_FAILED,
+            f"Error when assuming role: the credentials expired at {expiration}, before they "
+            f"could be used; this machine's clock reads {_utc(now)}: is it right?",
+        )
     return _Credentials(frozen.access_key, frozen.secret_key, frozen.token, expiration, region)
+
+
+def _now() -> float:
+    return time.time()
+
+
+def _utc(epoch: float) -> str:
+    return datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc).strftime(
+        _EXPIRATION_FORMAT
+    )
+
+
+def _epoch_seconds(expiry_time: object) -> float | None:
+    if isinstance(expiry_time, str):
+        with contextlib.suppress(ValueError, OverflowError):
+            expiry_time = datetime.datetime.fromisoformat(expiry_time.replace("Z", "+00:00"))
+    if isinstance(expiry_time, datetime.datetime):
+        if expiry_time.tzinfo is None:
+            expiry_time = expiry_time.replace(tzinfo=datetime.timezone.utc)
+        return expiry_time.timestamp()
+    return None
 
 
 @contextlib.contextmanager
@@ -489,31 +547,89 @@ def _command_environment(invocation: _Invocation, credentials: _Credentials) -> 
 
 _SignalHandler = Callable[[int, FrameType | None], Any] | int | signal.Handlers
 
+# What a shell user may send to aio-assume-role meaning COMMAND: each is passed on.
+_FORWARDED_SIGNALS = tuple(
+    getattr(signal, name)
+    for name in ("SIGINT", "SIGTERM", "SIGHUP", "SIGQUIT", "SIGUSR1", "SIGUSR2", "SIGWINCH")
+    if hasattr(signal, name)
+)
+# The ones a terminal sends to its whole foreground process group (Ctrl-C, Ctrl-\, a
+# resize), COMMAND included: passing those on too would deliver them twice (and a second
+# Ctrl-C means "stop now, skip the cleanup" to many programs).
+_TERMINAL_SIGNALS = frozenset(
+    getattr(signal, name) for name in ("SIGINT", "SIGQUIT", "SIGWINCH") if hasattr(signal, name)
+)
+# Linux tells who sent a signal (as sudo uses it): si_code SI_KERNEL for one the kernel
+# generated, which a terminal's signals are.
+_HAS_SIGINFO = sys.platform.startswith("linux") and hasattr(signal, "sigtimedwait")
+_SI_KERNEL = 0x80
 
-@contextlib.contextmanager
-def _signals_go_to(process: subprocess.Popen[bytes]) -> Iterator[None]:
-    """While COMMAND runs, it handles the signals meant for it; we wait for its exit code."""
-    if os.name != "posix" or not _in_main_thread():
-        yield
-        return
 
-    def forward(signum: int, frame: FrameType | None) -> None:
-        process.send_signal(signum)
+class _SignalForwarder:
+    """While COMMAND runs, pass each signal meant for it on, once; wait for its exit.
 
-    # Ctrl-C reaches COMMAND from the terminal already (same process group): ignore it
-    # here, so that COMMAND decides what it means. Forward the others.
-    handlers: dict[signal.Signals, _SignalHandler] = {
-        signal.SIGINT: signal.SIG_IGN,
-        signal.SIGTERM: forward,
-        signal.SIGHUP: forward,
-    }
-    previous = {signum: signal.signal(signum, handler) for signum, handler in handlers.items()}
-    try:
-        yield
-    finally:
-        for signum, handler in previous.items():
+    On Linux the signals are blocked and taken with ``sigtimedwait``, whose sender
+    information tells a terminal's signals (COMMAND has them already) from one sent to
+    aio-assume-role alone, by ``kill`` or a supervisor. Elsewhere, handlers guess: a
+    terminal signal while we are in the terminal's foreground process group came from
+    the terminal.
+    """
+
+    def __init__(self) -> None:
+        self._active = os.name == "posix" and _in_main_thread()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._early: list[int] = []
+        self._previous: dict[int, _SignalHandler | None] = {}
+
+    def __enter__(self) -> _SignalForwarder:
+        # Installed before COMMAND starts, so that no signal meant for it is lost or
+        # kills aio-assume-role alone (which would leave COMMAND orphaned).
+        if self._active:
+            for signum in _FORWARDED_SIGNALS:
+                self._previous[signum] = signal.signal(signum, self._handle)
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        for signum, handler in self._previous.items():
             # None: a handler not installed from Python, which Python cannot reinstall.
             signal.signal(signum, signal.SIG_DFL if handler is None else handler)
+
+    def _handle(self, signum: int, frame: FrameType | None) -> None:
+        if signum in _TERMINAL_SIGNALS and _in_terminal_foreground():
+            return  # COMMAND, in our process group, got it from the terminal too
+        if self._process is None:
+            self._early.append(signum)
+        else:
+            self._process.send_signal(signum)  # a no-op once COMMAND has exited
+
+    def wait(self, process: subprocess.Popen[bytes]) -> int:
+        """COMMAND's exit status (negative: killed by that signal), passing signals on."""
+        self._process = process
+        for signum in self._early:
+            process.send_signal(signum)
+        if not (self._active and _HAS_SIGINFO):
+            return process.wait()
+        watched = {*_FORWARDED_SIGNALS, signal.SIGCHLD}
+        previous_mask = signal.pthread_sigmask(signal.SIG_BLOCK, watched)
+        try:
+            while (returncode := process.poll()) is None:
+                info = signal.sigtimedwait(watched, 1.0)  # SIGCHLD ends the wait at once
+                if info is None or info.si_signo == signal.SIGCHLD:
+                    continue
+                if info.si_code == _SI_KERNEL or info.si_pid == process.pid:
+                    continue  # the terminal's (COMMAND has it), or COMMAND's own
+                process.send_signal(info.si_signo)
+            return returncode
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, previous_mask)
+
+
+def _in_terminal_foreground() -> bool:
+    for fd in (0, 1, 2):
+        with contextlib.suppress(OSError):
+            if os.isatty(fd):
+                return os.tcgetpgrp(fd) == os.getpgrp()
+    return False
 
 
 def _in_main_thread() -> bool:
@@ -521,17 +637,17 @@ def _in_main_thread() -> bool:
 
 
 def _run_command(command: list[str], environment: dict[str, str]) -> int:
-    try:
-        process = subprocess.Popen(command, env=environment)
-    except FileNotFoundError:
-        raise _Failure(EXIT_COMMAND_NOT_FOUND, f"command not found: {command[0]}") from None
-    except OSError as error:
-        raise _Failure(
-            EXIT_COMMAND_NOT_EXECUTABLE,
-            f"cannot run {command[0]}: {error.strerror or type(error).__name__}",
-        ) from None
-    with _signals_go_to(process):
-        returncode = process.wait()
+    with _SignalForwarder() as forwarder:
+        try:
+            process = subprocess.Popen(command, env=environment)
+        except FileNotFoundError:
+            raise _Failure(EXIT_COMMAND_NOT_FOUND, f"command not found: {command[0]}") from None
+        except OSError as error:
+            raise _Failure(
+                EXIT_COMMAND_NOT_EXECUTABLE,
+                f"cannot run {command[0]}: {error.strerror or type(error).__name__}",
+            ) from None
+        returncode = forwarder.wait(process)
     # A command killed by signal N exits 128 + N, as in a shell.
     return 128 - returncode if returncode < 0 else returncode
 

@@ -40,7 +40,8 @@ from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
 from ._backend import current_event_loop
-from ._params import AssumeRoleArgs
+from ._cache import entry_problem
+from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
 from ._sts import StsClients
 
@@ -154,11 +155,14 @@ def describe_error(error: BaseException) -> str:
 def cache_key(args: AssumeRoleArgs) -> str:
     """The cache key botocore and the AWS CLI use for the same AssumeRole arguments.
 
-    A generated RoleSessionName is left out (it changes with every process), the policy
-    is parsed so that its key order does not matter, and the MFA code is never part of it.
+    A generated RoleSessionName is left out (it changes with every process) and the
+    policy is parsed so that its key order does not matter, as botocore does. A string
+    TokenCode is part of the key, as in aws-assume-role-lib (which passes it to
+    botocore's fetcher with the other arguments); a callable one cannot be and is not.
     """
     key_args: dict[str, Any] = dict(args.kwargs)
-    key_args.pop("TokenCode", None)
+    if isinstance(args.token_code, str):
+        key_args["TokenCode"] = args.token_code
     if args.session_name_generated:
         key_args.pop("RoleSessionName", None)
     if isinstance(key_args.get("Policy"), str):
@@ -244,6 +248,11 @@ class AssumeRoleFetcher:
 
     def __repr__(self) -> str:
         return f"<AssumeRoleFetcher {self.description}>"
+
+    def set_token_code(self, source: TokenCodeSource) -> None:
+        """Use ``source`` for the MFA code from now on (credentials that had none)."""
+        self.token_code = source
+        self._static_code_used = False
 
     @property
     def description(self) -> str:
@@ -382,8 +391,12 @@ class AssumeRoleFetcher:
                 value = await anyio.to_thread.run_sync(self._read_sync, cache)
             else:
                 value = self._read_sync(cache)
-            if value is not None:
-                make_frozen(value)  # shape check
+            problem = (
+                None if value is None else entry_problem(value, self.kwargs["RoleArn"], time.time())
+            )
+            if problem is not None:
+                logger.warning("%s: ignoring the cache entry: %s", self.description, problem)
+                return None
             return value  # type: ignore[no-any-return]
         except Exception as exc:
             logger.warning(

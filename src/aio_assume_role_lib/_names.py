@@ -46,6 +46,17 @@ _NOT_SESSION_NAME_CHARS = re.compile(r"[^A-Za-z0-9_=,.@-]+")
 _LOG_STREAM_ID = re.compile(r"\w+$")
 
 
+# A region name is a DNS label, as botocore's validate_region_name checks; botocore's
+# pattern ends in "$", which also matches before a trailing newline, so its check passes
+# "us-east-1\n" (and the request then fails on a header). Matched whole here.
+_REGION_NAME = re.compile(r"(?![0-9]+\Z)(?!-)[a-zA-Z0-9-]{1,63}(?<!-)")
+
+
+def is_region_name(value: str) -> bool:
+    """True if ``value`` is a valid region name (a DNS label, not all digits)."""
+    return _REGION_NAME.fullmatch(value) is not None
+
+
 def _account_id_text(account_id: str | int) -> object:
     """Render an account ID as its 12-digit form, zero-padded on the left."""
     if isinstance(account_id, numbers.Number):

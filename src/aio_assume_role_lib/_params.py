@@ -26,7 +26,14 @@ from botocore.exceptions import ParamValidationError
 
 from ._names import AUTOMATIC_ROLE_SESSION_NAME
 
-__all__ = ["AssumeRoleArgs", "TokenCodeSource", "prepare_args", "validate_args"]
+__all__ = [
+    "AssumeRoleArgs",
+    "TokenCodeSource",
+    "is_usable_token_code",
+    "prepare_args",
+    "validate_args",
+    "validate_token_code",
+]
 
 TokenCodeSource: TypeAlias = str | Callable[[], str | Awaitable[str]]
 """An MFA code: a string (good for one STS call), or a sync or async callable that
@@ -40,9 +47,10 @@ class AssumeRoleArgs:
     ``kwargs`` holds plain dicts, lists and scalars, copied from the caller's input
     (later changes to the caller's objects do not show here), so it can be JSON-dumped
     for a cache key. It always has ``RoleArn``; it never has ``TokenCode``, which may be
-    a callable and is kept in ``token_code``; it has no ``RoleSessionName`` when
-    ``session_name_generated`` is true (the fetcher then uses
-    ``botocore-session-<epoch seconds>``).
+    a callable and is kept in ``token_code``. When ``session_name_generated`` is true
+    the fetcher uses ``botocore-session-<epoch seconds>``; ``kwargs`` then has no
+    ``RoleSessionName``, or the empty one the caller gave (kept so that validation
+    reports it; botocore and the sync library treat an empty name as absent).
     """
 
     kwargs: Mapping[str, Any]
@@ -161,10 +169,14 @@ def prepare_args(
 
     if problems:
         raise ParamValidationError(report="\n".join(problems))
+    # An empty name (say, from an unset variable) is absent for botocore, which then
+    # generates one; with validate=False we do the same rather than send "" to STS.
+    session_name = kwargs.get("RoleSessionName")
     return AssumeRoleArgs(
         kwargs=kwargs,
         token_code=cast("TokenCodeSource | None", token_code),
-        session_name_generated="RoleSessionName" not in kwargs,
+        session_name_generated=session_name is None
+        or (isinstance(session_name, str) and not session_name),
     )
 
 
@@ -335,6 +347,32 @@ def validate_args(args: AssumeRoleArgs) -> None:
         )
     if reports:
         raise ParamValidationError(report="\n".join(reports))
+
+
+def is_usable_token_code(args: AssumeRoleArgs) -> bool:
+    """True if ``args`` has a code source that can be sent as it is: a 6-digit string or
+    a callable, with a ``SerialNumber`` to go with it. Cheap (a regex at most)."""
+    token_code = args.token_code
+    if token_code is None or not isinstance(args.kwargs.get("SerialNumber"), str):
+        return False
+    if isinstance(token_code, str):
+        return _TOKEN_CODE.fullmatch(token_code) is not None
+    return callable(token_code)
+
+
+def validate_token_code(args: AssumeRoleArgs) -> None:
+    """Check the ``TokenCode`` of a call whose other parameters were validated before.
+
+    A repeat call of ``assume_role()`` shares a validated entry but brings its own code;
+    this checks that code on every call, as cheaply as the common case allows, and
+    reports problems with :func:`validate_args`'s messages.
+
+    Raises:
+        ParamValidationError: the code is not a 6-digit string or a callable, or there
+            is no ``SerialNumber``.
+    """
+    if args.token_code is not None and not is_usable_token_code(args):
+        validate_args(args)  # names the problem; the other parameters passed before
 
 
 @functools.cache
