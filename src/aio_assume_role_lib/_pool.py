@@ -29,12 +29,15 @@ import time
 from collections import OrderedDict
 from collections.abc import AsyncGenerator, Callable, Mapping
 from types import TracebackType
-from typing import Any, Generic, TypeVar
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 import anyio
 from aiobotocore.session import AioSession
 
 from ._backend import EventLoop, current_event_loop
+
+if TYPE_CHECKING:
+    from ._pool_types import ClientLender, ResourceLender
 
 _log = logging.getLogger("aio_assume_role_lib.pool")
 
@@ -414,13 +417,27 @@ class ClientPool:
 
     # --- public -------------------------------------------------------------------------
 
-    def client(self, session: Any, service_name: str, **create_client_kwargs: Any) -> _Lease[Any]:
+    def _lend_client(
+        self, session: Any, service_name: str, /, **create_client_kwargs: Any
+    ) -> _Lease[Any]:
         """Lend the shared client for (loop, session, service, arguments): ``async with``."""
         return self._lease_for(session, service_name, create_client_kwargs, resource=False)
 
-    def resource(self, session: Any, service_name: str, **resource_kwargs: Any) -> _Lease[Any]:
+    def _lend_resource(
+        self, session: Any, service_name: str, /, **resource_kwargs: Any
+    ) -> _Lease[Any]:
         """Lend the shared aioboto3 resource for (loop, session, service, arguments)."""
         return self._lease_for(session, service_name, resource_kwargs, resource=True)
+
+    # Type checkers see one overload per service (``_pool_types.py``, generated from
+    # types-aiobotocore), so that ``pool.client(child, "s3")`` lends an ``S3Client``
+    # where types-aiobotocore-s3 is installed, as ``child.create_client("s3")`` does.
+    if TYPE_CHECKING:
+        client: ClientLender
+        resource: ResourceLender
+    else:
+        client = _lend_client
+        resource = _lend_resource
 
     @property
     def open_clients(self) -> int:
