@@ -349,7 +349,7 @@ class _Lease(Generic[_T]):
 class ClientPool:
     """Shared, bounded aiobotocore clients and aioboto3 resources, lent per task.
 
-    ::
+    For example::
 
         pool = ClientPool(max_clients=64, idle_timeout=300.0)
         async with pool:                       # closes every client on exit
