@@ -186,6 +186,7 @@ async def test_a_thousand_concurrent_first_leases_open_one_client(
 ) -> None:
     child = await child_of(session_kind)
     recorder = Recorder(child)
+    recorder.gate = anyio.Event()  # the client is not ready until every task is waiting
     pool = ClientPool()
     seen: list[Any] = []
 
@@ -198,6 +199,9 @@ async def test_a_thousand_concurrent_first_leases_open_one_client(
         async with anyio.create_task_group() as tasks:
             for _ in range(1_000):
                 tasks.start_soon(lease)
+            await anyio.wait_all_tasks_blocked()
+            assert recorder.attempts == 1
+            recorder.gate.set()
         async with pool.client(child, "sts") as api:
             assert (await api.get_caller_identity())["Arn"] == READER_ARN
     assert len(seen) == 1_000
@@ -248,21 +252,32 @@ async def test_cancelling_the_task_that_opens_a_client_does_not_fail_the_others(
     recorder = Recorder(child)
     recorder.gate = anyio.Event()
     got: list[Any] = []
+    opener = anyio.CancelScope()
 
     async def lease() -> None:
         async with pool.client(child, "sts") as api:
+            await anyio.lowlevel.checkpoint()  # where a cancelled lease sees its cancellation
             got.append(api)
 
-    async with ClientPool() as pool, anyio.create_task_group() as tasks:
-        with anyio.CancelScope() as opener:
-            tasks.start_soon(lease)  # the others wait for this one's flight
-            for _ in range(5):
-                tasks.start_soon(lease)
-            await anyio.wait_all_tasks_blocked()
-            opener.cancel()
-        recorder.gate.set()
-    assert len(got) == 6
-    assert recorder.attempts == 1
+    async def cancelled_lease() -> None:
+        with opener:
+            await lease()
+
+    async with ClientPool() as pool:
+        with anyio.fail_after(10):
+            async with anyio.create_task_group() as tasks:
+                tasks.start_soon(cancelled_lease)  # opens the client; the others wait for it
+                await anyio.wait_all_tasks_blocked()
+                for _ in range(5):
+                    tasks.start_soon(lease)
+                await anyio.wait_all_tasks_blocked()
+                opener.cancel()
+                await anyio.wait_all_tasks_blocked()
+                recorder.gate.set()
+        assert opener.cancelled_caught
+        assert len(got) == 5
+        assert recorder.attempts == 1
+        assert pool.open_clients == 1
 
 
 # --- bound, LRU, idle --------------------------------------------------------------------
@@ -540,6 +555,8 @@ def test_each_event_loop_gets_its_own_clients(
         assert len(results) == 2
         assert results[0] is not results[1]
         asyncio.run(pool.aclose())
+        with pytest.raises(ClientPoolClosedError):  # from a loop it never saw, too
+            asyncio.run(lease())
     assert sts.assume_role_count == 1
 
 
