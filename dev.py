@@ -38,7 +38,14 @@ STACKS: dict[str, list[str]] = {
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
     # Benchmarks run on stack s2 so that every anchor installs beside this library:
     # aws-assume-role-lib (sync) and aioboto3-assume both need boto3/aioboto3.
-    "bench": ["-e", f"{ROOT}[aioboto3,test]", "aioboto3-assume==0.1.2", "matplotlib>=3.8"],
+    # trustme: the ClientPool scenarios' self-signed certificate for HTTPS to the loopback STS.
+    "bench": [
+        "-e",
+        f"{ROOT}[aioboto3,test]",
+        "aioboto3-assume==0.1.2",
+        "matplotlib>=3.8",
+        "trustme>=1.1",
+    ],
     "release": ["build>=1.2", "twine>=5"],
 }
 
