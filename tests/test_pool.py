@@ -531,6 +531,7 @@ def test_each_event_loop_gets_its_own_clients(
         # client when it shuts down, and the next loop does not touch it.
         first = asyncio.run(lease())
         assert recorder[0].events == [("open", "sts"), ("close", "sts")]
+        assert pool.open_clients == 0
         second = asyncio.run(lease())
         assert second is not first
         assert recorder[0].events == [("open", "sts"), ("close", "sts")] * 2

@@ -443,7 +443,9 @@ class ClientPool:
     def open_clients(self) -> int:
         """Clients (and resources) open now, on every event loop, being opened included."""
         with self._loops_lock:
-            return sum(loop_clients.slots for loop_clients in self._loops.values())
+            loops = list(self._loops.values())
+        # A loop that has ended closed its clients as it shut down (module docstring).
+        return sum(each.slots for each in loops if not each.loop.is_closed())
 
     @property
     def clients_opened(self) -> int:
