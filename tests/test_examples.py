@@ -163,7 +163,27 @@ async def test_the_apps_use_their_default_role_without_the_variable(sts: Loopbac
     assert load_example("fastapi_app").DEFAULT_ROLE_ARN == example.DEFAULT_ROLE_ARN
 
 
-async def test_etl_fanout_over_500_roles_keeps_at_most_32_clients_open(sts: LoopbackSTS) -> None:
+def one_certificate_bundle(directory: Path) -> Path:
+    """A CA bundle of one certificate (the first of botocore's default bundle).
+
+    Every new aiobotocore client loads its CA bundle, HTTP or not: ~100 ms of CPU for the
+    full bundle, most of the fan-out test's time. The test talks plain HTTP, so which
+    certificates are trusted does not matter, only how long loading them takes.
+    """
+    from botocore.httpsession import get_cert_path
+
+    text = Path(get_cert_path(True)).read_text()
+    end = "-----END CERTIFICATE-----"
+    first = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
+    bundle = directory / "one-ca.pem"
+    bundle.write_text(first + "\n")
+    return bundle
+
+
+async def test_etl_fanout_over_500_roles_keeps_at_most_32_clients_open(
+    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(one_certificate_bundle(tmp_path)))
     example = load_example("etl_fanout")
     accounts = [f"{100000000000 + n:012d}" for n in range(REQUESTS)]
     lines: list[str] = []
