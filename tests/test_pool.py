@@ -62,6 +62,8 @@ class _Recorded:
         exc: BaseException | None,
         tb: TracebackType | None,
     ) -> None:
+        # Closing may yield to the loop (httpx's does): a cancelled task must still close.
+        await anyio.lowlevel.checkpoint()
         await self._context.__aexit__(exc_type, exc, tb)
         self._recorder.events.append(("close", self._label))
 
@@ -494,6 +496,33 @@ async def test_a_lease_waiting_for_room_is_refused_when_the_pool_closes(
             assert len(outcome) == 1
             tasks.cancel_scope.cancel()  # aclose waits for the lease this task holds
         await pool.aclose()
+
+
+async def test_a_cancelled_lease_gives_its_client_back_and_closing_still_closes_it(
+    sts: LoopbackSTS,
+) -> None:
+    child = await child_of()
+    recorder = Recorder(child)
+    pool = ClientPool(max_clients=1)
+    leased = anyio.Event()
+
+    async def hold_until_cancelled() -> None:
+        async with pool.client(child, "sts", region_name="us-east-1"):
+            leased.set()
+            await anyio.sleep_forever()
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(hold_until_cancelled)
+            await leased.wait()
+            tasks.start_soon(pool.aclose)  # waits for that lease
+            await anyio.wait_all_tasks_blocked()
+            tasks.cancel_scope.cancel()  # cancels the holder (and aclose)
+    # The lease came back although its task was cancelled, and (the pool closing) the
+    # client was closed when it did.
+    assert recorder.events == [("open", "us-east-1"), ("close", "us-east-1")]
+    assert pool.open_clients == 0
+    await pool.aclose()
 
 
 async def test_closing_leaves_no_unclosed_sessions(

@@ -97,6 +97,22 @@ def _canonical_kwargs(kwargs: Mapping[str, Any]) -> tuple[Any, ...]:
     return tuple((name, _canonical(kwargs[name])) for name in sorted(kwargs))
 
 
+class _Key:
+    """A client's key, hashed once: a lease looks its key up several times."""
+
+    __slots__ = ("_hash", "parts")
+
+    def __init__(self, parts: tuple[Any, ...]) -> None:
+        self.parts = parts
+        self._hash = hash(parts)
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, _Key) and other._hash == self._hash and other.parts == self.parts
+
+    def __hash__(self) -> int:
+        return self._hash
+
+
 def _botocore_session(session: Any) -> AioSession:
     """The AioSession behind ``session`` (itself, or an aioboto3.Session's)."""
     if isinstance(session, AioSession):
@@ -136,7 +152,7 @@ class _Entry:
         "state",
     )
 
-    def __init__(self, key: tuple[Any, ...]) -> None:
+    def __init__(self, key: _Key) -> None:
         self.key = key
         self.state = _CREATING
         self.client: Any = None
@@ -155,20 +171,29 @@ class _LoopClients:
     def __init__(self, pool: ClientPool, loop: EventLoop) -> None:
         self.pool = pool
         self.loop = loop
-        self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
+        self.entries: OrderedDict[_Key, _Entry] = OrderedDict()
         # Open clients plus clients being opened or closed: what max_clients bounds.
         self.slots = 0
         self.changed = anyio.Event()  # set (and replaced) whenever a slot or lease frees
+        self.waiting = 0  # tasks waiting for `changed`
         self.credentials_lock = anyio.Lock()
         self.closing = False
 
     def notify(self) -> None:
-        self.changed.set()
-        self.changed = anyio.Event()
+        if self.waiting:  # (a new Event per release would be most of a lease's cost)
+            self.changed.set()
+            self.changed = anyio.Event()
+
+    async def wait_for_change(self) -> None:
+        self.waiting += 1
+        try:
+            await self.changed.wait()
+        finally:
+            self.waiting -= 1
 
     # --- leasing ------------------------------------------------------------------------
 
-    async def acquire(self, key: tuple[Any, ...], open_client: Callable[[], Any]) -> _Entry:
+    async def acquire(self, key: _Key, open_client: Callable[[], Any]) -> _Entry:
         pool = self.pool
         while True:
             if self.closing:
@@ -192,7 +217,7 @@ class _LoopClients:
                 victim = self._least_recently_used_idle()
                 if victim is None:
                     # Every client is lent out: wait for a lease to end (or a slot to free).
-                    await self.changed.wait()
+                    await self.wait_for_change()
                     continue
                 # The victim's slot becomes ours: close it, then open ours in its place.
                 self._retire(victim)
@@ -207,7 +232,7 @@ class _LoopClients:
                 raise entry.error
             # Loop: the opener leases it like everyone else (unless the pool is closing).
 
-    def _reserve(self, key: tuple[Any, ...]) -> _Entry:
+    def _reserve(self, key: _Key) -> _Entry:
         entry = _Entry(key)
         entry.last_used = self.pool._clock()
         self.entries[key] = entry
@@ -268,6 +293,8 @@ class _LoopClients:
         if timeout is None or not self.entries:
             return
         now = self.pool._clock()
+        if next(iter(self.entries.values())).last_used + timeout > now:
+            return  # the least recently touched is still fresh: so is every other
         expired = []
         for entry in self.entries.values():  # least recently touched first
             if entry.last_used + timeout > now:
@@ -300,7 +327,7 @@ class _LoopClients:
             if entry.state == _OPEN and entry.leases == 0:
                 await self._close(entry)
         while self.slots > 0:  # lent-out clients, and ones still being opened
-            await self.changed.wait()
+            await self.wait_for_change()
 
 
 # --- the pool ---------------------------------------------------------------------------
@@ -342,8 +369,9 @@ class _Lease(Generic[_T]):
         assert entry is not None
         assert loop_clients is not None
         self._entry = None
-        with anyio.CancelScope(shield=True):
-            await loop_clients.release(entry)
+        # Not shielded here: release() changes its state before its first await, and its
+        # only awaits are closes, which shield themselves.
+        await loop_clients.release(entry)
 
 
 class ClientPool:
@@ -544,7 +572,7 @@ class ClientPool:
             raise ClientPoolClosedError("this ClientPool is closed; leases are refused")
         loop_clients = self._loop_clients()
         settings = await self._settings(session, loop_clients)
-        key = (_ByIdentity(session), resource, service, _canonical_kwargs(kwargs), settings)
+        key = _Key((_ByIdentity(session), resource, service, _canonical_kwargs(kwargs), settings))
         if resource:
             open_client = functools.partial(session.resource, service, **kwargs)
         elif isinstance(session, AioSession):
