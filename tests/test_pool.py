@@ -19,6 +19,7 @@ from typing import Any
 
 import anyio
 import anyio.lowlevel
+import anyio.to_thread
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
@@ -588,6 +589,53 @@ def test_each_event_loop_gets_its_own_clients(
         with pytest.raises(ClientPoolClosedError):  # from a loop it never saw, too
             asyncio.run(lease())
     assert sts.assume_role_count == 1
+
+
+def test_aclose_closes_the_clients_of_another_threads_loop_on_that_loop(
+    sts: LoopbackSTS,
+) -> None:
+    pool = ClientPool()
+    child = asyncio.run(child_of())
+    recorder = Recorder(child)
+    leased, closed_elsewhere = threading.Event(), threading.Event()
+    close_threads: set[int] = set()
+    outcome: list[Any] = []
+
+    real_exit = _Recorded.__aexit__
+
+    async def noting_exit(self: _Recorded, *exc_info: Any) -> None:
+        close_threads.add(threading.get_ident())
+        await real_exit(self, *exc_info)
+
+    async def other_loop() -> None:
+        async with pool.client(child, "sts") as api:
+            assert (await api.get_caller_identity())["Arn"] == READER_ARN
+        leased.set()
+        # This loop stays alive (idle client and all) until the other loop has closed it.
+        await anyio.to_thread.run_sync(closed_elsewhere.wait, 10)
+        for _ in range(100):  # the close was scheduled on this loop: let it run
+            if recorder.open == set():
+                break
+            await anyio.sleep(0.01)
+        outcome.append((threading.get_ident(), recorder.open))
+
+    def thread_main() -> None:
+        asyncio.run(other_loop())
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(_Recorded, "__aexit__", noting_exit)
+        thread = threading.Thread(target=thread_main)
+        thread.start()
+        assert leased.wait(10)
+        asyncio.run(pool.aclose())
+        closed_elsewhere.set()
+        thread.join(10)
+    assert not thread.is_alive()
+    assert recorder.events == [("open", "sts"), ("close", "sts")]
+    # Closed by its own loop's thread, while that loop ran (not by its shutdown).
+    ((loop_thread, still_open),) = outcome
+    assert still_open == set()
+    assert close_threads == {loop_thread}
 
 
 # --- trio and resources ------------------------------------------------------------------
