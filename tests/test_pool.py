@@ -669,6 +669,53 @@ async def test_on_trio(sts: LoopbackSTS) -> None:
     assert recorder.attempts == 2
 
 
+@pytest.mark.trio
+@pytest.mark.skipif(not HAS_TRIO, reason="trio and httpx are installed on stack S1 only")
+@pytest.mark.parametrize("anyio_backend", ["trio"])
+async def test_on_trio_a_lease_waits_for_room_and_aclose_waits_for_leases(
+    sts: LoopbackSTS,
+) -> None:
+    child = await assume_role(httpx_parent(), ROLE_A, RoleSessionName="pool")
+    recorder = Recorder(child)
+    pool = ClientPool(max_clients=1)
+    leased, give_back = anyio.Event(), anyio.Event()
+
+    async def hold() -> None:
+        async with pool.client(child, "sts", region_name="us-east-1"):
+            leased.set()
+            await give_back.wait()
+
+    async def use() -> None:
+        async with pool.client(child, "sts", region_name="us-west-2") as api:
+            assert (await api.get_caller_identity())["Arn"] == READER_ARN
+
+    closed: list[set[str]] = []
+
+    async def close() -> None:
+        await pool.aclose()
+        closed.append(recorder.open)
+
+    with anyio.fail_after(10):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(hold)
+            await leased.wait()
+            tasks.start_soon(use)
+            await anyio.wait_all_tasks_blocked()
+            assert recorder.events == [("open", "us-east-1")]  # use() waits for room
+            give_back.set()
+        async with anyio.create_task_group() as tasks:
+            leased, give_back = anyio.Event(), anyio.Event()
+            tasks.start_soon(hold)
+            await leased.wait()
+            tasks.start_soon(close)
+            await anyio.wait_all_tasks_blocked()
+            assert closed == []  # aclose waits for the lease
+            assert recorder.open == {"us-east-1"}
+            give_back.set()
+    assert closed == [set()]  # and returns once it is closed
+    assert pool.open_clients == 0
+
+
 @pytest.mark.skipif(not HAS_AIOBOTO3, reason="aioboto3 is installed on stack S2 only")
 async def test_aioboto3_resources_are_shared_and_bounded(
     sts: LoopbackSTS, caplog: pytest.LogCaptureFixture
