@@ -12,7 +12,7 @@ import gc
 import logging
 import threading
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from types import TracebackType
 from typing import Any
@@ -104,6 +104,15 @@ def no_unclosed_warnings(caplog: pytest.LogCaptureFixture) -> Iterator[None]:
         gc.collect()
     assert [w for w in caught if issubclass(w.category, ResourceWarning)] == []
     assert not [r for r in caplog.records if "nclosed" in r.getMessage()]
+
+
+async def eventually(condition: Callable[[], bool], within: float = 10.0) -> None:
+    """Wait (polling: the sweeper has no event to wait for) until ``condition()`` holds."""
+    for _ in range(int(within / 0.05)):
+        if condition():
+            return
+        await anyio.sleep(0.05)
+    raise AssertionError(f"not within {within} s")
 
 
 def httpx_parent() -> AioSession:
@@ -364,6 +373,53 @@ async def test_idle_clients_are_closed_after_idle_timeout(sts: LoopbackSTS) -> N
         async with pool.client(child, "sts", region_name="eu-west-1"):
             assert recorder.open == {"eu-west-1"}
             assert pool.open_clients == 1
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=[
+                pytest.mark.trio,
+                pytest.mark.skipif(not HAS_TRIO, reason="trio runs on stack S1 only"),
+            ],
+        ),
+    ],
+)
+async def test_idle_clients_are_closed_with_no_lease_to_notice(
+    sts: LoopbackSTS, anyio_backend: str
+) -> None:
+    """The sweeper task closes idle clients of a quiet loop, then ends."""
+    child = await (
+        assume_role(httpx_parent(), ROLE_A, RoleSessionName="pool")
+        if anyio_backend == "trio"
+        else child_of()
+    )
+    recorder = Recorder(child)
+    async with ClientPool(idle_timeout=0.2) as pool:
+        async with pool.client(child, "sts", region_name="us-east-1"):
+            pass
+        async with pool.client(child, "sts", region_name="us-west-2") as api:
+            await eventually(lambda: recorder.open == {"us-west-2"})  # not the one lent out
+            assert (await api.get_caller_identity())["Arn"] == READER_ARN
+        await eventually(lambda: recorder.open == set())
+        assert pool.open_clients == 0
+        (loop_clients,) = pool._loops.values()
+        await eventually(lambda: not loop_clients.sweeping)  # nothing to watch: it has ended
+
+
+async def test_aclose_ends_the_sweeper_at_once(sts: LoopbackSTS) -> None:
+    child = await child_of()
+    pool = ClientPool(idle_timeout=600.0)
+    async with pool.client(child, "sts"):
+        pass
+    (loop_clients,) = pool._loops.values()
+    await anyio.wait_all_tasks_blocked()
+    assert loop_clients.sweeping  # asleep for 600 s
+    await pool.aclose()
+    await eventually(lambda: not loop_clients.sweeping, within=5.0)
 
 
 async def test_idle_timeout_none_keeps_idle_clients(sts: LoopbackSTS) -> None:

@@ -178,6 +178,8 @@ class _LoopClients:
         self.waiting = 0  # tasks waiting for `changed`
         self.credentials_lock = anyio.Lock()
         self.closing = False
+        self.sweeping = False
+        self.sweep_scope: anyio.CancelScope | None = None
 
     def notify(self) -> None:
         if self.waiting:  # (a new Event per release would be most of a lease's cost)
@@ -261,6 +263,8 @@ class _LoopClients:
             entry.ready.set()
             if entry.retired:  # the pool began closing while it was being opened
                 await self._close(entry)
+            else:
+                self._start_sweeper()
 
     async def release(self, entry: _Entry) -> None:
         entry.leases -= 1
@@ -318,9 +322,46 @@ class _LoopClients:
             self.slots -= 1
             self.notify()
 
+    # --- the idle sweeper ----------------------------------------------------------------
+
+    def _start_sweeper(self) -> None:
+        """Run ``_sweep`` on this loop, unless it runs already (or idle clients stay)."""
+        if self.sweeping or self.closing or self.pool.idle_timeout is None:
+            return
+        self.sweeping = True
+        self.loop.spawn(self._sweep)
+
+    async def _sweep(self) -> None:
+        """Close idle clients when their time is up, even if no lease comes to notice.
+
+        A detached task (a system task on trio), so it keeps no task group open; it ends
+        when this loop has no clients (the next one opened starts it again), when the
+        pool closes, or when the loop ends (asyncio.run and trio.run cancel it).
+        """
+        timeout = self.pool.idle_timeout
+        assert timeout is not None
+        try:
+            with anyio.CancelScope() as self.sweep_scope:
+                while self.entries and not self.closing:
+                    idle = next(
+                        (e for e in self.entries.values() if e.state == _OPEN and e.leases == 0),
+                        None,
+                    )
+                    # With no idle client, none can expire sooner than a full timeout.
+                    due = timeout if idle is None else idle.last_used + timeout - self.pool._clock()
+                    await anyio.sleep(max(due, 0.0))
+                    await self.close_idle_expired()
+        except Exception:  # never crash the loop (trio ends the run on a system task's error)
+            _log.warning("the pool's idle sweeper failed", exc_info=True)
+        finally:
+            self.sweeping = False
+            self.sweep_scope = None
+
     async def shutdown(self) -> None:
         """Refuse new leases, close idle clients now and lent ones when they come back."""
         self.closing = True
+        if self.sweep_scope is not None:
+            self.sweep_scope.cancel()
         self.notify()  # waiters for a slot wake up and raise ClientPoolClosedError
         for entry in list(self.entries.values()):
             self._retire(entry)
@@ -396,8 +437,8 @@ class ClientPool:
             one is needed, the least recently used idle client is closed first; when
             every client is lent out, the lease waits until one comes back. A client is
             never closed while lent out.
-        idle_timeout: seconds after which an idle client is closed (checked whenever a
-            client of the same loop is leased or returned); ``None``: never.
+        idle_timeout: seconds after which an idle client is closed, by a small task the
+            pool runs on each event loop while that loop has clients; ``None``: never.
         clock: a monotonic clock in seconds (tests drive it by hand); default
             ``time.monotonic``.
 
