@@ -14,6 +14,10 @@ started when they shut down (``asyncio.run`` and ``trio.run`` both do), so a poo
 never closed, or used from a loop that has ended, still closes its clients cleanly on
 their own loop, and aiohttp has no unclosed session to warn about.
 
+Idle clients are closed by one small task per event loop (``_LoopClients._sweep``) that
+sleeps until the least recently used idle client is due; it runs only while its loop has
+clients, and the loop's end or ``aclose()`` cancels it.
+
 Everything that touches a loop's clients runs on that loop: the per-loop state is only
 ever changed from its own loop (one task at a time between checkpoints), and the table
 of loops is guarded by a thread lock.
