@@ -58,6 +58,8 @@ STACKS: dict[str, list[str]] = {
         "test",
         "aioboto3-assume==0.1.2",
         "matplotlib>=3.8",
+        # the ClientPool scenarios' self-signed certificate for HTTPS to the loopback STS
+        "trustme>=1.1",
     ],
     # pip resolves the wheel's installs the way users' pip will (package()).
     "release": ["build>=1.2", "twine>=5", "pip>=25.1"],

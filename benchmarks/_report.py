@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from _contenders import LABELS, ORDER, SHORT_LABELS, THIS
+from _pool_scenarios import draw_pool_panel, pool_chart_panels, render_pool_section
 from _scenarios import SCENARIOS, Config, Row, Scenario
 
 NOT_APPLICABLE = "n/a"
@@ -210,6 +211,7 @@ def render_markdown(
     out.append("request (S6, S7: from the moment the request was due, so queueing behind a")
     out.append("blocked event loop counts); *max loop lag* is the latest a 1 ms ticker woke up.")
     out.append("")
+    out.extend(render_pool_section(rows, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "
@@ -280,7 +282,7 @@ def render_chart(rows: list[Row], path: Path) -> None:
     panels = [panel for panel in panels if panel[0] in table]
     titles = {scenario.id: scenario.title for scenario in SCENARIOS}
     columns = 4
-    lines = max(1, (len(panels) + columns - 1) // columns)
+    lines = max(1, (len(panels) + pool_chart_panels(rows) + columns - 1) // columns)
     figure, axes = plt.subplots(lines, columns, figsize=(18, 4.6 * lines), squeeze=False)
     colors = {
         THIS: "#2a7ab0",
@@ -291,7 +293,8 @@ def render_chart(rows: list[Row], path: Path) -> None:
     }
     for index, axis in enumerate(axes.flat):
         if index >= len(panels):
-            axis.axis("off")
+            if not draw_pool_panel(axis, index - len(panels), rows):
+                axis.axis("off")
             continue
         scenario, ylabel, target, unit = panels[index]
         cells = table[scenario]

@@ -406,6 +406,8 @@ def test_public_names() -> None:
     assert sorted(aio_assume_role_lib.__all__) == sorted(
         [
             "AUTOMATIC_ROLE_SESSION_NAME",
+            "ClientPool",
+            "ClientPoolClosedError",
             "JSONFileCache",
             "RefreshPolicy",
             "__version__",

@@ -56,6 +56,7 @@ LANGUAGES = {"python", "console", "text", "json", "ini", "toml", "yaml"}
 INCLUDED_FILES = {
     "examples/fastapi_app.py": ("tests/test_examples.py", 'load_example("fastapi_app")'),
     "examples/aiohttp_app.py": ("tests/test_examples.py", 'load_example("aiohttp_app")'),
+    "examples/etl_fanout.py": ("tests/test_examples.py", 'load_example("etl_fanout")'),
 }
 # Modules the docs' examples import from examples/ (forgotten after each page).
 EXAMPLE_MODULES = {path.stem for path in EXAMPLES.glob("*.py")}

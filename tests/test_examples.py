@@ -21,6 +21,7 @@ import aiohttp
 import anyio
 import pytest
 import uvicorn
+from aiobotocore.session import AioSession
 from aiohttp import web
 
 from aio_assume_role_lib import get_assumed_role_session_arn
@@ -160,3 +161,44 @@ async def test_the_apps_use_their_default_role_without_the_variable(sts: Loopbac
         "123456789012", "Reader", example.ROLE_SESSION_NAME
     )
     assert load_example("fastapi_app").DEFAULT_ROLE_ARN == example.DEFAULT_ROLE_ARN
+
+
+def one_certificate_bundle(directory: Path) -> Path:
+    """A CA bundle of one certificate (the first of botocore's default bundle).
+
+    Every new aiobotocore client loads its CA bundle, HTTP or not: ~100 ms of CPU for the
+    full bundle, most of the fan-out test's time. The test talks plain HTTP, so which
+    certificates are trusted does not matter, only how long loading them takes.
+    """
+    from botocore.httpsession import get_cert_path
+
+    text = Path(get_cert_path(True)).read_text()
+    end = "-----END CERTIFICATE-----"
+    first = text[text.index("-----BEGIN CERTIFICATE-----") : text.index(end) + len(end)]
+    bundle = directory / "one-ca.pem"
+    bundle.write_text(first + "\n")
+    return bundle
+
+
+async def test_etl_fanout_over_500_roles_keeps_at_most_32_clients_open(
+    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    monkeypatch.setenv("AWS_CA_BUNDLE", str(one_certificate_bundle(tmp_path)))
+    example = load_example("etl_fanout")
+    accounts = [f"{100000000000 + n:012d}" for n in range(REQUESTS)]
+    lines: list[str] = []
+    with anyio.fail_after(240):
+        report = await example.fan_out(
+            AioSession(), accounts, "EtlReader", max_clients=32, progress=lines.append
+        )
+    assert report.failed == {}
+    assert sorted(report.done) == accounts
+    assert report.done[accounts[7]] == get_assumed_role_session_arn(
+        accounts[7], "EtlReader", example.ROLE_SESSION_NAME
+    )
+    assert report.clients_opened == REQUESTS  # one client per role...
+    assert report.peak_open_clients == 32  # ...at most 32 of them open at once
+    assert sts.assume_role_count == REQUESTS
+    # Progress every 10%, the last line when all are done.
+    assert len(lines) == 10
+    assert lines[-1].startswith(f"{REQUESTS}/{REQUESTS} accounts, 0 failed")

@@ -15,6 +15,7 @@ from ._names import (
     get_assumed_role_session_arn,
     get_role_arn,
 )
+from ._pool import ClientPool, ClientPoolClosedError
 from ._refresh import RefreshPolicy
 from ._version import __version__
 
@@ -23,6 +24,8 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
+    "ClientPool",
+    "ClientPoolClosedError",
     "JSONFileCache",
     "RefreshPolicy",
     "__version__",
