@@ -1,4 +1,4 @@
-"""The SPEC section 5 scenarios, each run for every contender it applies to.
+"""The benchmark scenarios (each with its target), each run for every contender it applies to.
 
 Each scenario function runs the same workload for every contender in turn, against the
 same loopback STS, and returns one :class:`Row` per contender. What is measured comes

@@ -1,4 +1,4 @@
-"""Benchmarks of SPEC section 5: this library beside the anchors, against a loopback STS.
+"""The performance benchmarks: this library beside the anchors, against a loopback STS.
 
     python3 dev.py bench            full run (a few minutes on 2 cores); writes
                                     docs/benchmarks.md and docs/benchmarks.png
