@@ -347,6 +347,39 @@ def test_refresh_policy_table_states_the_defaults() -> None:
         assert float(stated) == getattr(default, name), name
 
 
+def _load_docs_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", DOCS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_public_name_has_a_reference_page() -> None:
+    import aio_assume_role_lib
+
+    pages = [DOCS / "reference.md", *sorted((DOCS / "reference").glob("*.md"))]
+    documented = {
+        match
+        for page in pages
+        for match in re.findall(r"^::: aio_assume_role_lib\.(\w+)", page.read_text(), re.M)
+    }
+    assert set(aio_assume_role_lib.__all__) - documented == set()
+    assert "testing" in documented
+
+
+def test_doctest_examples_render_as_separate_code_blocks() -> None:
+    griffe_extension = _load_docs_module("_griffe_sphinx")
+    docstring = (
+        "Build it.\n\n>>> f(1)\n'a'\n>>> f(2,\n...   3)\n'b'\n\nRaises:\n    ValueError: no."
+    )
+    assert griffe_extension.sphinx_to_markdown(docstring) == (
+        "Build it.\n\n```pycon\n>>> f(1)\n'a'\n```\n\n```pycon\n>>> f(2,\n...   3)\n'b'\n```"
+        "\n\nRaises:\n    ValueError: no."
+    )
+
+
 def test_readme_links_to_the_docs() -> None:
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\((docs/[^)#]+)", readme)

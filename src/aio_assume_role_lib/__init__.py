@@ -9,13 +9,14 @@ import logging
 
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
+from ._credentials import AssumeRoleCredentials
 from ._names import (
     AUTOMATIC_ROLE_SESSION_NAME,
     generate_lambda_session_name,
     get_assumed_role_session_arn,
     get_role_arn,
 )
-from ._refresh import RefreshPolicy
+from ._refresh import RefreshPolicy, RefreshStats, RefreshTimeoutError
 from ._version import __version__
 
 # A library's logging is its user's to configure (the logging HOWTO's advice).
@@ -23,8 +24,11 @@ logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
+    "AssumeRoleCredentials",
     "JSONFileCache",
     "RefreshPolicy",
+    "RefreshStats",
+    "RefreshTimeoutError",
     "__version__",
     "assume_role",
     "generate_lambda_session_name",
