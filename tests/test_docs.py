@@ -6,7 +6,8 @@ How docs/*.md code blocks are treated (the conventions for whoever writes a page
   namespace, like a notebook; ``await`` is allowed at top level (such a block runs in its
   own ``asyncio.run()``); ``__name__`` is ``"__docs__"``, so ``if __name__ ==
   "__main__":`` parts do not run. Before each block the environment points at a
-  ``LoopbackSTS`` (credentials, ``AWS_ENDPOINT_URL_STS``, region); the working directory is
+  ``LoopbackSTS`` (credentials, ``AWS_ENDPOINT_URL_STS``, region) and ``ROLE_ARN`` names a
+  role for the example services; the working directory is
   a temporary one, ``examples/`` is importable, and ``getpass.getpass`` answers
   ``"123456"`` (an MFA code).
 - An HTML comment on the line just before the fence, at the fence's indentation, changes
@@ -226,6 +227,8 @@ def docs_environment(
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "123456")
+    # The example services need the role to assume, as their "Run it" sections say.
+    monkeypatch.setenv("ROLE_ARN", "arn:aws:iam::123456789012:role/Reader")
     environ = dict(os.environ)
     loggers = {
         name: logger.level
@@ -370,6 +373,7 @@ def test_every_public_name_has_a_reference_page() -> None:
 
 
 def test_doctest_examples_render_as_separate_code_blocks() -> None:
+    pytest.importorskip("griffe")  # the docs tools are on one stack only
     griffe_extension = _load_docs_module("_griffe_sphinx")
     docstring = (
         "Build it.\n\n>>> f(1)\n'a'\n>>> f(2,\n...   3)\n'b'\n\nRaises:\n    ValueError: no."
