@@ -560,7 +560,7 @@ def render_charts(runs: list[StackRun], out_dir: Path) -> list[tuple[str, str]]:
         if not panels:
             continue
         heights = [0.55 * len(values) + 1.3 for _, values, _, _ in panels]
-        header = 0.6  # inches above the plots: the chart's title, then the stack legend
+        header = 0.45  # inches above the plots: the chart's title, then the stack legend
         total = sum(heights) + header
         figure, axes = plt.subplots(
             len(panels),
