@@ -19,6 +19,7 @@ import logging
 import re
 import stat
 import sys
+import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
@@ -536,6 +537,15 @@ def cache_same_keys(w: World) -> None:
         assert list(sync_cache) == list(our_cache), arguments
 
 
+def cache_entries(directory: Path) -> list[Path]:
+    """The entries in a JSONFileCache directory, once there is one (writes may finish
+    after the credentials reach their caller)."""
+    deadline = time.monotonic() + 5
+    while not list(directory.glob("*.json")) and time.monotonic() < deadline:
+        time.sleep(0.01)
+    return sorted(directory.glob("*.json"))
+
+
 def cache_files_shared(w: World) -> None:
     directory = w.tmp / "cache"
     sync_key = sync_access_key(
@@ -544,10 +554,11 @@ def cache_files_shared(w: World) -> None:
     child = our_assume(cache=ours.JSONFileCache(directory))
     assert run(lambda: our_access_key(child)) == sync_key  # read what the sync library wrote
     assert w.sts.assume_role_count == 1
-    for path in directory.iterdir():
+    for path in directory.glob("*.json"):
         path.unlink()
     child = our_assume(cache=ours.JSONFileCache(directory))
     our_key = run(lambda: our_access_key(child))
+    cache_entries(directory)  # written
     again = sync.assume_role(boto3.Session(), ROLE, cache=sync.JSONFileCache(str(directory)))
     assert sync_access_key(again) == our_key  # and the other way round
     assert w.sts.assume_role_count == 2
@@ -626,7 +637,7 @@ def cache_files_safe(w: World) -> None:
     directory = w.tmp / "new-cache"
     child = our_assume(cache=ours.JSONFileCache(directory))
     run(lambda: our_access_key(child))
-    [entry] = directory.iterdir()
+    [entry] = cache_entries(directory)
     assert stat.S_IMODE(directory.stat().st_mode) == 0o700
     assert stat.S_IMODE(entry.stat().st_mode) == 0o600
     # A damaged file: the sync library's fetch fails with KeyError; here it counts as absent.
