@@ -384,6 +384,22 @@ def test_doctest_examples_render_as_separate_code_blocks() -> None:
     )
 
 
+def test_user_facing_text_cites_no_internal_spec() -> None:
+    """Readers have no SPEC document: pages, README, examples and docstrings say the
+    target or behaviour itself."""
+    import aio_assume_role_lib
+
+    texts = {str(path.relative_to(ROOT)): path.read_text() for path in PAGES}
+    texts["README.md"] = (ROOT / "README.md").read_text()
+    for path in [*EXAMPLES.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        texts[str(path.relative_to(ROOT))] = path.read_text()
+    for name in aio_assume_role_lib.__all__:
+        texts[f"aio_assume_role_lib.{name}"] = (
+            inspect.getdoc(getattr(aio_assume_role_lib, name)) or ""
+        )
+    assert [where for where, text in texts.items() if "SPEC" in text] == []
+
+
 def test_readme_links_to_the_docs() -> None:
     readme = (ROOT / "README.md").read_text()
     links = re.findall(r"\]\((docs/[^)#]+)", readme)
