@@ -142,7 +142,7 @@ def main(argv: list[str]) -> int:
             return 2
     if args.out is not None:
         out_dir = args.out
-    elif args.smoke:
+    elif args.smoke and args.rows_out is None:
         out_dir = Path(tempfile.mkdtemp(prefix="aio-arl-bench-"))
     else:
         out_dir = ROOT / "docs"
