@@ -406,8 +406,11 @@ def test_public_names() -> None:
     assert sorted(aio_assume_role_lib.__all__) == sorted(
         [
             "AUTOMATIC_ROLE_SESSION_NAME",
+            "AssumeRoleCredentials",
             "JSONFileCache",
             "RefreshPolicy",
+            "RefreshStats",
+            "RefreshTimeoutError",
             "__version__",
             "assume_role",
             "generate_lambda_session_name",
