@@ -36,14 +36,18 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-import aioboto3
-import aioboto3_assume
 import aws_assume_role_lib
 import boto3
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
 from _measure import Use
+
+try:  # stack S2 only: aioboto3 cannot be installed beside aiobotocore 3.x (stack S1)
+    import aioboto3
+    import aioboto3_assume
+except ImportError:
+    aioboto3 = aioboto3_assume = None
 from aio_assume_role_lib import RefreshPolicy, assume_role
 
 # Long-lived clients that carry steady traffic need more than aiobotocore's default of 10
@@ -60,7 +64,7 @@ LABELS = {
     THIS: "aio-assume-role-lib (this library)",
     SYNC_LOOP: "aws-assume-role-lib 2.10.0, in loop",
     SYNC_THREAD: "aws-assume-role-lib 2.10.0, to_thread",
-    AIOBOTOCORE: "aiobotocore 2.25.1 AssumeRoleProvider",
+    AIOBOTOCORE: "aiobotocore's AssumeRoleProvider",
     AIOBOTO3_ASSUME: "aioboto3-assume 0.1.2",
 }
 SHORT_LABELS = {
@@ -390,5 +394,5 @@ def make_contenders(config_file: Path) -> list[Contender]:
         SyncLibrary(in_thread=False),
         SyncLibrary(in_thread=True),
         AiobotocoreProvider(config_file),
-        Aioboto3Assume(),
+        *([Aioboto3Assume()] if aioboto3_assume is not None else []),
     ]

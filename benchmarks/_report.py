@@ -1,14 +1,30 @@
-"""The markdown table and the chart, made from the measured rows only."""
+"""The markdown page and the charts, made from the measured rows only.
+
+A full run measures every scenario on both supported stacks, one after the other: S1
+(aiobotocore 3.x, what ``pip install aio-assume-role-lib`` gets) and S2 (aioboto3 15.5.0
+with aiobotocore 2.25.1). The headline figures are S1's; S2's stand beside them. One chart
+per group of scenarios (``benchmarks-<group>.png``), drawn to be read at a page width of
+about 800 pixels: horizontal bars, one pair (S1, S2) per contender, every bar labelled
+with its value, the target a labelled line, and no legend inside a plot.
+"""
 
 from __future__ import annotations
 
+import json
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
+from typing import Any
 
 from _contenders import LABELS, ORDER, SHORT_LABELS, THIS
-from _pool_scenarios import draw_pool_panel, pool_chart_panels, render_pool_section
+from _pool_scenarios import render_pool_section
 from _scenarios import SCENARIOS, Config, Row, Scenario
 
 NOT_APPLICABLE = "n/a"
+HEADLINE_STACK = "S1"
+STACKS = ("S1", "S2")
+STACK_COLORS = {"S1": "#1f5f8b", "S2": "#8cbfe3"}
 
 # Cells that do not apply, and why (the footnote marks are fixed, so the text can cite them).
 FOOTNOTES = {
@@ -19,67 +35,103 @@ NA_FAILED = {"S3", "S4", "S8"}
 NA_LAG = {"S3", "S4", "S8"}
 
 
+# --- one stack's run ----------------------------------------------------------------------
+
+
+@dataclass
+class StackRun:
+    """Every row one stack measured, and what it ran on."""
+
+    stack: str  # "S1" or "S2"
+    description: str  # e.g. "aiobotocore 3.10.0"
+    environment: list[str]
+    runtime: float  # seconds
+    rows: list[Row]
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> StackRun:
+        data = json.loads(text)
+        data["rows"] = [Row(**row) for row in data["rows"]]
+        return cls(**data)
+
+
+def this_stack() -> tuple[str, str]:
+    """``(stack id, description)`` of the interpreter running this."""
+    aiobotocore = version("aiobotocore")
+    if int(aiobotocore.split(".")[0]) >= 3:
+        return "S1", f"aiobotocore {aiobotocore}"
+    try:
+        aioboto3 = f"aioboto3 {version('aioboto3')}, "
+    except PackageNotFoundError:
+        aioboto3 = ""
+    return "S2", f"{aioboto3}aiobotocore {aiobotocore}"
+
+
+# --- figures as text ------------------------------------------------------------------------
+
+
 def format_seconds(seconds: float | None) -> str:
     if seconds is None:
         return NOT_APPLICABLE
+    sign = "-" if seconds < 0 else ""
+    seconds = abs(seconds)
     if seconds < 1e-3:
-        return f"{seconds * 1e6:.2f} µs" if seconds < 1e-5 else f"{seconds * 1e6:.1f} µs"
-    if seconds < 1:
-        return f"{seconds * 1e3:.2f} ms" if seconds < 1e-2 else f"{seconds * 1e3:.1f} ms"
-    return f"{seconds:.2f} s"
+        text = f"{seconds * 1e6:.2f} µs" if seconds < 1e-5 else f"{seconds * 1e6:.1f} µs"
+    elif seconds < 1:
+        text = f"{seconds * 1e3:.2f} ms" if seconds < 1e-2 else f"{seconds * 1e3:.1f} ms"
+    else:
+        text = f"{seconds:.2f} s"
+    return sign + text
+
+
+def _signed(seconds: float) -> str:
+    return ("+" if seconds >= 0 else "") + format_seconds(seconds)
+
+
+def _plural(count: float, word: str) -> str:
+    return f"{count:,.0f} {word}" + ("" if count == 1 else "s")
 
 
 def format_headline(scenario: str, row: Row) -> str:
     value = row.headline
     if value is None:
         return NOT_APPLICABLE
+    failed = f", {row.failed:,} failed" if row.failed else ""
     if scenario == "S1":
-        return f"{value:,.0f}" + (f", {row.failed:,} failed" if row.failed else "")
-    if scenario == "S7":
-        return f"{value:,.0f} attempts, {row.failed or 0:,} failed"
-    if scenario == "S6":
-        return f"{value:.2f} per lifetime, {row.failed or 0:,} failed"
+        return _plural(value, "call") + failed
     if scenario == "S2":
-        per_task = row.extra.get("calls_per_task")
-        text = f"{value:,.0f}"
-        if per_task is not None and row.contender != THIS:
-            text += f" ({per_task:.2f} per task)"
-        if row.failed:
-            text += f", {row.failed:,} failed"
-        return text
-    if scenario in {"S3", "S8", "S5"}:
+        # What ran, not an extrapolation to the tasks offered.
+        tasks = row.extra.get("tasks") or 0
+        text = f"{_plural(value, 'call')} for {_plural(tasks, 'task')}"
+        if "time bound" in row.workload:
+            text += " (time bound)"
+        return text + failed
+    if scenario == "S5":
+        worst = row.extra.get("worst_excess")
+        return _signed(value) + (f" (worst {_signed(worst)})" if worst is not None else "")
+    if scenario == "S6":
+        return f"{value:.2f} per lifetime" + failed
+    if scenario == "S7":
+        return f"{_plural(value, 'attempt')}, {row.failed or 0:,} failed"
+    if scenario in {"S3", "S8"}:
         return format_seconds(value)
     if scenario == "S4":
         return f"{value:.2f}x"
-    return f"{value:.2f}"
+    return f"{value:,.4g}" + failed
 
 
-def _comparable(scenario: str, row: Row) -> float | None:
-    """The figure compared across contenders (S2: calls per task, since counts differ)."""
-    if scenario == "S2":
-        value = row.extra.get("calls_per_task")
-        return float(value) if value is not None else None
-    return row.headline
+# --- the page -------------------------------------------------------------------------------
 
 
-def ratio_text(scenario: str, row: Row, ours: Row | None) -> str:
-    if row.contender == THIS:
-        return "1x"
-    if ours is None:
-        return NOT_APPLICABLE
-    mine, theirs = _comparable(scenario, ours), _comparable(scenario, row)
-    if mine is None or theirs is None:
-        return NOT_APPLICABLE
-    if mine == 0:
-        return "∞" if theirs > 0 else "1x"
-    ratio = theirs / mine
-    return f"{ratio:,.0f}x" if ratio >= 100 else f"{ratio:.1f}x"
-
-
-def _by_scenario(rows: list[Row]) -> dict[str, dict[str, Row]]:
-    table: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        table.setdefault(row.scenario, {})[row.contender] = row
+def _tables(runs: list[StackRun]) -> dict[str, dict[str, dict[str, Row]]]:
+    """scenario -> stack -> contender -> row."""
+    table: dict[str, dict[str, dict[str, Row]]] = {}
+    for run in runs:
+        for row in run.rows:
+            table.setdefault(row.scenario, {}).setdefault(run.stack, {})[row.contender] = row
     return table
 
 
@@ -87,24 +139,39 @@ def met(scenario: Scenario, ours: Row | None) -> bool | None:
     return None if ours is None else scenario.met(ours)
 
 
+def _verdict(scenario: Scenario, ours: Row | None) -> str:
+    verdict = met(scenario, ours)
+    return NOT_APPLICABLE if verdict is None else ("met" if verdict else "**not met**")
+
+
+def chart_file(group: str) -> str:
+    return f"benchmarks-{group}.png"
+
+
 def render_markdown(
-    rows: list[Row],
-    config: Config,
-    *,
-    environment: list[str],
-    command: str,
-    runtime: float,
+    runs: list[StackRun], config: Config, *, command: str, charts: list[tuple[str, str]]
 ) -> str:
-    table = _by_scenario(rows)
+    """The page; ``charts`` are ``(file name, caption)`` in the order to show them."""
+    table = _tables(runs)
+    stacks = [run.stack for run in runs]
     ran = [scenario for scenario in SCENARIOS if scenario.id in table]
-    out: list[str] = []
-    out.append("# Benchmarks\n")
+    out: list[str] = ["# Benchmarks\n"]
     out.append(
         "Measured by `benchmarks/run.py`; every figure below is what this run measured "
         "(this file is generated, never edited by hand).\n"
     )
-    out.append(f"- command: `{command}` ({config.name} mode), run time {runtime:.0f} s")
-    out.extend(f"- {line}" for line in environment)
+    out.append(f"- command: `{command}` ({config.name} mode)")
+    for run in runs:
+        out.append(
+            f"- stack {run.stack} ({run.description}), run time {run.runtime:.0f} s: "
+            + "; ".join(run.environment)
+        )
+    out.append(
+        "- stacks: S1 is what `pip install aio-assume-role-lib` gets (aiobotocore 3.x); S2 "
+        "is aioboto3 15.5.0 with the aiobotocore 2.25.1 it pins. The headline figures are "
+        "S1's. aioboto3-assume needs aioboto3, which does not install beside aiobotocore "
+        "3.x, so it runs on S2 only."
+    )
     out.append(
         "- STS: `aio_assume_role_lib.testing.LoopbackSTS` on 127.0.0.1, run in a child "
         "process (real STS is another machine; in a thread it would share the interpreter "
@@ -120,46 +187,51 @@ def render_markdown(
         "and back-off (passed scaled through `refresh=`), botocore's refresh windows "
         "(15/10 min) and botocore's retry back-off (both patched for the duration of the "
         "scenario, so that the anchors live in the same compressed world). Not scaled: "
-        "request rates, STS latency, the CPU cost of a call, and the per-call deadlines "
-        "(this library's 20 s attempt deadline, botocore's 60 s timeouts), which bound one "
-        "network call rather than space calls out."
+        "request rates, STS latency, the CPU cost of a call, and the per-call deadlines, "
+        "which bound one network call rather than space calls out."
     )
-    out.append("")
-    out.append("![benchmark chart](benchmarks.png)")
     out.append("")
     out.append("## Summary\n")
     out.append(
-        "Headline figure per scenario; in brackets, the anchor's figure divided by this "
-        "library's. Met / not met is computed from this library's measurement.\n"
+        "The headline figure of each scenario; met / not met is computed from this "
+        f"library's measurement. Anchors: {HEADLINE_STACK} figure, then S2's.\n"
     )
     anchors = [key for key in ORDER if key != THIS]
-    header = ["scenario", "SPEC target", "this library", "met?"]
-    header += [SHORT_LABELS[key] for key in anchors]
+    header = ["scenario", "target"]
+    for stack in stacks:
+        header += [f"this library, {stack}", "met?"]
+    header += [f"{SHORT_LABELS[key]} ({' / '.join(stacks)})" for key in anchors]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "---|" * len(header))
     for scenario in ran:
-        cells = table[scenario.id]
-        ours = cells.get(THIS)
-        verdict = met(scenario, ours)
-        line = [
-            f"{scenario.id} {scenario.title}",
-            scenario.target,
-            format_headline(scenario.id, ours) if ours else NOT_APPLICABLE,
-            NOT_APPLICABLE if verdict is None else ("met" if verdict else "**not met**"),
-        ]
+        by_stack = table[scenario.id]
+        line = [f"{scenario.id} {scenario.title}", scenario.target]
+        for stack in stacks:
+            ours = by_stack.get(stack, {}).get(THIS)
+            line += [
+                format_headline(scenario.id, ours) if ours else NOT_APPLICABLE,
+                _verdict(scenario, ours),
+            ]
         for key in anchors:
-            row = cells.get(key)
-            if row is None:
-                line.append(NOT_APPLICABLE)
-            else:
-                line.append(
-                    f"{format_headline(scenario.id, row)} ({ratio_text(scenario.id, row, ours)})"
-                )
+            cells = []
+            for stack in stacks:
+                row = by_stack.get(stack, {}).get(key)
+                cells.append(format_headline(scenario.id, row) if row else NOT_APPLICABLE)
+            line.append(" / ".join(cells))
         out.append("| " + " | ".join(line) + " |")
     out.append("")
+    out.append("## Charts\n")
+    out.append(
+        "Each bar is one contender on one stack (dark: S1, light: S2), labelled with its "
+        "value; the dashed line is the target. No bar, and the label *not run*, where a "
+        "contender does not run on that stack.\n"
+    )
+    for file_name, caption in charts:
+        out.append(f"![{caption}]({file_name})\n")
     out.append("## Details\n")
     header = [
         "scenario",
+        "stack",
         "contender",
         "workload as run",
         "STS calls",
@@ -168,41 +240,55 @@ def render_markdown(
         "p99",
         "max loop lag",
         "headline",
-        "vs this library",
     ]
     out.append("| " + " | ".join(header) + " |")
     out.append("|" + "---|" * len(header))
     notes: list[str] = []
     for scenario in ran:
-        cells = table[scenario.id]
-        ours = cells.get(THIS)
-        for key in ORDER:
-            row = cells.get(key)
-            if row is None:
-                continue
-            failed = (
-                f"{NOT_APPLICABLE} (a)"
-                if scenario.id in NA_FAILED
-                else (NOT_APPLICABLE if row.failed is None else f"{row.failed:,}")
-            )
-            lag = f"{NOT_APPLICABLE} (b)" if scenario.id in NA_LAG else format_seconds(row.max_lag)
-            workload = row.workload
-            if scenario.id == "S4" and row.extra.get("parent_median") is not None:
-                workload += f"; parent client median {format_seconds(row.extra['parent_median'])}"
-            line = [
-                scenario.id,
-                SHORT_LABELS[key],
-                workload,
-                "" if row.sts_calls is None else f"{row.sts_calls:,}",
-                failed,
-                format_seconds(row.median),
-                format_seconds(row.p99),
-                lag,
-                format_headline(scenario.id, row),
-                ratio_text(scenario.id, row, ours),
-            ]
-            out.append("| " + " | ".join(line) + " |")
-            notes += [f"{scenario.id}, {SHORT_LABELS[key]}: {note}" for note in row.notes]
+        for stack in stacks:
+            cells = table[scenario.id].get(stack, {})
+            for key in ORDER:
+                row = cells.get(key)
+                if row is None:
+                    continue
+                failed = (
+                    f"{NOT_APPLICABLE} (a)"
+                    if scenario.id in NA_FAILED
+                    else (NOT_APPLICABLE if row.failed is None else f"{row.failed:,}")
+                )
+                lag = (
+                    f"{NOT_APPLICABLE} (b)"
+                    if scenario.id in NA_LAG
+                    else format_seconds(row.max_lag)
+                )
+                workload = row.workload
+                if row.extra.get("parent_median") is not None:
+                    parent = format_seconds(row.extra["parent_median"])
+                    workload += f"; parent client median {parent}"
+                if row.extra.get("baseline_median") is not None:
+                    workload += (
+                        f"; max lag without a refresh {format_seconds(row.extra['baseline_median'])}"
+                        f", with {format_seconds(row.extra['with_refresh_median'])} (medians)"
+                    )
+                out.append(
+                    "| "
+                    + " | ".join(
+                        [
+                            scenario.id,
+                            stack,
+                            SHORT_LABELS[key],
+                            workload,
+                            "" if row.sts_calls is None else f"{row.sts_calls:,}",
+                            failed,
+                            format_seconds(row.median),
+                            format_seconds(row.p99),
+                            lag,
+                            format_headline(scenario.id, row),
+                        ]
+                    )
+                    + " |"
+                )
+                notes += [f"{scenario.id}, {stack}, {SHORT_LABELS[key]}: {n}" for n in row.notes]
     out.append("")
     out.append("Columns: *STS calls* are the AssumeRole requests the loopback server received")
     out.append("for the scenario's role; *failed requests* are requests that raised, timed out,")
@@ -227,31 +313,34 @@ def render_markdown(
         "task or request (S1, S5, S8: once, then its shared credentials object)."
     )
     out.append(
-        f"- **{LABELS['sync-loop']}** / **to_thread**: `assume_role(boto3.Session(), arn)` "
-        "per request, then `get_credentials().get_frozen_credentials()` and, as the AWS call, "
+        "- **aws-assume-role-lib 2.10.0, in loop** / **to_thread**: "
+        "`assume_role(boto3.Session(), arn)` per request, then "
+        "`get_credentials().get_frozen_credentials()` and, as the AWS call, "
         "`child.client('sts').get_caller_identity()`; either directly in the event loop or "
         "in `asyncio.to_thread` (default thread pool). S1, S5 and S8 use one child session."
     )
     out.append(
-        f"- **{LABELS['aiobotocore']}**: a profile with `role_arn` and `source_profile` in a "
-        "temporary AWS config file, used through `AioSession(profile=...)`: a new session "
-        "per request in S2-S4 (S3 times `AioSession(profile=...)`, its way of getting a role "
-        "session), one long-lived session and client in S1 and S5-S8 (a session per request "
-        "would cap it at a few requests per second)."
+        "- **aiobotocore's AssumeRoleProvider**: a profile with `role_arn` and "
+        "`source_profile` in a temporary AWS config file, used through "
+        "`AioSession(profile=...)`: a new session per request in S2-S4 (S3 times "
+        "`AioSession(profile=...)`, its way of getting a role session), one long-lived "
+        "session and client in S1 and S5-S8 (a session per request would cap it at a few "
+        "requests per second)."
     )
     out.append(
-        f"- **{LABELS['aioboto3-assume']}**: `aioboto3_assume.assume_role(aioboto3.Session(), "
-        "{RoleArn, RoleSessionName})`, used like the aiobotocore provider. It keeps the "
-        "expiry with whole-second precision; with compressed lifetimes (S6, S7) that "
-        "rounding weighs 100 times more than with real ones, and its credentials can look "
-        "up to 1 s older than they are (its `RuntimeError`s in the footnotes, if any: "
-        '"refreshed credentials are still expired").'
+        "- **aioboto3-assume 0.1.2** (S2 only): `aioboto3_assume.assume_role("
+        "aioboto3.Session(), {RoleArn, RoleSessionName})`, used like the aiobotocore "
+        "provider. It keeps the expiry with whole-second precision; with compressed "
+        "lifetimes (S6, S7) that rounding weighs 100 times more than with real ones, and its "
+        "credentials can look up to 1 s older than they are (its `RuntimeError`s in the "
+        'footnotes, if any: "refreshed credentials are still expired").'
     )
     out.append(
         "- Anchors that make one STS call per request (S2, and the sync library in S6 and "
         "S7) cannot keep up with the offered load; the workload column says how much of it "
-        "they ran, and latencies from the due time include their queueing. Requests still "
-        'running when a run\'s grace period ends count as failed ("unfinished").'
+        "they ran, the figures are for what ran (never extrapolated to the load offered), "
+        "and latencies from the due time include their queueing. Requests still running "
+        'when a run\'s grace period ends count as failed ("unfinished").'
     )
     out.append("")
     out.append("## Footnotes\n")
@@ -261,78 +350,251 @@ def render_markdown(
     return "\n".join(out)
 
 
-def render_chart(rows: list[Row], path: Path) -> None:
+# --- the charts -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Panel:
+    """One scenario's bars: what to plot, in which unit, against which target."""
+
+    scenario: str
+    title: str  # what the bars measure, with the unit
+    value: Callable[[Row], float | None]
+    unit: float = 1.0  # the value is divided by this before plotting
+    target: Callable[[Row | None], float | None] = lambda ours: None
+    label: Callable[[Row], str] | None = None  # default: the plotted value
+
+
+def _headline(row: Row) -> float | None:
+    return row.headline
+
+
+def _failed(row: Row) -> float | None:
+    return None if row.failed is None else float(row.failed)
+
+
+def _calls_per_task(row: Row) -> float | None:
+    value = row.extra.get("calls_per_task")
+    return None if value is None else float(value)
+
+
+def _s2_label(row: Row) -> str:
+    tasks = row.extra.get("tasks") or 0
+    return f"{_plural(row.headline or 0, 'call')} / {_plural(tasks, 'task')}"
+
+
+def _s2_target(ours: Row | None) -> float | None:
+    tasks = ours.extra.get("tasks") if ours is not None else None
+    return 1 / tasks if tasks else None  # one call for all the tasks
+
+
+def _worst_excess(row: Row) -> float | None:
+    value = row.extra.get("worst_excess")
+    return None if value is None else float(value)
+
+
+def _fixed(value: float) -> Callable[[Row | None], float | None]:
+    return lambda ours: value
+
+
+PANELS: dict[str, list[Panel]] = {
+    "S1": [Panel("S1", "AssumeRole calls", _headline, target=_fixed(1))],
+    "S2": [
+        Panel(
+            "S2",
+            "AssumeRole calls per task (as run)",
+            _calls_per_task,
+            target=_s2_target,
+            label=_s2_label,
+        )
+    ],
+    "S3": [Panel("S3", "median per call (µs)", _headline, 1e-6, _fixed(100e-6))],
+    "S4": [Panel("S4", "child / parent create_client time", _headline, target=_fixed(1.2))],
+    "S5": [
+        Panel("S5", "loop lag the refresh adds, median (ms)", _headline, 1e-3, _fixed(5e-3)),
+        Panel("S5", "loop lag the refresh adds, worst (ms)", _worst_excess, 1e-3),
+    ],
+    "S6": [
+        Panel("S6", "AssumeRole calls per credential lifetime", _headline, target=_fixed(1)),
+        Panel("S6", "failed requests", _failed, target=_fixed(0)),
+    ],
+    "S7": [
+        Panel("S7", "AssumeRole attempts during the outage", _headline, target=_fixed(10)),
+        Panel("S7", "failed requests", _failed, target=_fixed(0)),
+    ],
+    "S8": [Panel("S8", "median per call (µs)", _headline, 1e-6, _fixed(2e-6))],
+}
+
+# (file suffix, chart title, scenarios); scenarios not listed get a chart of their own.
+GROUPS: list[tuple[str, str, list[str]]] = [
+    ("calls", "STS calls (fewer is better)", ["S1", "S2"]),
+    ("steady", "Steady traffic and an STS outage", ["S6", "S7"]),
+    ("speed", "Time per call (less is better)", ["S3", "S8", "S4"]),
+    ("loop-lag", "Event-loop lag while STS takes 200 ms to answer", ["S5"]),
+]
+
+
+def _default_panels(scenario_id: str, by_stack: dict[str, dict[str, Row]]) -> list[Panel]:
+    """A scenario without panels of its own: its headline, and failed requests if counted."""
+    panels = [Panel(scenario_id, "headline figure", _headline)]
+    if any(row.failed is not None for rows in by_stack.values() for row in rows.values()):
+        panels.append(Panel(scenario_id, "failed requests", _failed, target=_fixed(0)))
+    return panels
+
+
+def _short_title(scenario_id: str) -> str:
+    titles = {scenario.id: scenario.title for scenario in SCENARIOS}
+    return f"{scenario_id}: {titles.get(scenario_id, '')}".replace("`", "")
+
+
+def _format_value(value: float) -> str:
+    if value == 0:
+        return "0"
+    if abs(value) >= 1000:
+        return f"{value:,.0f}"
+    return f"{value:.3g}"
+
+
+def _draw_panel(
+    axis: Any,
+    title: str,
+    values: dict[str, dict[str, float | None]],  # contender -> stack -> value
+    labels: dict[str, dict[str, str]],
+    stacks: list[str],
+    target: float | None,
+) -> None:
+    contenders = [key for key in ORDER if key in values]
+    bar_height = 0.8 / len(stacks)
+    plotted = [v for key in contenders for v in values[key].values() if v is not None and v > 0]
+    # Log scale when the bars differ by more than 50x (every label still readable).
+    log = bool(plotted) and max(plotted) / min(plotted) > 50
+    top = max(plotted + ([target] if target else []), default=1.0)
+    if log:
+        low = min(plotted + ([target] if target else [])) / 3
+        axis.set_xscale("log")
+        axis.set_xlim(low, top * 60)  # room for the labels right of the bars
+    else:
+        low = 0.0
+        axis.set_xlim(0, top * 1.45 if top > 0 else 1)
+    for row_index, key in enumerate(contenders):
+        for stack_index, stack in enumerate(stacks):
+            y = row_index + (stack_index - (len(stacks) - 1) / 2) * bar_height
+            value = values[key].get(stack)
+            if value is None:
+                axis.text(low, y, "  not run", va="center", fontsize=8, color="#777777")
+                continue
+            width = max(value, low) if log else value
+            axis.barh(y, width, height=bar_height * 0.9, color=STACK_COLORS[stack])
+            text = labels[key].get(stack) or _format_value(value)
+            if value < 0:  # a difference of two measurements: noise, nothing added
+                text += " (below the baseline)"
+            axis.text(width, y, f" {text}", va="center", fontsize=8)
+    axis.set_yticks(range(len(contenders)))
+    axis.set_yticklabels([SHORT_LABELS[key] for key in contenders], fontsize=9)
+    for tick, key in zip(axis.get_yticklabels(), contenders, strict=True):
+        if key == THIS:
+            tick.set_fontweight("bold")
+    axis.invert_yaxis()
+    if target is not None and (target > 0 or not log):
+        axis.axvline(target, color="#2e7d32", linestyle="--", linewidth=1.2)
+        axis.text(
+            target,
+            1.0,
+            f" target {_format_value(target)}",
+            transform=axis.get_xaxis_transform(),
+            va="bottom",
+            fontsize=8,
+            color="#2e7d32",
+        )
+    axis.set_title(title, fontsize=10, loc="left", pad=14)
+    axis.tick_params(axis="x", labelsize=8)
+    axis.grid(axis="x", color="#e0e0e0", linewidth=0.6)
+    axis.set_axisbelow(True)
+    for side in ("top", "right"):
+        axis.spines[side].set_visible(False)
+
+
+def _panel_data(
+    panel: Panel, by_stack: dict[str, dict[str, Row]], stacks: list[str]
+) -> tuple[dict[str, dict[str, float | None]], dict[str, dict[str, str]], float | None]:
+    values: dict[str, dict[str, float | None]] = {}
+    labels: dict[str, dict[str, str]] = {}
+    for stack in stacks:
+        for key, row in by_stack.get(stack, {}).items():
+            value = panel.value(row)
+            values.setdefault(key, {})[stack] = None if value is None else value / panel.unit
+            if panel.label is not None and value is not None:
+                labels.setdefault(key, {})[stack] = panel.label(row)
+            labels.setdefault(key, {})
+    for key in values:
+        for stack in stacks:
+            values[key].setdefault(stack, None)
+    headline_ours = by_stack.get(HEADLINE_STACK, {}).get(THIS)
+    target = panel.target(headline_ours)
+    return values, labels, None if target is None else target / panel.unit
+
+
+def render_charts(runs: list[StackRun], out_dir: Path) -> list[tuple[str, str]]:
+    """Draw one PNG per scenario group; return ``(file name, caption)`` for each."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    from matplotlib.patches import Patch
 
-    table = _by_scenario(rows)
-    panels: list[tuple[str, str, float | None, float]] = [
-        # scenario, y label, target line, unit divisor
-        ("S1", "AssumeRole calls", 1, 1),
-        ("S2", "AssumeRole calls per task", None, 1),
-        ("S3", "median per call (µs)", 100, 1e-6),
-        ("S4", "child / parent create_client", 1.2, 1),
-        ("S5", "max loop lag (ms)", 5, 1e-3),
-        ("S6", "AssumeRole calls per lifetime", 1, 1),
-        ("S7", "AssumeRole attempts in outage", 10, 1),
-        ("S8", "median per call (µs)", 2, 1e-6),
+    table = _tables(runs)
+    stacks = [run.stack for run in runs]
+    listed = {item for _, _, items in GROUPS for item in items}
+    groups = list(GROUPS) + [
+        (scenario.id.lower(), _short_title(scenario.id), [scenario.id])
+        for scenario in SCENARIOS
+        if scenario.id in table and scenario.id not in listed
     ]
-    panels = [panel for panel in panels if panel[0] in table]
-    titles = {scenario.id: scenario.title for scenario in SCENARIOS}
-    columns = 4
-    lines = max(1, (len(panels) + pool_chart_panels(rows) + columns - 1) // columns)
-    figure, axes = plt.subplots(lines, columns, figsize=(18, 4.6 * lines), squeeze=False)
-    colors = {
-        THIS: "#2a7ab0",
-        "sync-loop": "#c0504d",
-        "sync-thread": "#e39b8f",
-        "aiobotocore": "#8a8a8a",
-        "aioboto3-assume": "#b79a3f",
-    }
-    for index, axis in enumerate(axes.flat):
-        if index >= len(panels):
-            if not draw_pool_panel(axis, index - len(panels), rows):
-                axis.axis("off")
+    written: list[tuple[str, str]] = []
+    for suffix, chart_title, items in groups:
+        panels: list[tuple[str, dict[str, Any], dict[str, Any], float | None]] = []
+        for item in items:
+            if item not in table:
+                continue
+            for panel in PANELS.get(item) or _default_panels(item, table[item]):
+                data = _panel_data(panel, table[item], stacks)
+                panels.append((f"{_short_title(item)}\n{panel.title}", *data))
+        if not panels:
             continue
-        scenario, ylabel, target, unit = panels[index]
-        cells = table[scenario]
-        if scenario == "S2" and THIS in cells and cells[THIS].extra.get("tasks"):
-            target = 1 / cells[THIS].extra["tasks"]  # 1 call for all the tasks
-        keys = [key for key in ORDER if key in cells]
-        values = []
-        for key in keys:
-            row = cells[key]
-            value = row.extra.get("calls_per_task") if scenario == "S2" else row.headline
-            values.append(0.0 if value is None else float(value) / unit)
-        bars = axis.bar(
-            range(len(keys)), values, color=[colors[key] for key in keys], edgecolor="black"
+        heights = [0.55 * len(values) + 1.3 for _, values, _, _ in panels]
+        header = 0.45  # inches above the plots: the chart's title, then the stack legend
+        total = sum(heights) + header
+        figure, axes = plt.subplots(
+            len(panels),
+            1,
+            figsize=(8, total),
+            gridspec_kw={"height_ratios": heights},
+            squeeze=False,
         )
-        positive = [value for value in values if value > 0]
-        if positive and max(positive) / max(min(positive), 1e-12) > 50:
-            axis.set_yscale("log")
-        for bar, value in zip(bars, values, strict=True):
-            axis.annotate(
-                f"{value:.3g}",
-                (bar.get_x() + bar.get_width() / 2, max(value, 1e-9)),
-                ha="center",
-                va="bottom",
-                fontsize=8,
-            )
-        if target is not None:
-            axis.axhline(
-                target, color="green", linestyle="--", linewidth=1, label=f"SPEC target {target:g}"
-            )
-            axis.legend(fontsize=7, loc="best")
-        if scenario == "S7":
-            failed = [cells[key].failed or 0 for key in keys]
-            axis.set_xlabel("failed requests: " + ", ".join(f"{f:,}" for f in failed), fontsize=8)
-        axis.set_xticks(range(len(keys)))
-        axis.set_xticklabels([SHORT_LABELS[key] for key in keys], rotation=25, ha="right")
-        axis.set_ylabel(ylabel)
-        axis.set_title(f"{scenario}: {titles[scenario]}".replace("`", ""), fontsize=9, wrap=True)
-    figure.suptitle("aio-assume-role-lib vs anchors (lower is better; log scale where wide)")
-    figure.tight_layout()
-    figure.savefig(path, dpi=110)
-    plt.close(figure)
+        for axis, (title, values, labels, target) in zip(axes[:, 0], panels, strict=True):
+            _draw_panel(axis, title, values, labels, stacks, target)
+        figure.suptitle(chart_title, fontsize=12, x=0.01, y=1 - 0.08 / total, ha="left", va="top")
+        # The stack legend has a line of its own above the plots, where it cannot cover a
+        # bar or a label.
+        handles = [
+            Patch(color=STACK_COLORS[stack], label=_stack_label(runs, stack)) for stack in stacks
+        ]
+        figure.legend(
+            handles=handles,
+            loc="upper left",
+            ncol=len(stacks),
+            fontsize=8,
+            frameon=False,
+            bbox_to_anchor=(0.005, 1 - 0.32 / total),
+        )
+        figure.tight_layout(rect=(0, 0, 1, 1 - header / total))
+        file_name = chart_file(suffix)
+        figure.savefig(out_dir / file_name, dpi=100)
+        plt.close(figure)
+        written.append((file_name, chart_title))
+    return written
+
+
+def _stack_label(runs: list[StackRun], stack: str) -> str:
+    description = next((run.description for run in runs if run.stack == stack), "")
+    return f"{stack}: {description}"

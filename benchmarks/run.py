@@ -1,13 +1,17 @@
-"""Benchmarks of SPEC section 5: this library beside the anchors, against a loopback STS.
+"""The performance benchmarks: this library beside the anchors, against a loopback STS.
 
-    python3 dev.py bench            full run (a few minutes on 2 cores); writes
-                                    docs/benchmarks.md and docs/benchmarks.png
+    python3 dev.py bench            full run on both stacks, one after the other (a few
+                                    minutes each on 2 cores); writes docs/benchmarks.md
+                                    and the charts docs/benchmarks-*.png
     python3 dev.py bench --smoke    tiny counts, seconds; writes to a temporary directory
                                     (CI: it fails only if something crashes, never because
                                     a target is missed)
 
 Options: ``--only S1,S5`` runs some scenarios; ``--out DIR`` writes elsewhere; ``-v`` shows
-the libraries' log output (refresh failures are expected in S7).
+the libraries' log output (refresh failures are expected in S7); ``--also PYTHON`` runs
+the same scenarios with another stack's interpreter too and reports both (dev.py passes
+stack S1's, so that S1's figures are the headline and S2's stand beside them);
+``--rows-out FILE`` writes this stack's measurements as JSON instead of a report.
 
 Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
@@ -21,15 +25,16 @@ import asyncio
 import logging
 import os
 import platform
+import subprocess
 import sys
 import tempfile
 import time
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from _contenders import make_contenders
 from _pool_scenarios import POOL_SCENARIOS
-from _report import render_chart, render_markdown
+from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
 from _sts_process import RemoteSTS
 
@@ -51,6 +56,12 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--out", type=Path, help="directory for benchmarks.md and benchmarks.png")
     parser.add_argument("--only", help="comma-separated scenario ids, e.g. S1,S7")
     parser.add_argument("-v", "--verbose", action="store_true", help="show library log output")
+    parser.add_argument(
+        "--also", metavar="PYTHON", help="also run with this interpreter (another stack)"
+    )
+    parser.add_argument(
+        "--rows-out", type=Path, help="write this stack's rows here as JSON; no report"
+    )
     return parser.parse_args(argv)
 
 
@@ -103,8 +114,16 @@ async def _run_all(
     return rows
 
 
+def _installed(name: str) -> bool:
+    try:
+        version(name)
+    except PackageNotFoundError:  # aioboto3 and aioboto3-assume: stack S2 only
+        return False
+    return True
+
+
 def _environment() -> list[str]:
-    versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES)
+    versions = ", ".join(f"{name} {version(name)}" for name in PACKAGES if _installed(name))
     return [
         f"machine: {platform.platform()}, {os.cpu_count()} CPUs, "
         f"Python {platform.python_version()}",
@@ -124,7 +143,7 @@ def main(argv: list[str]) -> int:
             return 2
     if args.out is not None:
         out_dir = args.out
-    elif args.smoke:
+    elif args.smoke and args.rows_out is None:
         out_dir = Path(tempfile.mkdtemp(prefix="aio-arl-bench-"))
     else:
         out_dir = ROOT / "docs"
@@ -141,20 +160,44 @@ def main(argv: list[str]) -> int:
             rows = asyncio.run(_run_all(sts, config, config_file, selected))
         finally:
             sts.stop()
-    runtime = time.perf_counter() - started
+    stack, description = this_stack()
+    runs = [StackRun(stack, description, _environment(), time.perf_counter() - started, rows)]
+    if args.rows_out is not None:
+        args.rows_out.write_text(runs[0].to_json())
+        return 0
+    if args.also:
+        other = _run_other_stack(args.also, argv)
+        if other is None:
+            return 1
+        runs.append(other)
+    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
 
     command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
     if args.only:
         command += f" --only {args.only}"
-    report = render_markdown(
-        rows, config, environment=_environment(), command=command, runtime=runtime
-    )
-    print(report)
     out_dir.mkdir(parents=True, exist_ok=True)
+    charts = render_charts(runs, out_dir)
+    report = render_markdown(runs, config, command=command, charts=charts)
+    print(report)
     (out_dir / "benchmarks.md").write_text(report)
-    render_chart(rows, out_dir / "benchmarks.png")
-    print(f"wrote {out_dir / 'benchmarks.md'} and {out_dir / 'benchmarks.png'}", file=sys.stderr)
+    written = ", ".join(str(out_dir / name) for name in ["benchmarks.md", *(c[0] for c in charts)])
+    print(f"wrote {written}", file=sys.stderr)
     return 0
+
+
+def _run_other_stack(python: str, argv: list[str]) -> StackRun | None:
+    """Run the same scenarios with ``python`` (another stack's interpreter); its rows."""
+    passed_on = [arg for arg in argv if arg not in {"--also", python}]
+    with tempfile.TemporaryDirectory(prefix="aio-arl-bench-rows-") as directory:
+        rows_file = Path(directory) / "rows.json"
+        print(f"== the same with {python}", file=sys.stderr, flush=True)
+        result = subprocess.run(
+            [python, __file__, *passed_on, "--rows-out", str(rows_file)], check=False
+        )
+        if result.returncode != 0 or not rows_file.exists():
+            print(f"the run with {python} failed (exit {result.returncode})", file=sys.stderr)
+            return None
+        return StackRun.from_json(rows_file.read_text())
 
 
 if __name__ == "__main__":

@@ -1,10 +1,12 @@
 """A Griffe extension that lets mkdocstrings render the few Sphinx idioms in our docstrings.
 
 The docstrings are written to read well in ``help()``: Google-style sections, double
-backticks for code, and here and there a Sphinx role (``:meth:`start```) or a ``::``
-before an indented example. Markdown renders double backticks as code already; this
-turns each role into a code span and each ``::`` into ``:``, so that the indented
-example that follows renders as a code block. The source docstrings stay as they are.
+backticks for code, here and there a Sphinx role (``:meth:`start```) or a ``::``
+before an indented example, and doctest examples (``>>> call()`` and its output).
+Markdown renders double backticks as code already; this turns each role into a code
+span, each ``::`` into ``:`` (so that the indented example that follows renders as a
+code block), and each doctest example into a code block of its own (Markdown would run
+them together into one paragraph). The source docstrings stay as they are.
 """
 
 from __future__ import annotations
@@ -27,9 +29,38 @@ def _code_span(match: re.Match[str]) -> str:
     return f"`{target}`"
 
 
+def _fence_doctests(text: str) -> str:
+    """Each ``>>>`` example, with its continuation and output lines, in its own block."""
+    out: list[str] = []
+    example: list[str] = []
+
+    def flush() -> None:
+        if example:
+            if out and out[-1].strip():
+                out.append("")
+            out.extend(["```pycon", *example, "```", ""])
+            example.clear()
+
+    for line in text.splitlines():
+        if line.startswith(">>>"):
+            flush()
+            example.append(line)
+        elif example and line.strip():  # a "..." continuation or the output
+            example.append(line)
+        else:
+            flush()
+            if line.strip() or (out and out[-1].strip()):  # no second blank line
+                out.append(line)
+    flush()
+    while out and not out[-1].strip():
+        out.pop()
+    return "\n".join(out)
+
+
 def sphinx_to_markdown(text: str) -> str:
     text = _ROLE.sub(_code_span, text)
-    return _LITERAL_BLOCK.sub(r"\1:\n", text)
+    text = _LITERAL_BLOCK.sub(r"\1:\n", text)
+    return _fence_doctests(text) if ">>>" in text else text
 
 
 class SphinxToMarkdown(griffe.Extension):

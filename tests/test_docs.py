@@ -6,7 +6,8 @@ How docs/*.md code blocks are treated (the conventions for whoever writes a page
   namespace, like a notebook; ``await`` is allowed at top level (such a block runs in its
   own ``asyncio.run()``); ``__name__`` is ``"__docs__"``, so ``if __name__ ==
   "__main__":`` parts do not run. Before each block the environment points at a
-  ``LoopbackSTS`` (credentials, ``AWS_ENDPOINT_URL_STS``, region); the working directory is
+  ``LoopbackSTS`` (credentials, ``AWS_ENDPOINT_URL_STS``, region) and ``ROLE_ARN`` names a
+  role for the example services; the working directory is
   a temporary one, ``examples/`` is importable, and ``getpass.getpass`` answers
   ``"123456"`` (an MFA code).
 - An HTML comment on the line just before the fence, at the fence's indentation, changes
@@ -227,6 +228,8 @@ def docs_environment(
     monkeypatch.chdir(tmp_path)
     monkeypatch.syspath_prepend(str(EXAMPLES))
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "123456")
+    # The example services need the role to assume, as their "Run it" sections say.
+    monkeypatch.setenv("ROLE_ARN", "arn:aws:iam::123456789012:role/Reader")
     environ = dict(os.environ)
     loggers = {
         name: logger.level
@@ -357,6 +360,56 @@ def test_refresh_policy_table_states_the_defaults() -> None:
         assert row is not None, f"concepts.md does not list RefreshPolicy.{name}"
         stated = row.split("|")[2].strip()
         assert float(stated) == getattr(default, name), name
+
+
+def _load_docs_module(name: str) -> Any:
+    spec = importlib.util.spec_from_file_location(f"_docs_{name}", DOCS / f"{name}.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_every_public_name_has_a_reference_page() -> None:
+    import aio_assume_role_lib
+
+    pages = [DOCS / "reference.md", *sorted((DOCS / "reference").glob("*.md"))]
+    documented = {
+        match
+        for page in pages
+        for match in re.findall(r"^::: aio_assume_role_lib\.(\w+)", page.read_text(), re.M)
+    }
+    assert set(aio_assume_role_lib.__all__) - documented == set()
+    assert "testing" in documented
+
+
+def test_doctest_examples_render_as_separate_code_blocks() -> None:
+    pytest.importorskip("griffe")  # the docs tools are on one stack only
+    griffe_extension = _load_docs_module("_griffe_sphinx")
+    docstring = (
+        "Build it.\n\n>>> f(1)\n'a'\n>>> f(2,\n...   3)\n'b'\n\nRaises:\n    ValueError: no."
+    )
+    assert griffe_extension.sphinx_to_markdown(docstring) == (
+        "Build it.\n\n```pycon\n>>> f(1)\n'a'\n```\n\n```pycon\n>>> f(2,\n...   3)\n'b'\n```"
+        "\n\nRaises:\n    ValueError: no."
+    )
+
+
+def test_user_facing_text_cites_no_internal_spec() -> None:
+    """Readers have no SPEC document: pages, README, examples and docstrings say the
+    target or behaviour itself."""
+    import aio_assume_role_lib
+
+    texts = {str(path.relative_to(ROOT)): path.read_text() for path in PAGES}
+    texts["README.md"] = (ROOT / "README.md").read_text()
+    for path in [*EXAMPLES.glob("*.py"), *(ROOT / "benchmarks").glob("*.py")]:
+        texts[str(path.relative_to(ROOT))] = path.read_text()
+    for name in aio_assume_role_lib.__all__:
+        texts[f"aio_assume_role_lib.{name}"] = (
+            inspect.getdoc(getattr(aio_assume_role_lib, name)) or ""
+        )
+    assert [where for where, text in texts.items() if "SPEC" in text] == []
 
 
 def test_readme_links_to_the_docs() -> None:

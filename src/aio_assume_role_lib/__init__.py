@@ -9,6 +9,7 @@ import logging
 
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
+from ._credentials import AssumeRoleCredentials
 from ._names import (
     AUTOMATIC_ROLE_SESSION_NAME,
     generate_lambda_session_name,
@@ -16,7 +17,7 @@ from ._names import (
     get_role_arn,
 )
 from ._pool import ClientPool, ClientPoolClosedError
-from ._refresh import RefreshPolicy
+from ._refresh import RefreshPolicy, RefreshStats, RefreshTimeoutError, UnusableCredentialsError
 from ._version import __version__
 
 # A library's logging is its user's to configure (the logging HOWTO's advice).
@@ -26,8 +27,12 @@ __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
     "ClientPool",
     "ClientPoolClosedError",
+    "AssumeRoleCredentials",
     "JSONFileCache",
     "RefreshPolicy",
+    "RefreshStats",
+    "RefreshTimeoutError",
+    "UnusableCredentialsError",
     "__version__",
     "assume_role",
     "generate_lambda_session_name",

@@ -1,6 +1,6 @@
 """``assume_role()``: parameters in, child session out.
 
-Sharing (SPEC §4 R2): every parent session carries a small table, stored on the parent
+Sharing across calls: every parent session carries a small table, stored on the parent
 object itself, of the credentials objects and child sessions made from it. A repeat call
 with the same arguments is a dictionary lookup and returns the same child; the table
 lives and dies with the parent (a reference cycle the garbage collector reclaims), and

@@ -35,7 +35,7 @@ def link_region(child: Any, parent: Any) -> None:
 
 
 def apply_region_mode(child: Any, parent: Any, region_name: str | bool | None) -> None:
-    """Apply SPEC §3.5: None links, True copies, False leaves it implicit, a string pins it."""
+    """Apply ``region_name``: None links, True copies, False leaves it implicit, a string pins it."""
     if region_name is None:
         link_region(child, parent)
     elif region_name is True:
