@@ -88,7 +88,9 @@ class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
         current = self._refresher._current
         if current is None:
             return False
-        return self._refresher.invalidate(access_key or current.value.access_key)
+        if access_key is None:  # the caller's own decision: no minimum interval
+            return self._refresher.invalidate(current.value.access_key, min_interval=0.0)
+        return self._refresher.invalidate(access_key)
 
     def __repr__(self) -> str:
         expiry = self.expiry_time

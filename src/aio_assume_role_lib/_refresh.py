@@ -504,12 +504,12 @@ class Refresher(Generic[T]):
             return current.value
         return await self._get_slow()
 
-    def invalidate(self, rejected_key: object) -> bool:
+    def invalidate(self, rejected_key: object, *, min_interval: float | None = None) -> bool:
         """A service rejected ``rejected_key`` as expired: make callers wait for a refresh.
 
         Only the cached value with that key is invalidated (a burst of rejections of the
         previous credentials leaves the new ones alone), at most once per
-        ``invalidation_min_interval_seconds``. Backoff still applies, and if the refresh
+        ``invalidation_min_interval_seconds`` (or ``min_interval``). Backoff still applies, and if the refresh
         fails the invalidated value is served. Returns whether anything was invalidated.
         """
         with self._mutex:
@@ -517,7 +517,9 @@ class Refresher(Generic[T]):
             if current is None or current.stale or self._key_of(current.value) != rejected_key:
                 return False
             now = self._monotonic()
-            if now - self._last_invalidation < self.policy.invalidation_min_interval_seconds:
+            if min_interval is None:
+                min_interval = self.policy.invalidation_min_interval_seconds
+            if now - self._last_invalidation < min_interval:
                 return False
             self._last_invalidation = now
             self._current = current.marked_stale()
