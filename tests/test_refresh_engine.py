@@ -626,11 +626,11 @@ def test_r7_same_child_across_sequential_asyncio_run_calls(sts: LoopbackSTS) -> 
 
 
 def test_r7_same_child_from_four_threads_each_with_its_own_loop(sts: LoopbackSTS) -> None:
-    lifetime, duration, threads = 3.0, 6.0, 4
+    lifetime, duration, threads = 6.0, 8.0, 4
     sts.credential_lifetime = lifetime
     parent = make_parent()
     # Refresh half-way: each loop opens its own STS client on its first refresh, which
-    # on a loaded 2-core machine can take longer than a 3 s lifetime's default window.
+    # on a loaded 2-core machine takes over a second.
     policy = RefreshPolicy(min_use_fraction=0.5)
     child = asyncio.run(assume_role(parent, ROLE_A, RoleSessionName="threads", refresh=policy))
     until = time.time() + duration
