@@ -10,6 +10,8 @@ bounded both in the number of requests and in time.
 from __future__ import annotations
 
 import asyncio
+import gc
+import weakref
 import logging
 import math
 import threading
@@ -956,3 +958,48 @@ async def test_r10_refresh_events_are_logged_counted_and_never_leak_secrets(
     assert_no_secrets((formatter.format(record) for record in ours), secrets)
     assert_no_secrets([repr(item) for item in credentials] + [repr(child), repr(chained)], secrets)
     assert_no_secrets((text for error in raised for text in exception_texts(error)), secrets)
+
+
+# --- R2: sharing never keeps parents alive, even after their children fetched ------------
+
+
+@pytest.mark.parametrize(
+    "anyio_backend", ["asyncio", pytest.param("trio", marks=pytest.mark.trio)]
+)
+async def test_r2_dropped_parents_are_collected_with_their_sts_clients(
+    sts: LoopbackSTS,
+    anyio_backend: str,
+    recwarn: pytest.WarningsRecorder,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    if anyio_backend == "trio" and not HAS_TRIO:
+        pytest.skip("trio and httpx are installed on stack S1 only")
+    new_parent = httpx_parent if anyio_backend == "trio" else make_parent
+
+    async def use_and_drop(count: int) -> list[weakref.ref[Any]]:
+        refs = []
+        for index in range(count):
+            parent = new_parent()
+            child = await assume_role(parent, ROLE_A, RoleSessionName=f"dropped-{index}")
+            # A fetch: the parent now holds an open STS client for this loop.
+            await (await credentials_of(child)).get_frozen_credentials()
+            refs.append(weakref.ref(parent))
+        return refs
+
+    async def collect() -> None:
+        for _ in range(3):
+            gc.collect()
+            await anyio.sleep(0.05)  # the scheduled closes run on this loop
+
+    await use_and_drop(5)  # warm up: service data, modules, first-use caches
+    await collect()
+    before = len(gc.get_objects())
+    refs = await use_and_drop(25)
+    await collect()
+    after = len(gc.get_objects())
+    assert [ref() for ref in refs] == [None] * 25  # every parent collected, loop running
+    # A parent kept alive would keep ~27,000 objects; a few hundred in all is noise.
+    assert after - before < 2_000, f"{after - before} objects left by 25 parents"
+    assert sts.assume_role_count == 30
+    assert [w for w in recwarn if "Unclosed" in str(w.message)] == []
+    assert [r for r in caplog.records if "Unclosed" in r.getMessage()] == []
