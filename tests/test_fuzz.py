@@ -336,15 +336,19 @@ def test_assume_role_with_any_input_makes_a_valid_request_or_raises_a_clear_erro
 
 refresh_fields = st.sampled_from(
     [
-        "advisory_fraction",
-        "advisory_max_seconds",
-        "mandatory_fraction",
-        "mandatory_max_seconds",
+        "advisory_window_seconds",
+        "blocking_window_seconds",
+        "min_use_seconds",
+        "min_use_fraction",
         "jitter_fraction",
         "attempt_timeout_seconds",
-        "backoff_initial_seconds",
+        "try_timeout_seconds",
+        "max_tries",
+        "backoff_min_seconds",
         "backoff_max_seconds",
-        "permanent_error_backoff_seconds",
+        "backoff_lifetime_fraction",
+        "error_memory_min_seconds",
+        "error_memory_max_seconds",
     ]
 )
 
@@ -359,9 +363,10 @@ def test_refresh_policy_with_any_values_is_built_or_names_the_field(values: dict
         check_refresh_policy_error(str(error), values)
         return
     # Whatever was accepted gives windows and backoffs that are numbers, in order.
-    advisory_at, mandatory_at = policy.windows(0.0, 900.0, 0.5)
-    assert advisory_at <= mandatory_at <= 900.0
-    assert 0 <= policy.backoff(3, permanent=False, rand=0.5) <= policy.backoff_max_seconds
+    advisory_at, blocking_at = policy.windows(0.0, 900.0, 0.5)
+    assert advisory_at <= blocking_at <= 900.0
+    assert 0 <= policy.backoff(3, 900.0, 100.0, rand=0.5) <= policy.backoff_max_seconds
+    assert policy.error_memory_min_seconds <= policy.error_memory(0.5)
 
 
 def check_refresh_policy_error(message: str, values: dict[str, Any]) -> None:

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import gc
-import weakref
 import logging
 import math
 import threading
 import time
+import weakref
 from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Iterator, MutableMapping
 from datetime import datetime, timedelta, timezone
@@ -963,9 +963,7 @@ async def test_r10_refresh_events_are_logged_counted_and_never_leak_secrets(
 # --- R2: sharing never keeps parents alive, even after their children fetched ------------
 
 
-@pytest.mark.parametrize(
-    "anyio_backend", ["asyncio", pytest.param("trio", marks=pytest.mark.trio)]
-)
+@pytest.mark.parametrize("anyio_backend", ["asyncio", pytest.param("trio", marks=pytest.mark.trio)])
 async def test_r2_dropped_parents_are_collected_with_their_sts_clients(
     sts: LoopbackSTS,
     anyio_backend: str,
