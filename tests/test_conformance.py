@@ -446,7 +446,7 @@ async def _get_step(
     clock: ManualClock, source: Source, refresher: Refresher[Creds], step: Get, cached: Creds
 ) -> Outcome:
     source.response, source.lifetime = step.response, step.lifetime
-    requests, issued = source.requests, source.issued
+    requests, issued, expiry = source.requests, source.issued, refresher.expiry
     rate_limited = _backing_off(refresher)
     got = await _call(clock, refresher)
     await settle()  # let a background refresh run
@@ -460,7 +460,9 @@ async def _get_step(
         raise got
     elif got == cached:
         result = "cached"
-        if source.issued > issued:  # a background refresh brought new credentials
+        if source.issued == issued:  # nothing was accepted, not even an unusable answer
+            assert refresher.expiry == expiry
+        else:  # a background refresh brought new credentials
             requests_after = source.requests
             again = await refresher.get()
             assert again == source.last_issued
