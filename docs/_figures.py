@@ -23,7 +23,7 @@ OUTPUT = Path(__file__).resolve().parent / "images" / "refresh-windows.svg"
 
 WIDTH, LEFT, RIGHT = 760, 190, 736
 BAR_HEIGHT, ROW_HEIGHT = 24, 50
-FRESH, ADVISORY, MANDATORY = "#43a047", "#ffb300", "#e53935"
+FRESH, ADVISORY, BLOCKING = "#43a047", "#ffb300", "#e53935"
 TEXT, MUTED = "#212121", "#616161"
 EN_DASH = "\N{EN DASH}"
 CHAR_WIDTH = 6.7  # a generous estimate of one character's width at font-size 12
@@ -38,7 +38,7 @@ class Row:
     lifetime: float
     advisory_earliest: float  # the advisory window starts between these two...
     advisory_latest: float
-    mandatory: float  # ...and the mandatory window this long before expiry
+    blocking: float  # ...and the blocking window this long before expiry
 
 
 @dataclass(frozen=True)
@@ -50,7 +50,7 @@ class Panel:
 
 def library_row(lifetime: float, policy: RefreshPolicy) -> Row:
     # rand=0 gives the earliest advisory start, rand=1 the latest (jitter only delays it).
-    earliest, mandatory_at = policy.windows(obtained_at=0.0, expiry=lifetime, rand=0.0)
+    earliest, blocking_at = policy.windows(obtained_at=0.0, expiry=lifetime, rand=0.0)
     latest, _ = policy.windows(obtained_at=0.0, expiry=lifetime, rand=1.0)
     return Row(
         title="aio-assume-role-lib",
@@ -58,11 +58,13 @@ def library_row(lifetime: float, policy: RefreshPolicy) -> Row:
         lifetime=lifetime,
         advisory_earliest=lifetime - earliest,
         advisory_latest=lifetime - latest,
-        mandatory=lifetime - mandatory_at,
+        blocking=lifetime - blocking_at,
     )
 
 
 def botocore_row(lifetime: float) -> Row:
+    # botocore's classic windows (its default; the 2026 behaviour is behind a flag): the
+    # advisory refresh there also makes the caller wait, unlike ours.
     advisory = min(float(RefreshableCredentials._advisory_refresh_timeout), lifetime)
     mandatory = min(float(RefreshableCredentials._mandatory_refresh_timeout), lifetime)
     return Row(
@@ -71,7 +73,7 @@ def botocore_row(lifetime: float) -> Row:
         lifetime=lifetime,
         advisory_earliest=advisory,
         advisory_latest=advisory,
-        mandatory=mandatory,
+        blocking=mandatory,
     )
 
 
@@ -85,8 +87,8 @@ def panels(policy: RefreshPolicy | None = None) -> list[Panel]:
             (library_row(short, policy), botocore_row(short)),
         ),
         Panel(
-            "12-hour credentials (the last 16 minutes)",
-            16 * 60.0,
+            "12-hour credentials (the last 65 minutes)",
+            65 * 60.0,
             (library_row(long, policy), botocore_row(long)),
         ),
     ]
@@ -131,12 +133,12 @@ class Drawing:
         )
         start, expiry = x_of(row.lifetime), x_of(0)
         earliest, latest = x_of(row.advisory_earliest), x_of(row.advisory_latest)
-        mandatory = x_of(row.mandatory)
+        blocking = x_of(row.blocking)
         segments = [
             (start, earliest, FRESH, "fresh", "white"),
             (earliest, latest, "url(#jitter)", "", TEXT),
-            (latest, mandatory, ADVISORY, "advisory", TEXT),
-            (mandatory, expiry, MANDATORY, "mandatory", "white"),
+            (latest, blocking, ADVISORY, "advisory", TEXT),
+            (blocking, expiry, BLOCKING, "blocking", "white"),
         ]
         for x0, x1, fill, label, color in segments:
             if x1 - x0 < 0.05:
@@ -160,7 +162,7 @@ class Drawing:
             advisory_label = f"{clock(row.advisory_latest)}{EN_DASH}{clock(row.advisory_earliest)}"
         else:
             advisory_label = clock(row.advisory_earliest)
-        marks = [((earliest + latest) / 2, advisory_label), (mandatory, clock(row.mandatory))]
+        marks = [((earliest + latest) / 2, advisory_label), (blocking, clock(row.blocking))]
         if row.lifetime <= x_of.seconds and abs(start - earliest) > 1:
             marks.insert(0, (start, clock(row.lifetime)))
         below = top + BAR_HEIGHT + 13
@@ -170,13 +172,15 @@ class Drawing:
     def axis(self, y: float, x_of: _Scale) -> None:
         self.add(f'<line x1="{LEFT}" y1="{_fmt(y)}" x2="{RIGHT}" y2="{_fmt(y)}" stroke="{MUTED}"/>')
         minutes = round(x_of.seconds / 60)
-        for minute in range(minutes + 1):
+        # A tick a minute and a label every 3 on a short axis; every 5 and 10 on a long one.
+        tick, label_every = (1, 3) if minutes <= 20 else (5, 10)
+        for minute in range(0, minutes + 1, tick):
             x = x_of(minute * 60)
             self.add(
                 f'<line x1="{_fmt(x)}" y1="{_fmt(y)}" x2="{_fmt(x)}" y2="{_fmt(y + 4)}" '
                 f'stroke="{MUTED}"/>'
             )
-            if minute % 3 == 0:
+            if minute % label_every == 0:
                 label = "expiry" if minute == 0 else f"{minute} min"
                 self.add(_text(x, y + 16, label, extra=f' font-size="11" fill="{MUTED}"'))
         self.add(
@@ -211,7 +215,7 @@ def render_svg(policy: RefreshPolicy | None = None) -> str:
         (FRESH, "fresh: requests use the credentials as they are"),
         ("url(#jitter)", "the advisory window starts at a random point here"),
         (ADVISORY, "advisory: one refresh in the background, nobody waits"),
-        (MANDATORY, "mandatory: requests wait for the refresh in flight"),
+        (BLOCKING, "blocking: requests wait for the refresh in flight"),
     ]
     for index, (fill, label) in enumerate(legend):
         x = 16 + (index % 2) * 370
@@ -223,7 +227,7 @@ def render_svg(policy: RefreshPolicy | None = None) -> str:
         f'viewBox="0 0 {WIDTH} {height}" font-family="system-ui, -apple-system, '
         f'Segoe UI, Roboto, Helvetica, Arial, sans-serif" font-size="12" fill="{TEXT}">',
         "<title>When assumed-role credentials are refreshed: the fresh, advisory and "
-        "mandatory windows for 900-second and 12-hour credentials</title>",
+        "blocking windows for 900-second and 12-hour credentials</title>",
         "<defs>",
         '<pattern id="jitter" width="6" height="6" patternUnits="userSpaceOnUse" '
         'patternTransform="rotate(45)">',
