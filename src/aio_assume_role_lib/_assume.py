@@ -9,9 +9,11 @@ is bounded, so nothing global grows with the number of parents or argument sets.
 
 from __future__ import annotations
 
+import functools
 import json
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
 from datetime import timedelta
@@ -22,6 +24,7 @@ from botocore.exceptions import NoCredentialsError, ParamValidationError
 
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
 from ._fetch import AssumeRoleFetcher, classify_error, describe_error, error_code
+from ._metrics import RefreshMetrics
 from ._names import is_region_name
 from ._params import (
     AssumeRoleArgs,
@@ -161,6 +164,12 @@ def _credentials_key(
     return (canonical, args.session_name_generated, cache_identity, refresh)
 
 
+def _seconds_to_expiry(refresher: weakref.ref[Refresher[Any]]) -> float | None:
+    alive = refresher()
+    expiry = None if alive is None else alive.expiry
+    return None if alive is None or expiry is None else expiry - alive.now()
+
+
 def _access_key(credentials: Any) -> object:
     return credentials.access_key
 
@@ -182,6 +191,9 @@ def _new_entry(
             "role_arn": fetcher.kwargs["RoleArn"],
             "role_session_name": fetcher.kwargs["RoleSessionName"],
         },
+    )
+    refresher._metrics = RefreshMetrics(
+        fetcher.kwargs["RoleArn"], functools.partial(_seconds_to_expiry, weakref.ref(refresher))
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)
 

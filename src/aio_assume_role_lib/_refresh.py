@@ -48,6 +48,7 @@ from typing import Any, Generic, Literal, TypeVar
 import anyio
 
 from ._backend import EventLoop, current_event_loop
+from ._metrics import RefreshMetrics
 
 logger = logging.getLogger("aio_assume_role_lib.refresh")
 
@@ -460,6 +461,7 @@ class Refresher(Generic[T]):
         description: str = "credentials",
         log_fields: Mapping[str, object] | None = None,
         owner_check_interval: float = 1.0,
+        metrics: RefreshMetrics | None = None,
     ) -> None:
         self._load = load
         self._prepare = prepare
@@ -476,6 +478,7 @@ class Refresher(Generic[T]):
         self.description = description
         self._log_fields = dict(log_fields or {})
         self._owner_check_interval = owner_check_interval
+        self._metrics = metrics
         self.stats = RefreshStats()
         self._current: _Current[T] | None = None
         self._mutex = threading.Lock()
@@ -556,6 +559,8 @@ class Refresher(Generic[T]):
                             failure.kind == "non_recoverable" and wall >= current.expiry
                         ):
                             self.stats.fast_failures += 1
+                            if self._metrics is not None:
+                                self._metrics.fast_failure()
                             raise error_for_caller(failure.error)
                         if blocking:
                             self._count_served_stale(current, wall)
@@ -568,6 +573,8 @@ class Refresher(Generic[T]):
                         self.stats.advisory_refreshes += 1
                 if blocking:
                     self.stats.waits += 1
+            if blocking and self._metrics is not None:
+                self._metrics.waited()
             if start is not None:
                 start.owner.spawn(functools.partial(self._run_flight, start))
             if not blocking:
@@ -727,6 +734,8 @@ class Refresher(Generic[T]):
             if self._flight is flight:
                 self._flight = None
             self.stats.successes += 1
+        if self._metrics is not None:
+            self._metrics.refreshed("blocking" if flight.blocking else "advisory", None)
         self._log(
             logging.INFO,
             "success",
@@ -765,6 +774,9 @@ class Refresher(Generic[T]):
                 self.stats.served_stale += 1
                 if expired:
                     self.stats.served_expired += 1
+        if self._metrics is not None:
+            window = "blocking" if flight.blocking else "advisory"
+            self._metrics.refreshed(window, self._error_code(error))
         if raise_it:
             outcome = "callers that need credentials get this error"
             level = logging.WARNING
