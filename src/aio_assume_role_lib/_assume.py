@@ -210,7 +210,7 @@ def _wrap_aioboto3(child: Any) -> Any:
     return wrapped
 
 
-class _Aioboto3Session(Protocol):
+class _Aioboto3SessionLike(Protocol):
     """How type checkers recognize an ``aioboto3.Session`` (types-aioboto3 declares its
     ``_session``; an ``AioSession`` has none). A protocol rather than ``aioboto3.Session``
     itself: without aioboto3 installed that name would be ``Any`` and the overload would
@@ -221,12 +221,13 @@ class _Aioboto3Session(Protocol):
     def _session(self) -> AioSession: ...
 
 
-_Aioboto3SessionT = TypeVar("_Aioboto3SessionT", bound=_Aioboto3Session)
+# Named for the reference docs' signature, where it stands for aioboto3.Session.
+Aioboto3Session = TypeVar("Aioboto3Session", bound=_Aioboto3SessionLike)
 
 
 @overload
 async def assume_role(
-    session: _Aioboto3SessionT,
+    session: Aioboto3Session,
     RoleArn: str,
     *,
     RoleSessionName: str | None = None,
@@ -244,7 +245,7 @@ async def assume_role(
     cache: CredentialCache | None = None,
     additional_kwargs: Mapping[str, Any] | None = None,
     refresh: RefreshPolicy | None = None,
-) -> _Aioboto3SessionT: ...
+) -> Aioboto3Session: ...
 
 
 @overload
