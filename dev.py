@@ -354,6 +354,17 @@ TIMED_TESTS = (
 )
 
 
+# mypy --strict runs on each stack with the stubs users install (the stubs-s1/stubs-s2
+# groups), over the library, the examples and the typing tests: what a user's type
+# checker infers from documented usage (tests/typing/*.py hold assert_type checks).
+_TYPING_TESTS = ("tests/typing/test_assume_role_types.py", "tests/typing/test_pool_types.py")
+MYPY_FILES: dict[str, tuple[str, ...]] = {
+    "s1": ("src", "examples", *_TYPING_TESTS),
+    # aioboto3 exists only on stack S2.
+    "s2": ("src", "examples", *_TYPING_TESTS, "tests/typing/test_aioboto3_types.py"),
+}
+
+
 def _pytest(env: Path, pytest_args: list[str], *, timed: bool) -> list[str | Path]:
     """pytest on one stack, for the timed test files or for all the others."""
     # Every test module and folder of tests/ is in exactly one of the two parts.
@@ -395,7 +406,8 @@ def test(pytest_args: list[str]) -> int:
     for name, env in stack_envs.items():
         # A cache per stack: they see different aiobotocore versions and stubs.
         cache = ROOT / ".mypy_cache" / name
-        jobs.append((f"mypy {name}", [_bin(env, "mypy"), "--strict", "--cache-dir", cache, "src"]))
+        mypy: list[str | Path] = [_bin(env, "mypy"), "--strict", "--cache-dir", cache]
+        jobs.append((f"mypy {name}", [*mypy, *MYPY_FILES[name]]))
     jobs += [
         ("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]),
         ("ruff check", [_bin(s1, "ruff"), "check", "src", "tests", "examples", "benchmarks"]),
@@ -425,6 +437,10 @@ def test(pytest_args: list[str]) -> int:
         parts = [code for label, code in codes.items() if label.startswith(f"pytest {name},")]
         if all(code == 5 for code in parts):
             failed.append(f"pytest {name} (no test selected)")
+    checked = {path for files in MYPY_FILES.values() for path in files}
+    for path in sorted((ROOT / "tests" / "typing").glob("test_*.py")):
+        if path.relative_to(ROOT).as_posix() not in checked:
+            failed.append(f"mypy: {path.relative_to(ROOT)} is in no stack's MYPY_FILES")
     print(
         f"\ntimes: environments, checks and untimed tests {concurrent_part - started:.0f} s, "
         f"timed tests {time.monotonic() - concurrent_part:.0f} s"

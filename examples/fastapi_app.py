@@ -53,7 +53,8 @@ app = FastAPI(lifespan=lifespan)
 async def role_session(request: Request) -> AioSession:
     """The request's session as ROLE_ARN: the same child (and credentials) every time."""
     state = request.app.state
-    return await assume_role(state.parent, state.role_arn, RoleSessionName=ROLE_SESSION_NAME)
+    parent: AioSession = state.parent  # app.state is untyped: say what it holds
+    return await assume_role(parent, state.role_arn, RoleSessionName=ROLE_SESSION_NAME)
 
 
 RoleSession = Annotated[AioSession, Depends(role_session)]

@@ -15,13 +15,14 @@ import sys
 import threading
 import weakref
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Mapping, MutableMapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError, ParamValidationError
 
+from ._cache import CredentialCache
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
 from ._fetch import AssumeRoleFetcher, classify_error, describe_error, error_code
 from ._metrics import RefreshMetrics
@@ -37,9 +38,6 @@ from ._params import (
 from ._refresh import Refresher, RefreshPolicy
 from ._region import apply_region_mode
 from ._sts import StsClients
-
-if TYPE_CHECKING:
-    import aioboto3
 
 # Per parent, at most this many credentials objects and children are kept for reuse;
 # the least recently used go first (and live on only while someone still holds them).
@@ -224,6 +222,44 @@ def _wrap_aioboto3(child: Any) -> Any:
     return wrapped
 
 
+class _Aioboto3SessionLike(Protocol):
+    """How type checkers recognize an ``aioboto3.Session`` (types-aioboto3 declares its
+    ``_session``; an ``AioSession`` has none). A protocol rather than ``aioboto3.Session``
+    itself: without aioboto3 installed that name would be ``Any`` and the overload would
+    accept anything. It comes first: without boto3-stubs, ``aioboto3.Session`` derives
+    from an unknown class, which would also match the ``AioSession`` overload."""
+
+    @property
+    def _session(self) -> AioSession: ...
+
+
+# Named for the reference docs' signature, where it stands for aioboto3.Session.
+Aioboto3Session = TypeVar("Aioboto3Session", bound=_Aioboto3SessionLike)
+
+
+@overload
+async def assume_role(
+    session: Aioboto3Session,
+    RoleArn: str,
+    *,
+    RoleSessionName: str | None = None,
+    PolicyArns: Sequence[str | Mapping[str, str]] | None = None,
+    Policy: str | Mapping[str, Any] | None = None,
+    DurationSeconds: int | timedelta | None = None,
+    Tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
+    TransitiveTagKeys: Sequence[str] | None = None,
+    ExternalId: str | None = None,
+    SerialNumber: str | None = None,
+    TokenCode: TokenCodeSource | None = None,
+    SourceIdentity: str | None = None,
+    region_name: str | bool | None = None,
+    validate: bool = True,
+    cache: CredentialCache | None = None,
+    additional_kwargs: Mapping[str, Any] | None = None,
+    refresh: RefreshPolicy | None = None,
+) -> Aioboto3Session: ...
+
+
 @overload
 async def assume_role(
     session: AioSession,
@@ -241,35 +277,10 @@ async def assume_role(
     SourceIdentity: str | None = None,
     region_name: str | bool | None = None,
     validate: bool = True,
-    cache: MutableMapping[str, Any] | None = None,
+    cache: CredentialCache | None = None,
     additional_kwargs: Mapping[str, Any] | None = None,
     refresh: RefreshPolicy | None = None,
 ) -> AioSession: ...
-
-
-# Without type information for aiobotocore, both overloads look alike to mypy here; to a
-# user's type checker that knows both classes, they tell the two kinds apart.
-@overload
-async def assume_role(  # type: ignore[overload-cannot-match]
-    session: aioboto3.Session,
-    RoleArn: str,
-    *,
-    RoleSessionName: str | None = None,
-    PolicyArns: Sequence[str | Mapping[str, str]] | None = None,
-    Policy: str | Mapping[str, Any] | None = None,
-    DurationSeconds: int | timedelta | None = None,
-    Tags: Sequence[Mapping[str, str]] | Mapping[str, str] | None = None,
-    TransitiveTagKeys: Sequence[str] | None = None,
-    ExternalId: str | None = None,
-    SerialNumber: str | None = None,
-    TokenCode: TokenCodeSource | None = None,
-    SourceIdentity: str | None = None,
-    region_name: str | bool | None = None,
-    validate: bool = True,
-    cache: MutableMapping[str, Any] | None = None,
-    additional_kwargs: Mapping[str, Any] | None = None,
-    refresh: RefreshPolicy | None = None,
-) -> aioboto3.Session: ...
 
 
 async def assume_role(
@@ -288,7 +299,7 @@ async def assume_role(
     SourceIdentity: str | None = None,
     region_name: str | bool | None = None,
     validate: bool = True,
-    cache: MutableMapping[str, Any] | None = None,
+    cache: CredentialCache | None = None,
     additional_kwargs: Mapping[str, Any] | None = None,
     refresh: RefreshPolicy | None = None,
 ) -> Any:
@@ -410,11 +421,14 @@ _assume_role_method.__doc__ = assume_role.__doc__
 
 def patch_aiobotocore() -> None:
     """Add ``await session.assume_role(RoleArn, ...)`` to ``aiobotocore.session.AioSession``."""
-    AioSession.assume_role = _assume_role_method
+    # A method added at run time, which no type checker sees (documented in docs/faq.md).
+    AioSession.assume_role = _assume_role_method  # type: ignore[attr-defined]
 
 
 def patch_aioboto3() -> None:
     """Add ``await session.assume_role(RoleArn, ...)`` to ``aioboto3.Session``."""
     import aioboto3
 
-    aioboto3.Session.assume_role = _assume_role_method
+    # A method added at run time, which no type checker sees (documented in docs/faq.md).
+    session_class: Any = aioboto3.Session
+    session_class.assume_role = _assume_role_method

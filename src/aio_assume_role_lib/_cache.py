@@ -40,13 +40,13 @@ import stat
 import tempfile
 import time
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, Protocol
 
 import anyio.to_thread
 import botocore.utils
 from botocore.utils import parse_timestamp
 
-__all__ = ["MAX_FILE_BYTES", "JSONFileCache", "entry_problem"]
+__all__ = ["MAX_FILE_BYTES", "CredentialCache", "JSONFileCache", "entry_problem"]
 
 logger = logging.getLogger("aio_assume_role_lib")
 
@@ -238,7 +238,17 @@ def _write_file_atomically(path: str, data: bytes) -> None:
         raise
 
 
-class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
+class CredentialCache(Protocol):
+    """What ``assume_role(..., cache=...)`` accepts: a ``dict`` or any ``MutableMapping``
+    with string keys, this module's :class:`JSONFileCache`, or botocore's (which is not a
+    ``MutableMapping``). The parameters are positional-only so that any names match."""
+
+    def __contains__(self, key: str, /) -> bool: ...
+    def __getitem__(self, key: str, /) -> Any: ...
+    def __setitem__(self, key: str, value: Any, /) -> None: ...
+
+
+class JSONFileCache(botocore.utils.JSONFileCache):
     """A directory of JSON files, one per cache key, shared with botocore and the AWS CLI.
 
     Use it as the ``cache`` of :func:`assume_role` to reuse still-valid credentials across

@@ -23,7 +23,7 @@ import time
 import urllib.parse
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from types import FrameType
-from typing import Any, NoReturn
+from typing import Any, NoReturn, cast
 
 import anyio
 import anyio.to_thread
@@ -31,6 +31,7 @@ import botocore.exceptions
 from aiobotocore.session import AioSession
 
 from aio_assume_role_lib import __version__, assume_role
+from aio_assume_role_lib._credentials import AssumeRoleCredentials
 from aio_assume_role_lib._names import is_region_name
 
 __all__ = ["main"]
@@ -439,7 +440,8 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
         raise _UsageError(_one_line(error)) from None
 
     try:
-        credentials = await session.get_credentials()
+        # A child's credentials are always its AssumeRoleCredentials (never None).
+        credentials = cast(AssumeRoleCredentials, await session.get_credentials())
         frozen = await credentials.get_frozen_credentials()
     except botocore.exceptions.NoCredentialsError:
         raise _Failure(EXIT_NO_CREDENTIALS, "Unable to locate credentials") from None
@@ -464,7 +466,9 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
             f"Error when assuming role: the credentials expired at {expiration}, before they "
             f"could be used; this machine's clock reads {_utc(now)}: is it right?",
         )
-    return _Credentials(frozen.access_key, frozen.secret_key, frozen.token, expiration, region)
+    # ReadOnlyCredentials allows None; credentials from AssumeRole always have both keys.
+    access_key, secret_key = cast(str, frozen.access_key), cast(str, frozen.secret_key)
+    return _Credentials(access_key, secret_key, frozen.token, expiration, region)
 
 
 def _now() -> float:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from aiobotocore.credentials import AioRefreshableCredentials
 from botocore.credentials import ReadOnlyCredentials
@@ -21,7 +21,7 @@ from ._refresh import Refresher, RefreshPolicy, RefreshStats
 EXPIRED_TOKEN_CODES = frozenset({"ExpiredToken", "ExpiredTokenException"})
 
 
-class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
+class AssumeRoleCredentials(AioRefreshableCredentials):
     """Refreshing credentials of an assumed role, shared by every child with the same arguments.
 
     Use ``await get_frozen_credentials()`` for a consistent access key, secret key and
@@ -42,20 +42,23 @@ class AssumeRoleCredentials(AioRefreshableCredentials):  # type: ignore[misc]
         self._refresher = refresher
         self.role_arn = role_arn
 
-    async def get_frozen_credentials(self) -> ReadOnlyCredentials:
+    # aiobotocore makes botocore's sync method a coroutine; its stubs ignore the same error.
+    async def get_frozen_credentials(self) -> ReadOnlyCredentials:  # type: ignore[override]
         return await self._refresher.get()
 
     async def _refresh(self) -> None:
         await self._refresher.get()
 
+    # ReadOnlyCredentials allows None for each field; an AssumeRole response (checked by
+    # the fetcher) always has all three.
     async def get_access_key(self) -> str:
-        return (await self._refresher.get()).access_key  # type: ignore[no-any-return]
+        return cast(str, (await self._refresher.get()).access_key)
 
     async def get_secret_key(self) -> str:
-        return (await self._refresher.get()).secret_key  # type: ignore[no-any-return]
+        return cast(str, (await self._refresher.get()).secret_key)
 
     async def get_token(self) -> str:
-        return (await self._refresher.get()).token  # type: ignore[no-any-return]
+        return cast(str, (await self._refresher.get()).token)
 
     async def get_account_id(self) -> str | None:
         return getattr(await self._refresher.get(), "account_id", None)

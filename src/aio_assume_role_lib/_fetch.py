@@ -19,7 +19,7 @@ import json
 import logging
 import threading
 import time
-from collections.abc import Callable, Mapping, MutableMapping
+from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
 
@@ -40,7 +40,7 @@ from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
 from ._backend import current_event_loop
-from ._cache import entry_problem
+from ._cache import CredentialCache, entry_problem
 from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
 from ._sts import StsClients
@@ -89,13 +89,13 @@ TRANSIENT_ERROR_CODES = frozenset(
 _CACHE_MIN_REMAINING_SECONDS = 60.0
 
 
-class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):  # type: ignore[misc]
+class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):
     """AssumeRole needs an MFA code (SerialNumber is set) and there is none to give it."""
 
     fmt = "{error_msg}"
 
 
-class _UnparsableResponseError(CredentialRetrievalError):  # type: ignore[misc]
+class _UnparsableResponseError(CredentialRetrievalError):
     """STS (or something in between) sent a body that is not an STS response."""
 
 
@@ -228,7 +228,7 @@ class AssumeRoleFetcher:
         sts_clients: StsClients,
         args: AssumeRoleArgs,
         *,
-        cache: MutableMapping[str, Any] | None = None,
+        cache: CredentialCache | None = None,
     ) -> None:
         self._sts_clients = sts_clients
         self.kwargs: dict[str, Any] = dict(args.kwargs)

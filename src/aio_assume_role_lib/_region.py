@@ -7,7 +7,7 @@ from typing import Any
 from botocore.configprovider import BaseProvider, ChainProvider, InstanceVarProvider
 
 
-class _ParentRegionProvider(BaseProvider):  # type: ignore[misc]
+class _ParentRegionProvider(BaseProvider):
     """Reads the parent's region each time it is asked, so later changes show through."""
 
     def __init__(self, parent: Any) -> None:

@@ -32,7 +32,7 @@ import itertools
 import os
 import weakref
 from collections.abc import AsyncGenerator
-from typing import Any
+from typing import Any, cast
 
 import anyio
 from aiobotocore.config import AioConfig
@@ -71,7 +71,8 @@ def sts_client_config(parent: Any) -> AioConfig:
     session_class = getattr(default, "http_session_cls", AIOHTTPSession)
     # The httpx backend does not follow redirects unless told to.
     if isinstance(session_class, type) and issubclass(session_class, AIOHTTPSession):
-        options["http_session_cls"] = _no_redirect_class(session_class)
+        # cast: mypy does not see a narrowed type[AIOHTTPSession] as Hashable (it is).
+        options["http_session_cls"] = _no_redirect_class(cast(type, session_class))
     return AioConfig(**options)
 
 

@@ -3,8 +3,8 @@
 Checked by mypy, not run by pytest (nothing here is a test function, and the stub
 packages are imported for type checkers only):
 
-    pip install -e ".[typing]"        # types-aiobotocore[s3,sts] and mypy
-    mypy --strict tests/typing/test_pool_types.py
+    python3 dev.py test               # runs mypy on both stacks, with the stub groups
+    mypy --strict src tests/typing/test_pool_types.py
 """
 
 from __future__ import annotations
