@@ -256,10 +256,11 @@ leak_check = pytest.fixture(name="leak_check")(leak_checking)
 
 # --- scenarios ------------------------------------------------------------------------------
 
+
 async def wait_for(condition: Any, seconds: float = 10.0) -> None:
     """Poll ``condition`` (a background write, say) until it holds, within ``seconds``."""
     with anyio.fail_after(seconds):
-        while not condition():
+        while not condition():  # noqa: ASYNC110 - the disk and the log have no event to wait on
             await anyio.sleep(0.01)
 
 
@@ -550,6 +551,7 @@ async def test_cache_files_are_the_only_files_with_secrets(
     child = await assume_role(make_parent(), ROLE_A, RoleSessionName="cached", cache=cache)
     credentials = await child.get_credentials()
     leak_check.saw(await credentials.get_frozen_credentials())
+
     # The write follows the refresh (callers never wait for the disk).
     def written() -> bool:
         names = os.listdir(cache_dir) if cache_dir.exists() else []
