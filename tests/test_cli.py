@@ -517,7 +517,7 @@ def test_unknown_key_exits_4(
 def test_unparsable_response_exits_4_without_quoting_it(
     sts: LoopbackSTS, environ: dict[str, str], run_in_process: Callable[..., Any]
 ) -> None:
-    sts.fail_next("malformed")
+    sts.fail_next("malformed", 3)  # every try of the one refresh
     result = run_in_process([ROLE], environ)
     assert (result.returncode, result.stdout) == (4, "")
     assert result.stderr.startswith("aio-assume-role: Error when assuming role: ")
