@@ -1,4 +1,4 @@
-"""Reliability (issue 7): STS faults, a 50-lifetime soak, a 3-level chain, cache damage.
+"""Reliability (issue 7): STS faults, a 30-lifetime soak, a 3-level chain, cache damage.
 
 Every scenario runs real aiobotocore clients against the loopback STS
 (``aio_assume_role_lib.testing``), states its bound (requests, attempts, seconds) in its
@@ -15,7 +15,6 @@ server issued.
 
 from __future__ import annotations
 
-import dataclasses
 import json
 import logging
 import math
@@ -28,7 +27,7 @@ import textwrap
 import threading
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Mapping
-from contextlib import asynccontextmanager
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from itertools import pairwise, takewhile
 from pathlib import Path
@@ -46,7 +45,7 @@ from botocore.exceptions import (
 )
 
 from aio_assume_role_lib import JSONFileCache, RefreshPolicy, assume_role
-from aio_assume_role_lib._fetch import PERMANENT_ERROR_CODES
+from aio_assume_role_lib._fetch import NON_RECOVERABLE_ERROR_CODES, classify_error
 from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
@@ -137,6 +136,23 @@ def errors_of(outcomes: list[Outcome]) -> list[BaseException]:
     return [outcome.error for outcome in outcomes if outcome.error is not None]
 
 
+async def wait_for(condition: Callable[[], bool], seconds: float = 10.0) -> None:
+    """Poll ``condition`` (a background cache write, say) until it holds, within ``seconds``."""
+    with anyio.fail_after(seconds):
+        while not condition():  # noqa: ASYNC110 - a condition no event reports
+            await anyio.sleep(0.01)
+
+
+def entry_holds(cache_dir: Path, access_key: str) -> bool:
+    """Whether the one file in ``cache_dir`` is a whole entry with ``access_key``."""
+    try:
+        (path,) = cache_dir.iterdir()
+        stored = json.loads(path.read_text())["Credentials"]["AccessKeyId"]
+    except (OSError, ValueError, TypeError, KeyError):
+        return False
+    return bool(stored == access_key)
+
+
 # --- faults --------------------------------------------------------------------------------
 
 
@@ -147,8 +163,8 @@ class Fault:
     name: str  # a LoopbackSTS fault, or "refused" (the server is stopped)
     error: type[BaseException]
     says: str  # in the error's message
-    permanent: bool = False  # retrying the same request will not help (no hot loop)
-    slow: bool = False  # the attempt lasts until its deadline
+    non_recoverable: bool = False  # retrying the same request will not help (remembered)
+    slow: bool = False  # the try lasts until its deadline
 
     def __str__(self) -> str:
         return self.name
@@ -156,11 +172,24 @@ class Fault:
     def check(self, error: BaseException | None) -> None:
         assert isinstance(error, self.error), repr(error)
         assert self.says in str(error), str(error)
+        # The engine treats it as the scenario expects: retried inside a refresh, or not.
+        assert classify_error(error) == ("non_recoverable" if self.non_recoverable else "transient")
+
+    def tries(self, policy: RefreshPolicy) -> int:
+        """Tries one blocking refresh makes when every one of them meets this fault."""
+        if self.non_recoverable:
+            return 1
+        if self.slow:  # each try lasts try_timeout_seconds: the refresh deadline decides
+            return min(
+                policy.max_tries,
+                max(1, math.floor(policy.attempt_timeout_seconds / policy.try_timeout_seconds)),
+            )
+        return policy.max_tries
 
 
 FAULTS = [  # the slow ones first: they take longest (see Together)
-    Fault("hang", RefreshTimeoutError, "(RefreshPolicy.attempt_timeout_seconds)", slow=True),
-    Fault("trickle", RefreshTimeoutError, "(RefreshPolicy.attempt_timeout_seconds)", slow=True),
+    Fault("hang", RefreshTimeoutError, "(RefreshPolicy.try_timeout_seconds", slow=True),
+    Fault("trickle", RefreshTimeoutError, "(RefreshPolicy.try_timeout_seconds", slow=True),
     Fault("access_denied", ClientError, "not authorized to perform: sts:AssumeRole", True),
     Fault("throttling", ClientError, "(Throttling) when calling the AssumeRole operation"),
     Fault("5xx", ClientError, "(InternalFailure) when calling the AssumeRole operation"),
@@ -170,20 +199,22 @@ FAULTS = [  # the slow ones first: they take longest (see Together)
 ]
 
 
-def test_the_permanent_errors_are_the_documented_ones() -> None:
-    """docs/reliability.md lists the error codes that are not retried soon; keep them in step."""
+def test_the_non_recoverable_errors_are_the_documented_ones() -> None:
+    """docs/reliability.md lists the error codes that are not retried; keep them in step."""
     documented = Path(__file__).parent.parent / "docs" / "reliability.md"
     text = documented.read_text(encoding="utf-8")
-    for code in PERMANENT_ERROR_CODES:
+    for code in NON_RECOVERABLE_ERROR_CODES:
         assert f"`{code}`" in text, code
-    assert "access_denied" in [fault.name for fault in FAULTS if fault.permanent]
+    assert [fault.name for fault in FAULTS if fault.non_recoverable] == ["access_denied"]
 
 
-def most_attempts(policy: RefreshPolicy, window: float) -> int:
-    """Attempts that can start in ``window`` s if every backoff draws its shortest jitter."""
+def most_attempts(
+    policy: RefreshPolicy, lifetime: float, seconds_left: float, window: float
+) -> int:
+    """Refreshes that can start in ``window`` s if every backoff draws its shortest jitter."""
     attempts, elapsed = 1, 0.0
     while True:
-        elapsed += policy.backoff(attempts, permanent=False, rand=0.0)
+        elapsed += policy.backoff(attempts, lifetime, seconds_left, rand=0.0)
         if elapsed > window:
             return attempts
         attempts += 1
@@ -345,32 +376,33 @@ async def run_all(scenario: Callable[[Fault, Together], Awaitable[str]]) -> None
         )
 
 
-# Advisory window: 4 s credentials (6 s for hang and trickle, whose three attempts last
-# 0.5 s each); the window opens after 10% of the lifetime, the mandatory window 5% before
-# expiry. No jitter, so the test knows when. The attempt deadline is 0.5 s for hang and
-# trickle (what is under test there) and 3 s for the others, which answer at once (only
-# a loaded machine could make them reach it).
+# Advisory window: 4 s credentials (6 s for hang and trickle, whose three failed tries
+# last 0.5 s each). The advisory window opens after 10% of the lifetime (min_use_seconds),
+# the blocking window 5% before expiry. No jitter, so the test knows when. The try
+# deadline is 0.5 s for hang and trickle (what is under test there) and 3 s for the
+# others, which answer at once (only a loaded machine could make them reach it).
 
 
 def advisory_lifetime(fault: Fault) -> float:
     return 6.0 if fault.slow else 4.0
 
 
-ADVISORY_POLICY = RefreshPolicy(
-    advisory_fraction=0.9,
-    mandatory_fraction=0.05,
-    jitter_fraction=0.0,
-    attempt_timeout_seconds=0.5,
-    backoff_initial_seconds=0.1,
-    backoff_max_seconds=0.2,
-    permanent_error_backoff_seconds=60.0,
-)
-
-
 def advisory_policy(fault: Fault) -> RefreshPolicy:
-    if fault.slow:
-        return ADVISORY_POLICY
-    return dataclasses.replace(ADVISORY_POLICY, attempt_timeout_seconds=3.0)
+    lifetime = advisory_lifetime(fault)
+    deadline = 0.5 if fault.slow else 3.0
+    return RefreshPolicy(
+        advisory_window_seconds=0.9 * lifetime,
+        min_use_seconds=0.1 * lifetime,
+        blocking_window_seconds=0.05 * lifetime,
+        jitter_fraction=0.0,
+        try_timeout_seconds=deadline,
+        attempt_timeout_seconds=deadline,
+        backoff_min_seconds=0.1,
+        backoff_max_seconds=0.2,
+        backoff_lifetime_fraction=0.05,
+        error_memory_min_seconds=0.3,
+        error_memory_max_seconds=0.5,
+    )
 
 
 TRANSIENT_FAILURES = 3  # in a row, then STS answers again
@@ -384,22 +416,25 @@ async def test_a_fault_in_the_advisory_window_never_fails_a_request(
 ) -> None:
     """STS fails while the credentials are still valid: every request keeps succeeding.
 
-    All eight faults at once, each on its own endpoint. Bounds (4 or 6 s credentials,
-    ADVISORY_POLICY, a request every 80 ms per fault):
+    The eight faults one after the other, each on its own endpoint. Bounds (4 or 6 s
+    credentials, ``advisory_policy``, a request every 80 ms):
 
+    - every advisory refresh makes exactly one try (retrying is for callers that wait);
     - transient faults (throttling, 5xx, drop, hang, trickle, malformed), 3 in a row:
-      exactly 3 failed attempts, then 1 successful one; attempt k+1 starts 0.5..1 x
-      min(0.1 x 2^(k-1), 0.2) s (+ one request interval, + 0.25 s for a loaded
-      machine) after attempt k ended; hang and trickle end at the 0.5 s deadline (+ up to
-      0.3 s), the others before it; all before the mandatory window (within ~2.5 s);
-    - AccessDenied (permanent): exactly 1 failed attempt and no other until the mandatory
-      window opens (2 s or more later, ~25+ requests), where the first caller waits for
-      one successful attempt;
-    - connection refused (server stopped for 0.6 s): 2..7 failed attempts
+      exactly 3 failed refreshes, then 1 successful one; refresh k+1 starts 0.5..1 x
+      ``policy.backoff(k, ...)`` ceiling (0.1, then 0.2 s) (+ one request interval,
+      + 0.25 s for a loaded machine) after refresh k ended; hang and trickle end at the
+      0.5 s try deadline (+ up to 0.3 s), the others before it; all before the blocking
+      window (within ~2.5 s);
+    - AccessDenied (non-recoverable): exactly 1 failed refresh, logged at WARNING as
+      serving the cached credentials; it is remembered for 0.3-0.5 s (error memory),
+      during which no refresh starts, then 1 successful refresh, before the blocking window;
+    - connection refused (server stopped for 0.6 s): 2..7 failed refreshes
       (``most_attempts``), then 1 successful one once it is back;
-    - every fault: 0 failed requests; no request waits for the refresh (the credentials
-      it is signed with come back in < 10 ms); every request before the recovery is
-      signed with the first credentials, none with expired ones.
+    - every fault: 0 failed requests; no request waits for a refresh (only the first use
+      did: ``waits == 1``; the signer's wait for credentials < 0.2 s, well under the
+      0.5 s a hung try lasts); every request before the recovery is signed with the
+      first credentials, none with expired ones.
     """
     scenarios = await endpoints("advisory", advisory_lifetime)
 
@@ -440,8 +475,8 @@ async def advisory_scenario(
             first = await credentials.get_frozen_credentials()
         leaks.saw(first)
         expiry = expiry_of(credentials)
-        advisory_opens = expiry - endpoint.lifetime * policy.advisory_fraction
-        mandatory_opens = expiry - endpoint.lifetime * policy.mandatory_fraction
+        advisory_opens = expiry - policy.advisory_window(endpoint.lifetime)
+        blocking_opens = expiry - policy.blocking_window(endpoint.lifetime)
 
         await together.turn(fault, not_before=advisory_opens)
         outage_started = time.time()
@@ -457,15 +492,15 @@ async def advisory_scenario(
 
                 tasks.start_soon(restart)
                 outcomes = await steady(
-                    signer, until=recovered, deadline=mandatory_opens, interval=REQUEST_INTERVAL
+                    signer, until=recovered, deadline=blocking_opens, interval=REQUEST_INTERVAL
                 )
         else:
-            count = 1 if fault.permanent else TRANSIENT_FAILURES
+            count = 1 if fault.non_recoverable else TRANSIENT_FAILURES
             sts.fail_next(fault.name, count)  # type: ignore[arg-type]
             outcomes = await steady(
                 request,
                 until=recovered,
-                deadline=mandatory_opens + 0.2,
+                deadline=blocking_opens + 0.2,
                 interval=REQUEST_INTERVAL,
             )
         after = await steady(
@@ -485,119 +520,313 @@ async def advisory_scenario(
     failed = list(takewhile(lambda a: a.ok is False, attempts[1:]))
     recovery = attempts[1 + len(failed)]
     assert recovery.ok, recovery
+    assert recovery.end < blocking_opens  # nobody ever had to wait
     assert stats.failures == len(failed)
+    # One try per advisory refresh: the first use's, then one per refresh since.
+    assert stats.attempts == len(failed) + 2
+    assert stats.tries == stats.attempts, stats
+    assert (stats.blocking_refreshes, stats.advisory_refreshes) == (1, len(failed) + 1)
+    assert stats.waits == 1  # the first use only
+    assert stats.served_stale == 0  # counted for callers that waited, and none did
     outcomes_at_sts = [call.outcome for call in assume_role_calls(calls)]
     if fault.name == "refused":
-        assert 2 <= len(failed) <= most_attempts(policy, REFUSED_SECONDS), len(failed)
+        seconds_left = expiry - outage_started
+        bound = most_attempts(policy, endpoint.lifetime, seconds_left, REFUSED_SECONDS)
+        assert 2 <= len(failed) <= bound, (len(failed), bound)
         assert outcomes_at_sts == ["ok", "ok"]  # the failed ones never reached it
         during = [o for o in outcomes if o.started < outage_started + REFUSED_SECONDS]
         assert {o.value[1] for o in during} == {first}
-    elif fault.permanent:
+    elif fault.non_recoverable:
         assert len(failed) == 1
         assert outcomes_at_sts == ["ok", fault.name, "ok"]
-        # Not retried in the advisory window at all: the next attempt is made for the
-        # first caller in the mandatory window, which waits for it (one round trip).
-        assert recovery.start >= mandatory_opens - 0.01
-        assert stats.mandatory_refreshes == 2
-        assert len([o for o in outcomes if o.started < mandatory_opens]) >= 25
+        # Remembered, not retried, for the error memory; then tried again (and the
+        # cached credentials served all along, with a warning that says so).
+        wait = recovery.start - failed[0].end
+        most = policy.error_memory_max_seconds + REQUEST_INTERVAL + 0.25
+        assert policy.error_memory_min_seconds - 0.01 <= wait <= most, wait
+        warned = [
+            r
+            for r in leaks.records()
+            if getattr(r, "refresh_event", None) == "failure"
+            and endpoint.session_name in r.getMessage()
+        ]
+        assert [r.levelno for r in warned] == [logging.WARNING]
+        assert "not recoverable" in warned[0].getMessage()
+        assert "serving the cached credentials" in warned[0].getMessage()
     else:
         assert len(failed) == TRANSIENT_FAILURES
         assert outcomes_at_sts == ["ok", *[fault.name] * TRANSIENT_FAILURES, "ok"]
-        assert recovery.end < mandatory_opens
-        assert stats.mandatory_refreshes == 1  # the first use only
     for number, failure in enumerate(failed, 1):
-        # An attempt ends with its answer, or at the deadline (hang, trickle)...
+        # A refresh ends with its one answer, or at the try deadline (hang, trickle)...
         duration = failure.end - failure.start
         if fault.slow:
-            assert policy.attempt_timeout_seconds <= duration < policy.attempt_timeout_seconds + 0.3
+            assert policy.try_timeout_seconds <= duration < policy.try_timeout_seconds + 0.3
         else:
-            assert duration < policy.attempt_timeout_seconds, duration
-        if fault.permanent:
+            assert duration < policy.try_timeout_seconds, duration
+        if fault.non_recoverable:
             continue
         # ...and the next starts after the backoff, jittered between half and all of
-        # min(0.1 x 2^(number-1), 0.2) s, with the first request after that.
-        ceiling = policy.backoff(number, permanent=False, rand=1.0)
+        # its ceiling (0.1 s, then 0.2 s), with the first request after that.
+        left = expiry - failure.end
+        ceiling = policy.backoff(number, endpoint.lifetime, left, rand=1.0)
+        shortest = policy.backoff(number, endpoint.lifetime, left, rand=0.0)
         wait = attempts[1 + number].start - failure.end
-        assert ceiling / 2 - 0.01 <= wait <= ceiling + REQUEST_INTERVAL + 0.25, (number, wait)
-    waited = [o.value[0] for o in outcomes if o.started < mandatory_opens - 0.01]
-    assert max(waited) < 0.01, max(waited)
+        assert shortest - 0.01 <= wait <= ceiling + REQUEST_INTERVAL + 0.25, (number, wait)
+    waited = [o.value[0] for o in outcomes if o.started < blocking_opens - 0.05]
+    assert max(waited) < 0.2, max(waited)
     for call in identity_calls(calls):
         if call.time < recovery.start:
             assert call.access_key_id == first.access_key  # the still-valid credentials
     return (
-        f"advisory {fault}: {len(outcomes)} requests, 0 failed; {len(failed) + 1} attempts "
-        f"({len(failed)} failed) over {recovery.end - outage_started:.2f} s"
+        f"advisory {fault}: {len(outcomes)} requests, 0 failed; {len(failed) + 1} refreshes "
+        f"of 1 try ({len(failed)} failed) over {recovery.end - outage_started:.2f} s"
     )
 
 
-# Mandatory window: 4 s credentials, no advisory window (both fractions 0.6), so from 1.6 s
-# every caller waits for the refresh while the old credentials still have 2.4 s to live.
-MANDATORY_LIFETIME = 4.0
-MANDATORY_POLICY = RefreshPolicy(
-    advisory_fraction=0.6,
-    mandatory_fraction=0.6,
-    jitter_fraction=0.0,
-    attempt_timeout_seconds=0.5,
-    backoff_initial_seconds=0.2,
-    backoff_max_seconds=0.2,
-    permanent_error_backoff_seconds=0.5,
-)
+# Blocking window: credentials of 10 s or more whose advisory and blocking windows are
+# both the last tenth (the most a blocking window can be), so from 90% of the lifetime
+# every caller waits for the refresh while the old credentials still have 1 s or more to
+# live. The eight scenarios are set up (first use) one after the other, and each runs
+# when its own blocking window opens; their lifetimes grow so that each window opens
+# once the previous scenario is over: ~17 s in all instead of 8 x 9 s.
 WAITERS = 20
 
 
-def mandatory_policy(fault: Fault) -> RefreshPolicy:
-    # A 0.5 s deadline keeps hang and trickle short; a fast fault gets room to answer on
-    # a loaded 2-core CI machine (where a 5xx once took longer than 0.5 s to come back).
-    if fault.slow:
-        return MANDATORY_POLICY
-    return dataclasses.replace(MANDATORY_POLICY, attempt_timeout_seconds=3.0)
+def spacing(fault: Fault) -> float:
+    """Time the scenario of ``fault`` takes, at most, from its blocking window on."""
+    return 1.2 if fault.slow else 0.8
 
 
-async def test_a_fault_in_the_mandatory_window_is_one_clear_error_per_flight(
+def blocking_lifetime(fault: Fault) -> float:
+    before = FAULTS[: FAULTS.index(fault)]
+    return 10.0 + sum(spacing(other) for other in before) / 0.9
+
+
+def blocking_policy(fault: Fault) -> RefreshPolicy:
+    # A 0.5 s deadline keeps hang and trickle short (one try: the refresh deadline is
+    # the try's); a fast fault gets room to answer on a loaded 2-core CI machine (where a
+    # 5xx once took longer than 0.5 s to come back), and three tries.
+    window = 0.1 * blocking_lifetime(fault)
+    return RefreshPolicy(
+        advisory_window_seconds=window,
+        blocking_window_seconds=window,
+        jitter_fraction=0.0,
+        try_timeout_seconds=0.5 if fault.slow else 3.0,
+        attempt_timeout_seconds=0.5 if fault.slow else 6.0,
+        max_tries=3,
+        retry_delay_seconds=0.02,
+        backoff_min_seconds=0.2,
+        backoff_max_seconds=0.2,
+        error_memory_min_seconds=0.3,
+        error_memory_max_seconds=0.4,
+    )
+
+
+async def test_a_fault_in_the_blocking_window_serves_the_valid_credentials(
     endpoints: Callable[[str, Callable[[Fault], float]], Awaitable[dict[Fault, Endpoint]]],
     leak_check: LeakCheck,
 ) -> None:
-    """STS fails when callers must wait: all of them get the one error of one attempt.
+    """STS fails when callers must wait, and the credentials are still valid: nobody fails.
 
-    All eight faults at once, each on its own endpoint. Bounds (4 s credentials,
-    MANDATORY_POLICY): 20 concurrent requests -> exactly 1 AssumeRole attempt, 20 errors
-    of the fault's type with one message, within the attempt deadline (0.5 s for hang
-    and trickle, which reach it; 3 s for the others) + 0.3 s; none of the 20 requests
-    reaches STS. A request within
-    the backoff (0.1-0.2 s; 0.5 s for AccessDenied, checked again at 0.25 s) gets the
-    same error at once with no attempt; the first one after it gets new credentials
-    with exactly 1 more attempt.
+    The eight faults one after the other, each on its own endpoint. Bounds (10-19 s
+    credentials, ``blocking_policy``): 20 concurrent requests -> exactly 1 refresh of
+    ``Fault.tries`` tries (3 for throttling, 5xx, drop, malformed and refused, whose tries
+    answer at once; 1 for hang and trickle, whose one try reaches the 0.5 s refresh
+    deadline; 1 for AccessDenied, which is not retried); all 20 requests succeed, signed
+    with the old credentials, within the refresh deadline + 0.3 s (2 s for the fast
+    faults); one WARNING says the cached credentials are served. A caller right after the
+    failure gets the cached credentials at once with no refresh (AccessDenied: still at
+    0.25 s, within its 0.3-0.4 s error memory and past the 0.1-0.2 s backoff); the first
+    request after that gets new credentials with exactly 1 more refresh. Refused: the
+    traffic is asking for credentials (STS itself is down).
     """
-    scenarios = await endpoints("mandatory", lambda fault: MANDATORY_LIFETIME)
+    scenarios = await endpoints("blocking", blocking_lifetime)
+    set_up: list[tuple[Fault, Any, Any, Any]] = []
+    results, failed = [], {}
+    with anyio.fail_after(120):
+        async with AsyncExitStack() as stack:
+            for fault in FAULTS:
+                endpoint = scenarios[fault]
+                child = await assume_role(
+                    endpoint.parent,
+                    ROLE_A,
+                    RoleSessionName=endpoint.session_name,
+                    refresh=blocking_policy(fault),
+                )
+                api = await stack.enter_async_context(endpoint.client(child))
+                await api.get_caller_identity()
+                credentials = await botocore_session(child).get_credentials()
+                first = await credentials.get_frozen_credentials()
+                leak_check.saw(first)
+                set_up.append((fault, credentials, api, first))
+            for fault, credentials, api, first in set_up:
+                try:
+                    results.append(
+                        await blocking_scenario(
+                            scenarios[fault], fault, leak_check, credentials, api, first
+                        )
+                    )
+                except Exception as exc:
+                    failed[fault.name] = exc
+    print("\n" + "\n".join(results))
+    if failed:
+        details = "\n".join(f"{name}: {type(e).__name__}: {e}" for name, e in failed.items())
+        raise AssertionError(f"{len(failed)} fault scenario(s) failed:\n{details}") from next(
+            iter(failed.values())
+        )
+
+
+def failure_record(leaks: LeakCheck, endpoint: Endpoint) -> logging.LogRecord | None:
+    found = [
+        r
+        for r in leaks.records()
+        if getattr(r, "refresh_event", None) == "failure"
+        and f"(session {endpoint.session_name})" in r.getMessage()
+    ]
+    return found[-1] if found else None
+
+
+async def blocking_scenario(
+    endpoint: Endpoint, fault: Fault, leaks: LeakCheck, credentials: Any, api: Any, first: Any
+) -> str:
+    policy, sts = blocking_policy(fault), endpoint.sts
+    stats = credentials.refresh_stats
+    expiry = expiry_of(credentials)  # of the first credentials: nothing has refreshed them
+    blocking_opens = expiry - policy.blocking_window(endpoint.lifetime)
+    await sleep_until(blocking_opens + 0.02)
+    assert time.time() < blocking_opens + 0.3, "started late: the previous scenario overran"
+    identity_requests = len(identity_calls(sts.calls))
+    tries = fault.tries(policy)
+
+    if fault.name == "refused":
+        sts.stop()
+        operation = credentials.get_frozen_credentials  # STS itself is down
+    else:
+        sts.fail_next(fault.name, tries)  # type: ignore[arg-type]
+        sts.latency = 0.05  # every waiter has surely joined before the answer
+        operation = api.get_caller_identity
+    at_once: list[Outcome] = []
+
+    async def right_after_the_failure() -> None:
+        with anyio.fail_after(10):
+            while stats.failures == 0:  # noqa: ASYNC110 - counters report no event
+                await anyio.sleep(0.002)
+        at_once.append(await attempt(credentials.get_frozen_credentials))
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(right_after_the_failure)
+        waiters = await all_at_once(WAITERS, operation)
+    sts.latency = 0.0
+    if fault.name == "refused":
+        sts.start()  # back at once, yet the backoff holds
+    record = failure_record(leaks, endpoint)
+    assert record is not None
+    failed_at = record.created
+    assert errors_of(waiters) == [], errors_of(waiters)[:1]
+    assert (stats.attempts, stats.failures, stats.tries) == (2, 1, 1 + tries), stats
+    assert (stats.blocking_refreshes, stats.advisory_refreshes) == (2, 0)
+    assert stats.waits == 1 + WAITERS
+    assert stats.served_expired == 0
+    slowest = max(o.duration for o in waiters)
+    assert slowest < (policy.attempt_timeout_seconds + 0.3 if fault.slow else 2.0), slowest
+    assert record.levelno == logging.WARNING
+    assert "serving the cached credentials, valid for" in record.getMessage()
+    assert time.time() < expiry  # the old credentials were valid all along
+    if fault.name == "refused":
+        assert {o.value for o in waiters} == {first}
+    else:
+        signed = identity_calls(sts.calls)[identity_requests:]
+        assert [c.outcome for c in signed] == ["ok"] * WAITERS
+        assert {c.access_key_id for c in signed} == {first.access_key}
+
+    # Within the backoff (the error memory for AccessDenied): the cached credentials at
+    # once, and no refresh.
+    (again,) = at_once
+    assert again.value == first, again
+    served = stats.served_stale
+    if fault.non_recoverable:
+        transient_backoff = policy.backoff(1, endpoint.lifetime, expiry - failed_at, rand=1.0)
+        await sleep_until(failed_at + transient_backoff + 0.05)
+        assert await credentials.get_frozen_credentials() == first
+        assert stats.served_stale == served + 1
+        pause = policy.error_memory_max_seconds
+    else:
+        pause = policy.backoff(1, endpoint.lifetime, expiry - failed_at, rand=1.0)
+    assert stats.attempts == 2
+
+    await sleep_until(failed_at + pause + 0.02)
+    arn = (await api.get_caller_identity())["Arn"]
+    assert arn == READER_ARN + endpoint.session_name
+    renewed = await credentials.get_frozen_credentials()
+    leaks.saw(renewed)
+    assert renewed.access_key != first.access_key
+    assert identity_calls(sts.calls)[-1].access_key_id == renewed.access_key
+    assert (stats.attempts, stats.successes) == (3, 2)
+
+    outcomes = [call.outcome for call in assume_role_calls(sts.calls)]
+    if fault.name == "refused":
+        assert outcomes == ["ok", "ok"]
+    else:
+        assert outcomes == ["ok", *[fault.name] * tries, "ok"]
+    return (
+        f"blocking {fault}: {WAITERS} waiters -> 1 refresh of {tries} tries, 0 failed, "
+        f"served after {slowest:.2f} s"
+    )
+
+
+# First use: nothing cached, so a failed refresh is an error for every caller waiting.
+def first_use_policy(fault: Fault) -> RefreshPolicy:
+    return RefreshPolicy(
+        try_timeout_seconds=0.5 if fault.slow else 3.0,
+        attempt_timeout_seconds=0.5 if fault.slow else 6.0,
+        max_tries=2,
+        retry_delay_seconds=0.02,
+        backoff_min_seconds=0.2,  # nothing cached: 0.2-0.4 s
+        backoff_max_seconds=1.0,
+        error_memory_min_seconds=0.6,
+        error_memory_max_seconds=0.8,
+    )
+
+
+async def test_a_fault_at_first_use_is_one_clear_error_per_flight(
+    endpoints: Callable[[str, Callable[[Fault], float]], Awaitable[dict[Fault, Endpoint]]],
+    leak_check: LeakCheck,
+) -> None:
+    """STS fails at the first use, with nothing cached: every waiter gets one clear error.
+
+    The eight faults one after the other, each on its own endpoint. Bounds
+    (``first_use_policy``): 20 concurrent requests -> exactly 1 refresh of ``Fault.tries``
+    tries (2 for throttling, 5xx, drop, malformed and refused, retried inside the
+    refresh; 1 for hang and trickle, at the 0.5 s refresh deadline; 1 for AccessDenied);
+    20 errors of the fault's type with one message, each caller its own copy (20 distinct
+    objects), within the refresh deadline + 0.3 s (2 s for the fast faults); none of the
+    20 requests reaches STS. A request right after gets the same error with no refresh
+    (AccessDenied: still at 0.45 s, within its 0.6-0.8 s error memory and past the
+    0.2-0.4 s backoff); the first one after that gets credentials with exactly 1 more
+    refresh.
+    """
+    scenarios = await endpoints("first-use", lambda fault: 900.0)
 
     async def scenario(fault: Fault, together: Together) -> str:
-        return await mandatory_scenario(scenarios[fault], fault, leak_check, together)
+        del together
+        return await first_use_scenario(scenarios[fault], fault, leak_check)
 
     await run_all(scenario)
 
 
-async def mandatory_scenario(
-    endpoint: Endpoint, fault: Fault, leaks: LeakCheck, together: Together
-) -> str:
-    policy, sts = mandatory_policy(fault), endpoint.sts
+async def first_use_scenario(endpoint: Endpoint, fault: Fault, leaks: LeakCheck) -> str:
+    policy, sts = first_use_policy(fault), endpoint.sts
     child = await assume_role(
         endpoint.parent, ROLE_A, RoleSessionName=endpoint.session_name, refresh=policy
     )
     credentials = await botocore_session(child).get_credentials()
     stats = credentials.refresh_stats
+    tries = fault.tries(policy)
     async with endpoint.client(child) as api:
-        async with together.setting_up():
-            await api.get_caller_identity()
-            leaks.saw(await credentials.get_frozen_credentials())
-        expiry = expiry_of(credentials)
-        mandatory_opens = expiry - MANDATORY_LIFETIME * policy.mandatory_fraction
-        await together.turn(fault, not_before=mandatory_opens + 0.02)
-        identity_requests = len(identity_calls(sts.calls))
-
         if fault.name == "refused":
             sts.stop()
         else:
-            sts.fail_next(fault.name)  # type: ignore[arg-type]
+            sts.fail_next(fault.name, tries)  # type: ignore[arg-type]
             sts.latency = 0.05  # every waiter has surely joined before the answer
         waiters = await all_at_once(WAITERS, api.get_caller_identity)
         failed_at = time.time()
@@ -610,43 +839,49 @@ async def mandatory_scenario(
             fault.check(error)
             leaks.error(error)
         assert len({(type(e), str(e)) for e in errors}) == 1
-        assert stats.attempts == 2
-        assert stats.failures == 1
+        assert len({id(e) for e in errors}) == WAITERS  # each caller its own copy
+        assert (stats.attempts, stats.failures, stats.tries) == (1, 1, tries), stats
+        assert stats.waits == WAITERS
         slowest = max(o.duration for o in waiters)
-        assert slowest < policy.attempt_timeout_seconds + 0.3
-        assert time.time() < expiry  # the old credentials were valid all along
+        assert slowest < (policy.attempt_timeout_seconds + 0.3 if fault.slow else 2.0), slowest
 
-        # Within the backoff: the same error at once, and no attempt.
-        transient_backoff = policy.backoff(1, permanent=False, rand=1.0)
-        checks = [0.0, transient_backoff + 0.05] if fault.permanent else [0.0]
+        # Within the backoff: the same error, and no refresh.
+        memory = policy.error_memory_min_seconds
+        checks = (
+            [0.0, policy.backoff(1, None, None, rand=1.0) + 0.05]
+            if fault.non_recoverable
+            else [0.0]
+        )
+        assert all(delay < memory for delay in checks)
         for delay in checks:
             await sleep_until(failed_at + delay)
             again = await attempt(api.get_caller_identity)
             fault.check(again.error)
             assert again.error is not None
             leaks.error(again.error)
-            assert again.duration < 0.05
-        assert stats.attempts == 2
+        assert stats.attempts == 1
         assert stats.fast_failures == len(checks)
 
-        backoff = policy.backoff(1, fault.permanent, rand=1.0)
-        await sleep_until(failed_at + backoff + 0.02)
+        if fault.non_recoverable:
+            pause = policy.error_memory_max_seconds
+        else:
+            pause = policy.backoff(1, None, None, rand=1.0)
+        await sleep_until(failed_at + pause + 0.02)
         arn = (await api.get_caller_identity())["Arn"]
         assert arn == READER_ARN + endpoint.session_name
         leaks.saw(await credentials.get_frozen_credentials())
 
-    assert stats.attempts == 3
+    assert (stats.attempts, stats.successes) == (2, 1)
     calls = sts.calls
     outcomes = [call.outcome for call in assume_role_calls(calls)]
     if fault.name == "refused":
-        assert outcomes == ["ok", "ok"]
+        assert outcomes == ["ok"]
     else:
-        assert outcomes == ["ok", fault.name, "ok"]
-    # No waiter sent a request: the only requests STS saw are the first and the last.
-    assert len(identity_calls(calls)) == identity_requests + 1
-    assert {call.outcome for call in calls} == {"ok", *outcomes}
+        assert outcomes == [*[fault.name] * tries, "ok"]
+    # No waiter sent a request: the only request STS saw is the last one.
+    assert len(identity_calls(calls)) == 1
     return (
-        f"mandatory {fault}: {WAITERS} waiters -> 1 attempt, 1 error "
+        f"first use {fault}: {WAITERS} waiters -> 1 refresh of {tries} tries, 1 error "
         f"({type(errors[0]).__name__}) after {slowest:.2f} s"
     )
 
@@ -661,15 +896,16 @@ def traceback_frames(error: BaseException) -> int:
 async def test_an_error_given_to_many_callers_does_not_grow(
     sts: LoopbackSTS, leak_check: LeakCheck
 ) -> None:
-    """One failed flight with 1,000 waiters, then 5,000 calls during the backoff.
+    """One failed first use with 1,000 waiters, then 5,000 calls while the error is remembered.
 
-    Bound: 1 AssumeRole attempt for all 6,000 callers; each gets the error at once; and
+    Bound: 1 AssumeRole request for all 6,000 callers (AccessDenied is not retried, and is
+    remembered for 60 s here: ``error_memory_*_seconds``); each gets the error at once; and
     the error each one gets is no bigger for the 6,000th than for the first: its
     traceback has as many frames (an error object re-raised as is keeps every frame of
     every raise, so during an outage at 1,000 requests a second it would grow by ~4,000
     frames a second, hold that memory, and take longer to log each time). Under 1 s.
     """
-    policy = RefreshPolicy(permanent_error_backoff_seconds=60.0)
+    policy = RefreshPolicy(error_memory_min_seconds=60.0, error_memory_max_seconds=60.0)
     child = await assume_role(make_parent(), ROLE_A, RoleSessionName="many", refresh=policy)
     credentials = await botocore_session(child).get_credentials()
     sts.fail_next("access_denied")
@@ -685,8 +921,10 @@ async def test_an_error_given_to_many_callers_does_not_grow(
         assert outcome.error is not None
         later.append(outcome.error)
     assert sts.assume_role_count == 1
+    stats = credentials.refresh_stats
+    assert (stats.attempts, stats.tries, stats.fast_failures) == (1, 1, 5_000)
     for error in [*errors[:1], later[-1]]:
-        Fault("access_denied", ClientError, "not authorized").check(error)
+        Fault("access_denied", ClientError, "not authorized", non_recoverable=True).check(error)
         leak_check.error(error)
     sizes = {
         "first waiter": first,
@@ -697,7 +935,7 @@ async def test_an_error_given_to_many_callers_does_not_grow(
     assert max(sizes.values()) <= first + 10, sizes
 
 
-# --- soak: 50 lifetimes under traffic, and a 3-level chain -------------------------------
+# --- soak: 30 lifetimes under traffic, and a 3-level chain -------------------------------
 
 
 class PerRoleLifetimeSTS(LoopbackSTS):
@@ -723,16 +961,22 @@ class PerRoleLifetimeSTS(LoopbackSTS):
 # Level 1 is the soak's role; level 2, the middle of the chain, lives less than level 3,
 # so every refresh of level 3 finds level 2 expired and refreshes it first.
 SOAK_LIFETIMES = {ROLE_A: 1.0, ROLE_B: 0.7, ROLE_C: 2.0}
-SOAK_SECONDS = 51.0  # > 50 lifetimes of level 1
-# Windows for second-long credentials: refresh from 30% before expiry (+ up to 3% jitter);
-# callers wait only in the last 15%, which leaves ~150 ms for a request signed just
-# before that to reach STS.
+SOAK_LIFETIMES_RUN = 30  # lifetimes of level 1 under traffic
+SOAK_SECONDS = SOAK_LIFETIMES_RUN + 1.0
+# Windows for second-long credentials: refresh from 30% before expiry (+ up to 3% jitter),
+# whatever the level's lifetime: the advisory window is capped by the minimum use, 70% of
+# the lifetime (a fixed window, larger than any lifetime here, never decides). Callers
+# wait only in the last 10% (the most a blocking window can be), which leaves ~100 ms
+# for a request signed just before that to reach STS.
 SOAK_POLICY = RefreshPolicy(
-    advisory_fraction=0.3,
-    mandatory_fraction=0.15,
-    jitter_fraction=0.2,
+    advisory_window_seconds=60.0,
+    min_use_seconds=60.0,
+    min_use_fraction=0.7,
+    blocking_window_seconds=60.0,
+    jitter_fraction=0.15,
+    try_timeout_seconds=2.0,
     attempt_timeout_seconds=2.0,
-    backoff_initial_seconds=0.05,
+    backoff_min_seconds=0.05,
     backoff_max_seconds=0.1,
 )
 SOAK_TASKS = 3  # per level under traffic
@@ -742,21 +986,21 @@ SOAK_PAUSE = 0.1  # between one task's requests
 def refresh_gaps(lifetime: float, policy: RefreshPolicy, round_trips: int) -> tuple[float, float]:
     """Shortest and longest time between two AssumeRole calls for credentials in use.
 
-    The shortest: the advisory window opens (1 - advisory_fraction) of the lifetime
-    after the previous call at the earliest. The longest: callers wait for a refresh
-    once the mandatory window opens, so one has started by then, and it reaches STS
-    after its round trips (level 3 refreshes level 2 first): ~10 ms each here, 0.4 s
-    allowed for a loaded machine.
+    The shortest: the advisory window opens ``lifetime - advisory_window(lifetime)`` (70%
+    of the lifetime) after the previous call at the earliest. The longest: callers wait
+    for a refresh once the blocking window opens (90% of the lifetime), so one has
+    started by then, and it reaches STS after its round trips (level 3 refreshes level 2
+    first): ~10 ms each here, 0.4 s allowed for a loaded machine.
     """
-    shortest = lifetime * (1 - policy.advisory_fraction)
-    longest = lifetime * (1 - policy.mandatory_fraction) + 0.4 * round_trips
+    shortest = lifetime - policy.advisory_window(lifetime)
+    longest = lifetime - policy.blocking_window(lifetime) + 0.4 * round_trips
     return shortest, longest
 
 
-async def test_soak_50_lifetimes_and_a_3_level_chain_under_traffic(
+async def test_soak_30_lifetimes_and_a_3_level_chain_under_traffic(
     monkeypatch: pytest.MonkeyPatch, leak_check: LeakCheck
 ) -> None:
-    """51 s of concurrent traffic over 1 s credentials (51 lifetimes) and a 3-level chain.
+    """31 s of concurrent traffic over 1 s credentials (31 lifetimes) and a 3-level chain.
 
     Traffic: 3 tasks on level 1 and 3 on level 3 each doing GetCallerIdentity in a loop
     (100 ms pause), and a handler task calling ``assume_role()`` per request (20 ms
@@ -764,10 +1008,10 @@ async def test_soak_50_lifetimes_and_a_3_level_chain_under_traffic(
 
     Bounds: 0 failed requests; no request (or AssumeRole) signed with expired credentials
     (no ExpiredToken at STS); level 1 refreshed every 0.70 s at the earliest (the policy:
-    1 / (1 - 0.3) = 1.43 calls per lifetime at most, so at most 1 + ceil(51 / 0.7) = 74)
-    and 1.25 s at the latest (0.85 s + one round trip); level 3 every 1.4..2.5 s; level 2
-    exactly once per level 3 refresh, always from expired (a mandatory refresh), signed
-    with level 1's credentials of that moment. About 53 s.
+    1 / (1 - 0.3) = 1.43 calls per lifetime at most, so at most 1 + ceil(31 / 0.7) = 46)
+    and 1.3 s at the latest (0.9 s + one round trip); level 3 every 1.4..2.6 s; level 2
+    exactly once per level 3 refresh, always from expired (a blocking refresh), signed
+    with level 1's credentials of that moment; no refresh fails. About 33 s.
     """
     leak_check.library_logs_only()  # botocore's DEBUG logging would load the soak
     server = leak_check.watch(PerRoleLifetimeSTS(SOAK_LIFETIMES))
@@ -830,7 +1074,7 @@ async def soak(server: LoopbackSTS, leaks: LeakCheck) -> None:
         tasks.start_soon(handler)
     elapsed = time.time() - started
     calls = server.calls
-    stats = [dataclasses.replace(item.refresh_stats) for item in credentials]
+    stats = [item.refresh_stats for item in credentials]  # the traffic has ended
     for item in credentials:
         leaks.saw(await item.get_frozen_credentials())
     for error in failures:
@@ -848,7 +1092,7 @@ async def soak(server: LoopbackSTS, leaks: LeakCheck) -> None:
     assert failures == [], failures[:3]
     assert {call.outcome for call in calls} == {"ok"}  # never ExpiredToken, for any level
     lifetime_1 = SOAK_LIFETIMES[ROLE_A]
-    assert elapsed / lifetime_1 >= 50
+    assert elapsed / lifetime_1 >= SOAK_LIFETIMES_RUN
     per_level = [assume_role_calls(calls, role) for role in (ROLE_A, ROLE_B, ROLE_C)]
     for role, level_calls, trips in [(ROLE_A, per_level[0], 1), (ROLE_C, per_level[2], 2)]:
         shortest, longest = refresh_gaps(SOAK_LIFETIMES[role], SOAK_POLICY, trips)
@@ -859,11 +1103,11 @@ async def soak(server: LoopbackSTS, leaks: LeakCheck) -> None:
         assert max(gaps) <= longest, (role, max(gaps))
 
     # The middle level: refreshed exactly once per refresh of the level below it, every
-    # time from expired credentials (so the caller waited: a mandatory refresh), signed
+    # time from expired credentials (so the caller waited: a blocking refresh), signed
     # by level 1's credentials, and it expired before the credentials it helped obtain.
     ones, twos, threes = per_level
     assert len(twos) == len(threes)
-    assert stats[1].mandatory_refreshes == len(twos)
+    assert stats[1].blocking_refreshes == len(twos)
     assert stats[1].advisory_refreshes == 0
     issued_by = {call.issued_access_key_id: call for call in calls if call.issued_access_key_id}
     for middle, bottom in zip(twos, threes, strict=True):
@@ -942,8 +1186,9 @@ async def test_damaged_cache_entries_at_start_up_are_logged_and_replaced(
     Each damage in DAMAGE, at once, each with its own role session and cache directory.
     Bound, per damage: 1 AssumeRole call to fill the cache, exactly 1 more after the
     damage (no failed request, no retry loop), exactly 1 warning from the library, the
-    entry rewritten as a valid 0600 file holding the new credentials, nothing else in
-    the 0700 directory. (test_cache.py covers the JSONFileCache class alone, and
+    entry rewritten (in the background, after the caller has the credentials: within
+    10 s) as a valid 0600 file holding the new credentials, nothing else in the 0700
+    directory. (test_cache.py covers the JSONFileCache class alone, and
     test_assume_role.py the reuse of a valid entry after a restart.)
     """
     async with _WARM.create_client("sts"):
@@ -986,6 +1231,9 @@ async def damaged_entry_scenario(
     first = await start_process()
     async with first.create_client("sts", config=TRAFFIC) as api:
         await api.get_caller_identity()
+    old = await (await first.get_credentials()).get_frozen_credentials()
+    leaks.saw(old)
+    await wait_for(lambda: entry_holds(cache_dir, old.access_key))  # written after the refresh
     entry = _damage(cache_dir, how)
 
     restarted = await start_process()
@@ -999,6 +1247,7 @@ async def damaged_entry_scenario(
     found = warnings()
     assert len(found) == 1, [w.getMessage() for w in found]
     assert "cache" in found[0].getMessage()
+    await wait_for(lambda: entry_holds(cache_dir, new.access_key))
     assert_private_entry(cache_dir, entry, new.access_key)
 
 
