@@ -573,15 +573,18 @@ def cache_key_with_token_code(w: World) -> None:
         )
         sync_access_key(sync_child)
         [sync_keys[code]] = sync_cache
-    for code in (GIVEN_CODE, "654321"):
+    for code in (GIVEN_CODE, "654321", "callable"):
         our_cache: dict[str, Any] = {}
-        child = our_assume(cache=our_cache, SerialNumber=SERIAL, TokenCode=code)
+        source: Any = (lambda: GIVEN_CODE) if code == "callable" else code
+        child = our_assume(cache=our_cache, SerialNumber=SERIAL, TokenCode=source)
         run(lambda child=child: our_access_key(child))
         [our_keys[code]] = our_cache
-    # The sync library's key includes the code given: a new key for each code ...
+    # The key includes a code given as a string, in both libraries: a new key per code ...
     assert len(set(sync_keys.values())) == 3
-    # ... this library's never does: it is the sync library's key without a code.
-    assert our_keys[GIVEN_CODE] == our_keys["654321"] == sync_keys[None]
+    assert our_keys[GIVEN_CODE] == sync_keys[GIVEN_CODE]
+    assert our_keys["654321"] == sync_keys["654321"]
+    # ... and a callable (which only this library takes) is left out of it.
+    assert our_keys["callable"] == sync_keys[None]
 
 
 def _cached_response(access_key: str, seconds_left: float) -> dict[str, Any]:
@@ -970,7 +973,7 @@ CLAIMS = [
     Claim(
         "cache-key-token-code",
         "migrating",
-        "with TokenCode, the sync key includes the code; ours never does",
+        "with a TokenCode string both keys include the code; a callable is left out",
         cache_key_with_token_code,
     ),
     Claim(

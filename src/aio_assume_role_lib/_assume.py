@@ -179,6 +179,7 @@ def _new_entry(
     refresher: Refresher[Any] = Refresher(
         fetcher,
         prepare=fetcher.prepare,
+        after_success=fetcher.after_success,
         policy=refresh,
         classify_error=classify_error,
         describe_error=describe_error,

@@ -12,7 +12,6 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
-import functools
 import hashlib
 import inspect
 import json
@@ -39,7 +38,6 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
-from ._backend import current_event_loop
 from ._cache import CredentialCache, entry_problem
 from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
@@ -241,6 +239,7 @@ class AssumeRoleFetcher:
         self._cache_key = cache_key(args) if cache is not None else ""
         self._cache_checked = cache is None
         self._from_cache: tuple[ReadOnlyCredentials, float] | None = None
+        self._unwritten: dict[str, Any] | None = None
         self._code: str | None = None
         # A sync TokenCode callable's call in progress (a prompt): a refresh that gave up
         # waiting for it leaves it to the next refresh, which never opens a second one.
@@ -278,11 +277,16 @@ class AssumeRoleFetcher:
             return cached
         response = await self._assume_role()
         frozen = make_frozen(response)
-        if self._cache is not None:
-            # The callers get the credentials first; a slow or failing cache write can
-            # neither delay nor fail the refresh.
-            current_event_loop().spawn(functools.partial(self._write_cache, response))
+        # Written by after_success(), once the callers have the credentials.
+        self._unwritten = response if self._cache is not None else None
         return frozen
+
+    async def after_success(self) -> None:
+        """Write the new response to the cache (the refresher calls this after the callers
+        have the credentials, so a slow or failing write can neither delay nor fail it)."""
+        response, self._unwritten = self._unwritten, None
+        if response is not None:
+            await self._write_cache(response)
 
     async def _assume_role(self) -> dict[str, Any]:
         request = dict(self.kwargs)
@@ -413,20 +417,35 @@ class AssumeRoleFetcher:
         if cache is None:
             return
         value = copy.deepcopy(response)  # the raw response, as botocore caches it
+        if isinstance(cache, botocore.utils.JSONFileCache):  # ours included
+            # A thread of its own, started before anything awaits: the file is written
+            # even if the event loop ends right after the callers got the credentials
+            # (a short script's asyncio.run()), and never on the loop.
+            threading.Thread(
+                target=self._write_sync, args=(cache, value), name="aio-assume-role cache"
+            ).start()
+            return
+        aset = getattr(cache, "aset", None)
         try:
-            aset = getattr(cache, "aset", None)
             if aset is not None:
                 await aset(self._cache_key, value)
-            elif isinstance(cache, botocore.utils.JSONFileCache):
-                await anyio.to_thread.run_sync(cache.__setitem__, self._cache_key, value)
             else:
                 cache[self._cache_key] = value
         except Exception as exc:
-            logger.warning(
-                "%s: could not write the credential cache (%s)",
-                self.description,
-                type(exc).__name__,
-            )
+            self._write_failed(exc)
+
+    def _write_sync(self, cache: Any, value: dict[str, Any]) -> None:
+        try:
+            cache[self._cache_key] = value
+        except Exception as exc:
+            self._write_failed(exc)
+
+    def _write_failed(self, error: Exception) -> None:
+        logger.warning(
+            "%s: could not write the credential cache (%s)",
+            self.description,
+            type(error).__name__,
+        )
 
 
 def _run_into(function: Callable[[], object], future: concurrent.futures.Future[object]) -> None:

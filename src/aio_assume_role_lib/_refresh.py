@@ -6,6 +6,8 @@ It knows nothing about sessions or STS. It is given:
 * ``load``: an async function returning ``(value, expiry)``, expiry in wall-clock seconds;
 * ``prepare`` (optional): an async function run once before each refresh's first try, with
   its own allowance instead of the network deadline (a human typing an MFA code);
+* ``after_success`` (optional): an async function run after the callers have the new value
+  (a cache write), outside the deadline;
 * ``wall_clock``: wall-clock seconds, used only to compare with an expiry;
 * ``monotonic``: a monotonic clock for backoff, error memory and deadlines;
 * ``sleep``: how to wait (deadlines and the pauses between tries are built on it);
@@ -449,6 +451,7 @@ class Refresher(Generic[T]):
         load: Loader[T],
         *,
         prepare: Callable[[], Awaitable[None]] | None = None,
+        after_success: Callable[[], Awaitable[None]] | None = None,
         policy: RefreshPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -465,6 +468,7 @@ class Refresher(Generic[T]):
     ) -> None:
         self._load = load
         self._prepare = prepare
+        self._after_success = after_success
         self.policy = policy or RefreshPolicy()
         self._clock = wall_clock
         self._monotonic = monotonic
@@ -613,6 +617,20 @@ class Refresher(Generic[T]):
             self._failed(flight, error)
         else:
             self._succeeded(flight, value, expiry)
+            if self._after_success is not None:
+                # After the callers have the value: slow work here (a cache write) can
+                # neither delay nor fail the refresh.
+                try:
+                    await self._after_success()
+                except Exception as error:
+                    self._log(
+                        logging.WARNING,
+                        "after_success",
+                        "%s: %s",
+                        self.description,
+                        self._describe(error),
+                        error=error,
+                    )
         finally:
             if not flight.done:  # a BaseException we did not expect
                 self._end_flight(flight)
