@@ -396,7 +396,8 @@ def advisory_policy(fault: Fault) -> RefreshPolicy:
         blocking_window_seconds=0.05 * lifetime,
         jitter_fraction=0.0,
         try_timeout_seconds=deadline,
-        attempt_timeout_seconds=deadline,
+        # Room for three tries: one is what the engine chooses, not what the deadline allows.
+        attempt_timeout_seconds=3 * deadline,
         backoff_min_seconds=0.1,
         backoff_max_seconds=0.2,
         backoff_lifetime_fraction=0.05,
