@@ -21,9 +21,10 @@ are read by the other. Beyond botocore it:
 - creates every directory it makes, intermediate ones included, with mode 0700;
 - offers ``aget``/``aset``, which run the file IO in a worker thread so the event loop
   (asyncio or trio) never waits on the disk;
-- offers ``alock``, a per-key lock (``<dir>/.<key>.lock``) that lets the processes of a
-  host share one refresh (see ``_fetch``): taken by non-blocking attempts with an async
-  sleep between them, given up after a bound, released by the kernel if its holder dies.
+- offers ``alock``, a per-key lock (``<dir>/.<key>.lock``, present only while held) that
+  lets the processes of a host share one refresh (see ``_fetch``): taken by non-blocking
+  attempts with an async sleep between them, given up after a bound, released by the
+  kernel if its holder dies.
 
 The lock is ``flock(2)`` used directly rather than the ``filelock`` package: it needs one
 non-blocking call and one ``close``, while ``filelock`` keeps per-thread state by default
@@ -274,15 +275,28 @@ def _try_lock(path: str, held: list[int]) -> None:
     )
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder removes the file as it lets go, so a lock taken on a file that was
+        # opened before that protects nothing: it counts only if it is still the file
+        # at ``path`` (the usual check of lock files that are removed).
+        opened = os.fstat(fd)
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+            raise BlockingIOError(errno.EAGAIN, "the lock file was replaced")
     except BaseException:
         os.close(fd)
         raise
     held.append(fd)
 
 
-def _unlock(fd: int) -> None:
-    # Closing the descriptor releases the flock; the (empty) file stays for the next
-    # taker, since removing it would race with a process that just opened it.
+def _unlock(fd: int, path: str) -> None:
+    # Removed while still locked (see _try_lock), so the directory holds only the
+    # entries botocore and the AWS CLI know, except during a refresh; closing the
+    # descriptor releases the lock.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
     with contextlib.suppress(OSError):
         os.close(fd)
 
@@ -348,7 +362,7 @@ class JSONFileCache(botocore.utils.JSONFileCache):  # type: ignore[misc]
             yield bool(held)
         finally:
             for fd in held:
-                _unlock(fd)
+                _unlock(fd, self._lock_path_for(cache_key))
 
     async def _acquire(self, cache_key: str, wait_seconds: float, held: list[int]) -> None:
         path = self._lock_path_for(cache_key)
