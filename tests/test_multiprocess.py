@@ -26,6 +26,7 @@ from typing import Any
 import botocore.utils
 import pytest
 
+import aio_assume_role_lib
 from aio_assume_role_lib import JSONFileCache, RefreshPolicy, assume_role
 from aio_assume_role_lib.testing import LoopbackSTS
 
@@ -37,15 +38,15 @@ pytestmark = pytest.mark.skipif(
 
 ROOT = Path(__file__).resolve().parents[1]
 WORKER = Path(__file__).with_name("_process_worker.py")
+SRC = Path(aio_assume_role_lib.__file__).resolve().parents[1]
 ROLE = "arn:aws:iam::123456789012:role/Shared"
 PROCESSES = 8
 
 
 def _environ(**extra: str) -> dict[str, str]:
     env = dict(os.environ)  # the isolated AWS environment, pointed at the loopback STS
-    env["PYTHONPATH"] = os.pathsep.join(
-        part for part in (str(ROOT / "src"), env.get("PYTHONPATH")) if part
-    )
+    # The children import the package this process imported (a worktree's, say).
+    env["PYTHONPATH"] = os.pathsep.join(part for part in (str(SRC), env.get("PYTHONPATH")) if part)
     env.update(extra)
     return env
 
@@ -178,9 +179,10 @@ def test_eight_processes_under_steady_traffic_make_about_one_call_per_lifetime(
 
 # --- a lock holder that dies or hangs ----------------------------------------------------------
 
-# Short deadlines, so the wait for a held lock (half a try) is 3 s.
-QUICK = {"attempt_timeout_seconds": 6.0, "try_timeout_seconds": 6.0, "max_tries": 1}
-LOCK_WAIT = 3.0
+# Short deadlines, so the wait for a held lock (half a try) is 5 s; generous for a
+# loaded 2-core machine, where a first STS client alone can take seconds.
+QUICK = {"attempt_timeout_seconds": 10.0, "try_timeout_seconds": 10.0, "max_tries": 1}
+LOCK_WAIT = 5.0
 PATIENT = {"attempt_timeout_seconds": 100.0, "try_timeout_seconds": 100.0, "max_tries": 1}
 
 
