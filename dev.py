@@ -347,6 +347,7 @@ def run_concurrently(jobs: list[tuple[str, list[str | Path]]], limit: int) -> di
 TIMED_TESTS = (
     "test_assume_role.py",
     "test_loopback_sts.py",
+    "test_multiprocess.py",
     "test_refresh.py",
     "test_refresh_engine.py",
     "test_reliability.py",

@@ -19,6 +19,7 @@ from typing import Any
 
 from _contenders import LABELS, ORDER, SHORT_LABELS, THIS
 from _pool_scenarios import render_pool_section
+from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS, Config, Row, Scenario
 
 NOT_APPLICABLE = "n/a"
@@ -297,7 +298,10 @@ def render_markdown(
     out.append("request (S6, S7: from the moment the request was due, so queueing behind a")
     out.append("blocked event loop counts); *max loop lag* is the latest a 1 ms ticker woke up.")
     out.append("")
+    # (``rows`` was undefined here: the pool section crashed every report.)
+    rows = [row for run in runs for row in run.rows]
     out.extend(render_pool_section(rows, config))
+    out.extend(render_process_section(rows, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "

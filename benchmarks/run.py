@@ -34,6 +34,7 @@ from pathlib import Path
 
 from _contenders import make_contenders
 from _pool_scenarios import POOL_SCENARIOS
+from _process_scenarios import PROCESS_SCENARIOS
 from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
 from _sts_process import RemoteSTS
@@ -100,7 +101,7 @@ async def _run_all(
     context = Context(sts, contenders, config)
     rows: list[Row] = []
     try:
-        for scenario in SCENARIOS + POOL_SCENARIOS:
+        for scenario in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS:
             if scenario.id not in selected:
                 continue
             started = time.perf_counter()
@@ -134,10 +135,10 @@ def _environment() -> list[str]:
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     config = SMOKE if args.smoke else FULL
-    selected = [s.id for s in SCENARIOS + POOL_SCENARIOS]
+    selected = [s.id for s in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS]
     if args.only:
         selected = [part.strip().upper() for part in args.only.split(",")]
-        unknown = set(selected) - {s.id for s in SCENARIOS + POOL_SCENARIOS}
+        unknown = set(selected) - {s.id for s in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS}
         if unknown:
             print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2

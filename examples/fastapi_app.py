@@ -12,6 +12,10 @@ Run it (the parent's credentials come from the usual places: environment, profil
     ROLE_ARN=arn:aws:iam::123456789012:role/Reader python examples/fastapi_app.py
     curl http://127.0.0.1:8000/whoami
 
+With several workers (``uvicorn --workers 4 fastapi_app:app``), set ``ROLE_CACHE_DIR`` to
+a directory they share: the workers then make one AssumeRole call per lifetime between
+them (see docs/guides/processes.md).
+
 Its test, ``tests/test_examples.py``, runs it against a loopback STS endpoint.
 """
 
@@ -25,7 +29,7 @@ from typing import Annotated
 from aiobotocore.session import AioSession
 from fastapi import Depends, FastAPI, Request
 
-from aio_assume_role_lib import ClientPool, assume_role
+from aio_assume_role_lib import ClientPool, JSONFileCache, assume_role
 
 DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/Reader"
 ROLE_SESSION_NAME = "fastapi-example"
@@ -38,6 +42,9 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # profile, an instance role...; every child refreshes its own from them.
     app.state.parent = AioSession()
     app.state.role_arn = os.environ.get("ROLE_ARN", DEFAULT_ROLE_ARN)
+    # Worker processes share each refresh through a cache directory, if one is given.
+    cache_dir = os.environ.get("ROLE_CACHE_DIR")
+    app.state.cache = JSONFileCache(cache_dir) if cache_dir else None
     # Clients shared by every request: one per role and service, made on first use,
     # at most 64 open (the least recently used idle one goes first), all closed on exit.
     async with ClientPool(max_clients=64, idle_timeout=300) as clients:
@@ -54,7 +61,9 @@ async def role_session(request: Request) -> AioSession:
     """The request's session as ROLE_ARN: the same child (and credentials) every time."""
     state = request.app.state
     parent: AioSession = state.parent  # app.state is untyped: say what it holds
-    return await assume_role(parent, state.role_arn, RoleSessionName=ROLE_SESSION_NAME)
+    return await assume_role(
+        parent, state.role_arn, RoleSessionName=ROLE_SESSION_NAME, cache=state.cache
+    )
 
 
 RoleSession = Annotated[AioSession, Depends(role_session)]

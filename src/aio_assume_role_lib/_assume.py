@@ -175,7 +175,10 @@ def _access_key(credentials: Any) -> object:
 def _new_entry(
     shared: _Shared, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> _Entry:
-    fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache)
+    policy = refresh or RefreshPolicy()
+    # A shared cache's lock is waited for at most half a try, so the STS call still fits.
+    lock_timeout = min(policy.try_timeout_seconds, policy.attempt_timeout_seconds) / 2
+    fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache, lock_timeout=lock_timeout)
     refresher: Refresher[Any] = Refresher(
         fetcher,
         prepare=fetcher.prepare,

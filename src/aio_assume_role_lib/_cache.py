@@ -20,7 +20,17 @@ are read by the other. Beyond botocore it:
   a secret in them) when it writes;
 - creates every directory it makes, intermediate ones included, with mode 0700;
 - offers ``aget``/``aset``, which run the file IO in a worker thread so the event loop
-  (asyncio or trio) never waits on the disk.
+  (asyncio or trio) never waits on the disk;
+- offers ``alock``, a per-key lock (``<dir>/.<key>.lock``, present only while held) that
+  lets the processes of a host share one refresh (see ``_fetch``): taken by non-blocking
+  attempts with an async sleep between them, given up after a bound, released by the
+  kernel if its holder dies.
+
+The lock is ``flock(2)`` used directly rather than the ``filelock`` package: it needs one
+non-blocking call and one ``close``, while ``filelock`` keeps per-thread state by default
+(our attempts run in worker threads), creates missing directories with the default mode
+(ours must be 0700) and adds a dependency. Where there is no ``flock`` (Windows), the
+cache works as before, unlocked.
 
 :func:`entry_problem` checks that a cached AssumeRole response is plausible before
 anyone uses it (types, expiration, account), whatever cache it came from.
@@ -39,8 +49,13 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from typing import Any, Protocol
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock, the cache is not locked
+    fcntl = None  # type: ignore[assignment]
 
 import anyio.to_thread
 import botocore.utils
@@ -51,6 +66,10 @@ __all__ = ["MAX_FILE_BYTES", "CredentialCache", "JSONFileCache", "entry_problem"
 logger = logging.getLogger("aio_assume_role_lib")
 
 _FILE_SUFFIX = ".json"
+# Not "*.json": botocore and the AWS CLI read "<key>.json" only, and never see these.
+_LOCK_SUFFIX = ".lock"
+# Between two attempts to take a held lock: short next to an STS call (~100 ms).
+_LOCK_POLL_SECONDS = 0.05
 
 MAX_FILE_BYTES = 64 * 1024
 """Cache files larger than this are not read (an AssumeRole entry is about 2 KB)."""
@@ -248,6 +267,50 @@ class CredentialCache(Protocol):
     def __setitem__(self, key: str, value: Any, /) -> None: ...
 
 
+def _try_lock(path: str, held: list[int]) -> None:
+    """Take the exclusive lock on ``path`` if it is free, appending its descriptor to ``held``.
+
+    The descriptor goes into ``held`` (not a return value) so that a caller cancelled
+    while this ran in a worker thread still finds, and closes, a lock it took.
+    """
+    directory = os.path.dirname(path) or os.curdir
+    _make_private_directories(directory)
+    problem = _directory_problem(directory)
+    if problem is not None:  # its entries are not read either: nothing to share
+        raise UntrustedCacheError(problem)
+    fd = os.open(
+        path,
+        os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+        0o600,
+    )
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        # The holder removes the file as it lets go, so a lock taken on a file that was
+        # opened before that protects nothing: it counts only if it is still the file
+        # at ``path`` (the usual check of lock files that are removed).
+        opened = os.fstat(fd)
+        try:
+            current = os.stat(path, follow_symlinks=False)
+        except FileNotFoundError:
+            current = None
+        if current is None or (current.st_dev, current.st_ino) != (opened.st_dev, opened.st_ino):
+            raise BlockingIOError(errno.EAGAIN, "the lock file was replaced")
+    except BaseException:
+        os.close(fd)
+        raise
+    held.append(fd)
+
+
+def _unlock(fd: int, path: str) -> None:
+    # Removed while still locked (see _try_lock), so the directory holds only the
+    # entries botocore and the AWS CLI know, except during a refresh; closing the
+    # descriptor releases the lock.
+    with contextlib.suppress(OSError):
+        os.unlink(path)
+    with contextlib.suppress(OSError):
+        os.close(fd)
+
+
 class JSONFileCache(botocore.utils.JSONFileCache):
     """A directory of JSON files, one per cache key, shared with botocore and the AWS CLI.
 
@@ -264,14 +327,79 @@ class JSONFileCache(botocore.utils.JSONFileCache):
     but a regular file, a file larger than ``MAX_FILE_BYTES``, or any file when the
     directory is writable by other users and not sticky (writing there raises
     ``PermissionError``).
+
+    With ``lock=True`` (the default) the processes of a host that use the same role
+    share one refresh: the one that refreshes holds the key's lock file
+    (``<dir>/.<key>.lock``, mode 0600) until it has written the new credentials, and the
+    others, once they have the lock, find them in the file instead of calling STS. The
+    wait is bounded; a holder that dies releases the lock at once. ``lock=False`` turns
+    this off (each process refreshes on its own and only reads the file at start-up).
     """
 
-    def __init__(self, dir_path: str | os.PathLike[str]) -> None:
+    def __init__(self, dir_path: str | os.PathLike[str], *, lock: bool = True) -> None:
+        if not isinstance(lock, bool):
+            raise TypeError(f"lock must be True or False, not {type(lock).__name__}")
         self._dir_path = os.fspath(dir_path)
+        self._lock = lock
         super().__init__(working_dir=self._dir_path, dumps_func=_dumps)
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}({self._dir_path!r})"
+        suffix = "" if self._lock else ", lock=False"
+        return f"{type(self).__name__}({self._dir_path!r}{suffix})"
+
+    @property
+    def locking(self) -> bool:
+        """Whether refreshes through this cache are coordinated by its lock files."""
+        return self._lock and fcntl is not None
+
+    def _lock_path_for(self, cache_key: str) -> str:
+        return os.path.join(self._dir_path, "." + cache_key + _LOCK_SUFFIX)
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cache_key: str, wait_seconds: float) -> AsyncIterator[bool]:
+        """Hold the lock of ``cache_key`` for the body; the value says whether it is held.
+
+        The event loop never waits on the lock: each attempt is non-blocking (in a worker
+        thread, since opening a file can touch a slow disk) and an async sleep separates
+        them. After ``wait_seconds``, or if the lock file cannot be opened, the body
+        runs without the lock (``False``): a holder stuck in a slow STS call delays the
+        others by at most that. ``False`` at once when :attr:`locking` is off.
+        """
+        held: list[int] = []
+        try:
+            if self.locking:
+                await self._acquire(cache_key, wait_seconds, held)
+            yield bool(held)
+        finally:
+            for fd in held:
+                _unlock(fd, self._lock_path_for(cache_key))
+
+    async def _acquire(self, cache_key: str, wait_seconds: float, held: list[int]) -> None:
+        path = self._lock_path_for(cache_key)
+        deadline = time.monotonic() + wait_seconds
+        while True:
+            try:
+                await anyio.to_thread.run_sync(_try_lock, path, held)
+            except BlockingIOError:  # held by another process (or another refresh)
+                pass
+            except OSError as error:
+                logger.warning(
+                    "cannot take the lock %s (%s); refreshing without it",
+                    path,
+                    error.strerror or type(error).__name__,
+                )
+                return
+            if held:
+                return
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                logger.info(
+                    "the lock %s is still held after %.3g s; refreshing without it",
+                    path,
+                    wait_seconds,
+                )
+                return
+            await anyio.sleep(min(_LOCK_POLL_SECONDS, remaining))
 
     def _path_for(self, cache_key: str) -> str:
         return os.path.join(self._dir_path, cache_key + _FILE_SUFFIX)

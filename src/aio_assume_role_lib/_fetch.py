@@ -5,6 +5,14 @@ one AssumeRole request (botocore's own retries are off: the refresher owns retry
 a flight is exactly one attempt), through the parent session's STS client for the
 running event loop (see ``_sts``), which follows the parent's region, credentials and
 endpoint settings.
+
+With a cache that can lock (:class:`~aio_assume_role_lib.JSONFileCache`, by default),
+every refresh is shared by the processes of a host: the cache is read first (another
+process may have renewed already), then the key's lock is taken, the cache read again,
+and only then is STS called, the new credentials written before the lock is let go.
+The waiting is bounded and never discards credentials in hand: whatever goes wrong with
+the lock or the file, the fetcher just calls STS, and the refresher's static stability
+covers that call failing.
 """
 
 from __future__ import annotations
@@ -12,6 +20,7 @@ from __future__ import annotations
 import concurrent.futures
 import contextlib
 import copy
+import email.utils
 import hashlib
 import inspect
 import json
@@ -82,9 +91,21 @@ TRANSIENT_ERROR_CODES = frozenset(
     }
 )
 
-# A response read back from the cache at start-up is used only if it still has this long
-# to live; anything shorter would be refreshed at once anyway.
+# A response read back from the cache is used only if it still has this long to live,
+# a tenth of its lifetime for short ones (the refresher's default blocking window):
+# anything shorter would be refreshed at once anyway.
 _CACHE_MIN_REMAINING_SECONDS = 60.0
+_CACHE_MIN_REMAINING_FRACTION = 0.1
+# When a cached response does not say when it was issued (its Date header), its lifetime
+# is taken to be the one asked for, or STS's default.
+_DEFAULT_LIFETIME_SECONDS = 3600.0
+_LONGEST_LIFETIME_SECONDS = 12 * 3600.0 + 15 * 60.0
+# How long a shared refresh waits for the key's lock by default (the caller passes half
+# of a try's deadline, so the STS call still fits in it).
+_DEFAULT_LOCK_TIMEOUT_SECONDS = 5.0
+# How long a shared refresh, holding the lock, waits for its cache write: a hung disk
+# must neither fail the refresh nor keep the lock.
+_SHARED_WRITE_TIMEOUT_SECONDS = 2.0
 
 
 class MFACodeUnavailableError(RefreshWithMFAUnsupportedError):
@@ -213,12 +234,29 @@ def make_frozen(response: Any) -> tuple[ReadOnlyCredentials, float]:
     return ReadOnlyCredentials(*values), expiry
 
 
+def _issued_at(response: Mapping[str, Any]) -> float | None:
+    """When STS sent ``response`` (its Date header, as botocore keeps it), or None."""
+    metadata = response.get("ResponseMetadata")
+    headers = metadata.get("HTTPHeaders") if isinstance(metadata, Mapping) else None
+    date = headers.get("date") if isinstance(headers, Mapping) else None
+    if not isinstance(date, str) or len(date) > 64:
+        return None
+    try:
+        return email.utils.parsedate_to_datetime(date).timestamp()
+    except (TypeError, ValueError, OverflowError):
+        return None
+
+
 class AssumeRoleFetcher:
     """Loads credentials for one role: from the cache at start-up, otherwise from STS.
 
     The refresher calls :meth:`prepare` once per refresh (reading the cache the first
     time, then getting an MFA code if one is needed: a human may be typing it, so it has
-    its own allowance) and then :meth:`__call__` for each try (one AssumeRole request).
+    its own allowance) and then :meth:`__call__` for each try (one AssumeRole request,
+    unless a shared cache already holds newer credentials).
+
+    ``lock_timeout`` bounds the wait for a shared cache's lock in each try; after it the
+    try calls STS without the lock.
     """
 
     def __init__(
@@ -227,6 +265,7 @@ class AssumeRoleFetcher:
         args: AssumeRoleArgs,
         *,
         cache: CredentialCache | None = None,
+        lock_timeout: float = _DEFAULT_LOCK_TIMEOUT_SECONDS,
     ) -> None:
         self._sts_clients = sts_clients
         self.kwargs: dict[str, Any] = dict(args.kwargs)
@@ -240,6 +279,14 @@ class AssumeRoleFetcher:
         self._cache_checked = cache is None
         self._from_cache: tuple[ReadOnlyCredentials, float] | None = None
         self._unwritten: dict[str, Any] | None = None
+        # Refreshes are shared with other processes through caches that can lock.
+        self._shared = bool(getattr(cache, "locking", False)) and callable(
+            getattr(cache, "alock", None)
+        )
+        self._lock_timeout = lock_timeout
+        # The expiry of the credentials last handed to the refresher: a cached entry is
+        # taken instead of calling STS only if it is newer.
+        self._held_expiry: float | None = None
         self._code: str | None = None
         # A sync TokenCode callable's call in progress (a prompt): a refresh that gave up
         # waiting for it leaves it to the next refresh, which never opens a second one.
@@ -262,24 +309,68 @@ class AssumeRoleFetcher:
         self._code = None
         if not self._cache_checked:
             self._cache_checked = True
-            cached = await self._read_cache()
-            if cached is not None:
-                frozen, expiry = make_frozen(cached)
-                if expiry - time.time() > _CACHE_MIN_REMAINING_SECONDS:
-                    logger.debug("%s: using credentials from the cache", self.description)
-                    self._from_cache = frozen, expiry
-                    return
+            found = await self._usable_from_cache()
+            if found is not None:
+                logger.debug("%s: using credentials from the cache", self.description)
+                self._from_cache = found
+                return
         self._code = await self._next_token_code()
 
     async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
         if self._from_cache is not None:
-            cached, self._from_cache = self._from_cache, None
-            return cached
-        response = await self._assume_role()
-        frozen = make_frozen(response)
-        # Written by after_success(), once the callers have the credentials.
-        self._unwritten = response if self._cache is not None else None
-        return frozen
+            found, self._from_cache = self._from_cache, None
+        elif self._shared:
+            found = await self._shared_refresh()
+        else:
+            response = await self._assume_role()
+            found = make_frozen(response)
+            # Written by after_success(), once the callers have the credentials.
+            self._unwritten = response if self._cache is not None else None
+        self._held_expiry = found[1]
+        return found
+
+    async def _shared_refresh(self) -> tuple[ReadOnlyCredentials, float]:
+        """One try through a shared cache: its credentials if another process renewed,
+        otherwise STS's, written to the cache before the lock is released."""
+        # Another process may have renewed already: then no lock is needed at all.
+        found = await self._usable_from_cache()
+        if found is not None:
+            logger.debug("%s: another process renewed the credentials", self.description)
+            return found
+        assert self._cache is not None
+        async with self._cache.alock(self._cache_key, self._lock_timeout):  # type: ignore[attr-defined]
+            # Held (or given up on): whoever held it may have renewed meanwhile.
+            found = await self._usable_from_cache()
+            if found is not None:
+                logger.debug("%s: another process renewed the credentials", self.description)
+                return found
+            response = await self._assume_role()
+            found = make_frozen(response)
+            # Written while the lock is held, so whoever takes it next finds it; bounded,
+            # and a failure is only logged (the credentials are good either way).
+            await self._write_cache(response, within_seconds=_SHARED_WRITE_TIMEOUT_SECONDS)
+            return found
+
+    async def _usable_from_cache(self) -> tuple[ReadOnlyCredentials, float] | None:
+        """The cached credentials if they are newer than ours and not about to expire."""
+        cached = await self._read_cache()
+        if cached is None:
+            return None
+        try:
+            frozen, expiry = make_frozen(cached)
+        except UnusableCredentialsError:
+            return None
+        if self._held_expiry is not None and expiry <= self._held_expiry:
+            return None  # ours, or older: this process is the one to renew them
+        issued = _issued_at(cached)
+        lifetime = expiry - issued if issued is not None else 0.0
+        if not 0 < lifetime <= _LONGEST_LIFETIME_SECONDS:
+            duration = self.kwargs.get("DurationSeconds")
+            lifetime = float(duration) if isinstance(duration, int) else _DEFAULT_LIFETIME_SECONDS
+        min_remaining = min(_CACHE_MIN_REMAINING_SECONDS, _CACHE_MIN_REMAINING_FRACTION * lifetime)
+        if expiry - time.time() <= min_remaining:
+            return None
+        return frozen, expiry
 
     async def after_success(self) -> None:
         """Write the new response to the cache (the refresher calls this after the callers
@@ -412,18 +503,36 @@ class AssumeRoleFetcher:
         # The protocol botocore's own caches follow (botocore's JSONFileCache has no .get).
         return cache[self._cache_key] if self._cache_key in cache else None  # noqa: SIM401
 
-    async def _write_cache(self, response: dict[str, Any]) -> None:
+    async def _write_cache(
+        self, response: dict[str, Any], within_seconds: float | None = None
+    ) -> None:
+        """Write ``response`` to the cache, logging a failure; give up after ``within_seconds``."""
         cache = self._cache
         if cache is None:
             return
         value = copy.deepcopy(response)  # the raw response, as botocore caches it
-        if isinstance(cache, botocore.utils.JSONFileCache):  # ours included
+        if isinstance(cache, botocore.utils.JSONFileCache) and within_seconds is None:
             # A thread of its own, started before anything awaits: the file is written
             # even if the event loop ends right after the callers got the credentials
             # (a short script's asyncio.run()), and never on the loop.
             threading.Thread(
                 target=self._write_sync, args=(cache, value), name="aio-assume-role cache"
             ).start()
+            return
+        if isinstance(cache, botocore.utils.JSONFileCache):
+            # Inside a shared refresh's lock: bounded, so that a hung disk neither fails
+            # the refresh nor keeps the lock. The write is atomic, so one left to finish
+            # in its thread is harmless.
+            with anyio.move_on_after(within_seconds) as scope:
+                await anyio.to_thread.run_sync(
+                    self._write_sync, cache, value, abandon_on_cancel=True
+                )
+            if scope.cancelled_caught:
+                logger.warning(
+                    "%s: the credential cache write did not finish within %g s",
+                    self.description,
+                    within_seconds,
+                )
             return
         aset = getattr(cache, "aset", None)
         try:
