@@ -1207,9 +1207,11 @@ async def test_damaged_cache_entries_at_start_up_are_logged_and_replaced(
 
     Each damage in DAMAGE, at once, each with its own role session and cache directory.
     Bound, per damage: 1 AssumeRole call to fill the cache, exactly 1 more after the
-    damage (no failed request, no retry loop), exactly 1 warning from the library, the
-    entry rewritten (in the background, after the caller has the credentials: within
-    10 s) as a valid 0600 file holding the new credentials, nothing else in the 0700
+    damage (no failed request, no retry loop), one warning from the library (the same
+    line for each read of the entry, at most 3: at start-up, before and after the lock), the
+    entry rewritten (polled for up to 10 s: a write may follow the refresh, after the
+    caller has the credentials) as a valid 0600 file holding the new credentials, nothing
+    else in the 0700
     directory. (test_cache.py covers the JSONFileCache class alone, and
     test_assume_role.py the reuse of a valid entry after a restart.)
     """
@@ -1267,7 +1269,12 @@ async def damaged_entry_scenario(
     calls = [c for c in assume_role_calls(sts.calls) if c.params["RoleSessionName"] == session_name]
     assert [c.outcome for c in calls] == ["ok", "ok"]
     found = warnings()
-    assert len(found) == 1, [w.getMessage() for w in found]
+    # One warning for each read of the damaged entry: the refresh that replaces it reads
+    # the shared cache up to 3 times (at start-up, then before and after taking the
+    # key's lock). Always the same line.
+    messages = {w.getMessage() for w in found}
+    assert 1 <= len(found) <= 3, [w.getMessage() for w in found]
+    assert len(messages) == 1, messages
     assert "cache" in found[0].getMessage()
     await wait_for(lambda: entry_holds(cache_dir, new.access_key))
     assert_private_entry(cache_dir, entry, new.access_key)
