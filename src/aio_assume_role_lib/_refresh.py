@@ -240,9 +240,10 @@ class RefreshStats:
         blocking_refreshes: refreshes started with callers waiting.
         timeouts: tries that hit ``try_timeout_seconds`` or the refresh deadline.
         waits: callers that waited for a refresh.
-        served_stale: callers given cached credentials after a failed refresh, or
-            during the backoff that followed one (static stability).
-        served_expired: of those, callers given credentials past their expiry.
+        served_stale: cached credentials served in place of new ones (static stability):
+            once for each failed blocking refresh (whatever the number of its waiters),
+            and once for each call during the backoff that followed one.
+        served_expired: of those, the ones past their expiry.
         fast_failures: callers given a remembered error without a new request.
         invalidations: times a service's ``ExpiredToken`` marked the credentials stale.
     """
