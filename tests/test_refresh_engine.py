@@ -963,15 +963,25 @@ async def test_r10_refresh_events_are_logged_counted_and_never_leak_secrets(
 # --- R2: sharing never keeps parents alive, even after their children fetched ------------
 
 
-@pytest.mark.parametrize("anyio_backend", ["asyncio", pytest.param("trio", marks=pytest.mark.trio)])
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=[
+                pytest.mark.trio,
+                pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
+            ],
+        ),
+    ],
+)
 async def test_r2_dropped_parents_are_collected_with_their_sts_clients(
     sts: LoopbackSTS,
     anyio_backend: str,
     recwarn: pytest.WarningsRecorder,
     caplog: pytest.LogCaptureFixture,
 ) -> None:
-    if anyio_backend == "trio" and not HAS_TRIO:
-        pytest.skip("trio and httpx are installed on stack S1 only")
     new_parent = httpx_parent if anyio_backend == "trio" else make_parent
 
     async def use_and_drop(count: int) -> list[weakref.ref[Any]]:
