@@ -397,6 +397,9 @@ UNUSABLE_BODIES = {
     "bad expiration": _RESPONSE_XML.format(
         credentials=_CREDENTIALS_XML.format(expiration="tomorrow-ish")
     ),
+    # a success status with an error body: no credentials at all
+    "error body": '<ErrorResponse xmlns="https://sts.amazonaws.com/doc/2011-06-15/"><Error>'
+    f"<Code>AccessDenied</Code><Message>{_SECRET}</Message></Error></ErrorResponse>",
     # well-formed, but a field is missing
     "no session token": _RESPONSE_XML.format(
         credentials=_CREDENTIALS_XML.format(expiration="2099-01-01T00:00:00Z").replace(
@@ -440,15 +443,25 @@ class FixedResponseEndpoint:
         writer.close()
 
 
-@pytest.mark.parametrize("body", list(UNUSABLE_BODIES.values()), ids=list(UNUSABLE_BODIES))
+# What the one clear error says (naming the problem, never quoting a value).
+UNUSABLE_MESSAGES = {
+    "truncated XML": "could not be parsed",
+    "bad expiration": "could not be parsed",
+    "error body": "could not be parsed",
+    "no session token": "no usable SessionToken",
+}
+
+
+@pytest.mark.parametrize("name", list(UNUSABLE_BODIES))
 async def test_an_unusable_response_holding_credentials_leaks_them_nowhere(
-    leak_check: LeakCheck, monkeypatch: pytest.MonkeyPatch, body: str
+    leak_check: LeakCheck, monkeypatch: pytest.MonkeyPatch, name: str
 ) -> None:
     """A 200 response with credentials in it that cannot be used fails the refresh cleanly.
 
     Bound: one AssumeRole request, one error, no secret from the body in it or in any
     log record (every logger at DEBUG, botocore's below WARNING left out).
     """
+    body = UNUSABLE_BODIES[name]
     assert _SECRET in body
     leak_check.extra_secrets |= {_SECRET, _TOKEN}
     async with FixedResponseEndpoint(body) as endpoint_url:
@@ -457,9 +470,11 @@ async def test_an_unusable_response_holding_credentials_leaks_them_nowhere(
         monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "parent-secret-key-example-0123456789")
         monkeypatch.setenv("AWS_DEFAULT_REGION", "us-east-1")
         leak_check.extra_secrets.add("parent-secret-key-example-0123456789")
-        child = await assume_role(AioSession(), ROLE_A, RoleSessionName="unusable")
+        child = await assume_role(
+            AioSession(), ROLE_A, RoleSessionName="unusable", refresh=RefreshPolicy(max_tries=1)
+        )
         credentials = await child.get_credentials()
-        with pytest.raises(Exception) as caught:  # noqa: PT011 - the type is not the point
+        with pytest.raises(Exception, match=UNUSABLE_MESSAGES[name]) as caught:
             await credentials.get_frozen_credentials()
     leak_check.error(caught.value)
     leak_check.objects += [child, credentials]

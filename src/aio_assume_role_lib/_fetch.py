@@ -389,14 +389,16 @@ class AssumeRoleFetcher:
             response: dict[str, Any] = await sts.assume_role(**request)
         except ClientError:
             raise  # STS answered: the connection is fine
-        except ResponseParserError:
-            unparsable = True
         except UnicodeEncodeError:
             # Only reachable with validate=False, which skipped the check for this.
             raise ParamValidationError(
                 report="An AssumeRole parameter holds text that is not valid Unicode "
                 "(a lone surrogate) and cannot be sent."
             ) from None
+        except (ResponseParserError, KeyError, ValueError, TypeError):
+            # botocore's parser raises these too, for a body that is XML but not an
+            # AssumeRole answer (an error body with a success status, a bad timestamp).
+            unparsable = True
         except BaseException:
             # A broken connection, a deadline hit mid-response: the next try starts on a
             # fresh client.
