@@ -15,7 +15,9 @@ stack S1's, so that S1's figures are the headline and S2's stand beside them);
 
 Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
-through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``.
+through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``
+(S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory) and
+``_pool_scenarios.py`` (P1-P4: ClientPool).
 """
 
 from __future__ import annotations
@@ -36,8 +38,10 @@ from _contenders import make_contenders
 from _pool_scenarios import POOL_SCENARIOS
 from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
+from _stability_scenarios import STABILITY_SCENARIOS
 from _sts_process import RemoteSTS
 
+ALL_SCENARIOS = SCENARIOS + STABILITY_SCENARIOS + POOL_SCENARIOS
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "aio-assume-role-lib",
@@ -100,7 +104,7 @@ async def _run_all(
     context = Context(sts, contenders, config)
     rows: list[Row] = []
     try:
-        for scenario in SCENARIOS + POOL_SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             if scenario.id not in selected:
                 continue
             started = time.perf_counter()
@@ -134,10 +138,10 @@ def _environment() -> list[str]:
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     config = SMOKE if args.smoke else FULL
-    selected = [s.id for s in SCENARIOS + POOL_SCENARIOS]
+    selected = [s.id for s in ALL_SCENARIOS]
     if args.only:
         selected = [part.strip().upper() for part in args.only.split(",")]
-        unknown = set(selected) - {s.id for s in SCENARIOS + POOL_SCENARIOS}
+        unknown = set(selected) - {s.id for s in ALL_SCENARIOS}
         if unknown:
             print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
