@@ -1,4 +1,4 @@
-"""SPEC section 5, clients: ``ClientPool`` beside the patterns users write without it.
+"""Clients: ``ClientPool`` beside the patterns users write without it.
 
 * P1, P2: per-request CPU of ``assume_role`` + a client + one signed GetCallerIdentity,
   over plain HTTP (P1) and HTTPS (P2), with a leased pooled client vs a client made and
@@ -491,7 +491,7 @@ def render_pool_section(rows: list[Row], config: Config) -> list[str]:
         "per request, or a dictionary of clients that only grows. In brackets, the other "
         "pattern's figure divided by the pool's.\n"
     )
-    out.append(f"| scenario | SPEC target | {LABELS[POOL]} | met? | other pattern | workload |")
+    out.append(f"| scenario | target | {LABELS[POOL]} | met? | other pattern | workload |")
     out.append("|---|---|---|---|---|---|")
     for scenario in ran:
         cells = table[scenario.id]
@@ -559,7 +559,7 @@ def draw_pool_panel(axis: Any, index: int, rows: list[Row]) -> bool:
         axis.set_yscale("log")
     if target is not None:
         axis.axhline(
-            target, color="green", linestyle="--", linewidth=1, label=f"SPEC target {target:g}"
+            target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}"
         )
         axis.legend(fontsize=7, loc="best")
     if scenario.id == "P3":

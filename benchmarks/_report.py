@@ -307,6 +307,9 @@ def render_markdown(
     out.append("them with (checked against the server's records); latencies are per task or")
     out.append("request (S6, S7: from the moment the request was due, so queueing behind a")
     out.append("blocked event loop counts); *max loop lag* is the latest a 1 ms ticker woke up.")
+    out.append("R1: *failed requests* are those while the credentials were valid (requests")
+    out.append("after the expiry, during the outage, are not counted there); R2: callers that")
+    out.append("gave up; R4: parents whose first fetch raised.")
     out.append("")
     # The ClientPool section shows the headline stack's figures.
     headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
@@ -338,13 +341,17 @@ def render_markdown(
         "`AioSession(profile=...)`: a new session per request in S2-S4 (S3 times "
         "`AioSession(profile=...)`, its way of getting a role session), one long-lived "
         "session and client in S1 and S5-S8 (a session per request would cap it at a few "
-        "requests per second)."
+        "requests per second). R1-R3 use each contender the way S6 does (R1 without the "
+        "API call); R4 makes a new parent per iteration: `AioSession()` for this library "
+        "and the aiobotocore provider (the profile session), `boto3.Session()` for the "
+        "sync library, `aioboto3.Session()` for aioboto3-assume, all sharing one botocore "
+        "data loader."
     )
     out.append(
         "- **aioboto3-assume 0.1.2** (S2 only): `aioboto3_assume.assume_role("
         "aioboto3.Session(), {RoleArn, RoleSessionName})`, used like the aiobotocore "
         "provider. It keeps the expiry with whole-second precision; with compressed "
-        "lifetimes (S6, S7) that rounding weighs 100 times more than with real ones, and its "
+        "lifetimes (S6, S7, R1) that rounding weighs 100 times more than with real ones, and its "
         "credentials can look up to 1 s older than they are (its `RuntimeError`s in the "
         'footnotes, if any: "refreshed credentials are still expired").'
     )
