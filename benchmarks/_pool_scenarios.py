@@ -558,9 +558,7 @@ def draw_pool_panel(axis: Any, index: int, rows: list[Row]) -> bool:
     if positive and max(positive) / max(min(positive), 1e-12) > 50:
         axis.set_yscale("log")
     if target is not None:
-        axis.axhline(
-            target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}"
-        )
+        axis.axhline(target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}")
         axis.legend(fontsize=7, loc="best")
     if scenario.id == "P3":
         rss = ", ".join(_mib(cells[key].extra["rss_growth"]) for key in keys)
