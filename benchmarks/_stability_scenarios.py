@@ -67,7 +67,7 @@ class StabilityConfig:
 FULL = StabilityConfig(
     time_scale=100.0, outage_rate=1_000.0, outage_sts_latency=0.001, outage_past_expiry=60.0,
     recovery_watch=30.0, deny_seconds=4.0, deny_scale=1.0, retry_every=0.1, retry_give_up=15.0,
-    deny_repeats=3, deny_repeats_anchors=1, throttle_rate=100.0, throttle_seconds=2.0,
+    deny_repeats=5, deny_repeats_anchors=1, throttle_rate=100.0, throttle_seconds=2.0,
     parents=1_000, parents_warm_up=20, parents_time_cap=90.0, parents_time_cap_anchors=6.0,
 )  # fmt: skip
 SMOKE = StabilityConfig(
@@ -502,9 +502,10 @@ STABILITY_SCENARIOS = [
     Scenario(
         "R2",
         "AccessDenied for 4 s, then allowed: a retrying caller",
-        "seconds from the first denial to the caller's first success (median of the runs)",
-        "<= 5.5 s",
-        lambda row: row.headline is not None and row.headline <= 5.5 and not row.failed,
+        "seconds from the first denial to the caller's first success (median of the runs; "
+        "worst beside it)",
+        "<= 5.5 s (met: every run)",
+        lambda row: (row.extra.get("worst") or math.inf) <= 5.5 and not row.failed,
         run_denied_then_allowed,
         lambda c: (
             f"{stability_config(c).deny_repeats} runs for this library (its error memory is "
