@@ -66,6 +66,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument(
         "--rows-out", type=Path, help="write this stack's rows here as JSON; no report"
     )
+    parser.add_argument(
+        "--from-rows",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="run nothing: write the report from files --rows-out wrote",
+    )
     return parser.parse_args(argv)
 
 
@@ -156,6 +163,9 @@ def main(argv: list[str]) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
         logging.getLogger().setLevel(logging.CRITICAL)
 
+    if args.from_rows:
+        runs = [StackRun.from_json(path.read_text()) for path in args.from_rows]
+        return _write_report(runs, config, args, out_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-home-") as home:
         sts = RemoteSTS(latency=config.sts_latency)
@@ -174,9 +184,16 @@ def main(argv: list[str]) -> int:
         if other is None:
             return 1
         runs.append(other)
-    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
+    return _write_report(runs, config, args, out_dir)
 
+
+def _write_report(
+    runs: list[StackRun], config: Config, args: argparse.Namespace, out_dir: Path
+) -> int:
+    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
     command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
+    if args.from_rows:
+        command = "benchmarks/run.py --rows-out FILE per stack, then --from-rows FILE..."
     if args.only:
         command += f" --only {args.only}"
     out_dir.mkdir(parents=True, exist_ok=True)
