@@ -10,7 +10,11 @@ Every contender offers the same operations, so a scenario is written once:
 * ``parent_client()`` / ``role_client(arn)``: make and close an STS client on the parent,
   or on a role session obtained the per-request way;
 * ``traffic_request(arn)``: one request of a service under steady traffic (credentials,
-  and when asked a signed GetCallerIdentity, the stand-in for "the AWS API call").
+  and when asked a signed GetCallerIdentity, the stand-in for "the AWS API call");
+* ``fresh_parent_credentials(arn)``: make a new parent session, get a role session from
+  it, fetch its credentials once, and drop everything (a session per tenant or job). The
+  new sessions share one botocore data loader (``_new_aio_session``): what a service
+  making many sessions does, and it saves ~0.2 s of JSON loading per session.
 
 How each anchor is used:
 
@@ -38,6 +42,7 @@ from typing import Any
 
 import aws_assume_role_lib
 import boto3
+import botocore.session
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 
@@ -91,6 +96,28 @@ class RoleHandle:
         """``get_frozen_credentials`` itself, for timing the hot path (async contenders)."""
         self.hot_path_sync = hot_path_sync
         """The same for a sync contender called inside the loop."""
+
+
+_SHARED: dict[str, Any] = {}
+
+
+def _shared_loader() -> Any:
+    loader = _SHARED.get("loader")
+    if loader is None:
+        loader = _SHARED["loader"] = AioSession().get_component("data_loader")
+    return loader
+
+
+def _new_aio_session(**kwargs: Any) -> AioSession:
+    session = AioSession(**kwargs)
+    session.register_component("data_loader", _shared_loader())
+    return session
+
+
+def _new_botocore_session() -> Any:
+    session = botocore.session.Session()
+    session.register_component("data_loader", _shared_loader())
+    return session
 
 
 def _use(frozen: Any) -> Use:
@@ -151,6 +178,9 @@ class Contender:
     ) -> Callable[[bool], Awaitable[Use]]:
         raise NotImplementedError
 
+    async def fresh_parent_credentials(self, role_arn: str) -> Use:
+        raise NotImplementedError
+
     async def close(self) -> None:
         pass
 
@@ -204,6 +234,12 @@ class ThisLibrary(Contender):
             return use
 
         return request
+
+    async def fresh_parent_credentials(self, role_arn: str) -> Use:
+        parent = _new_aio_session()
+        child = await assume_role(parent, role_arn)
+        creds = await child.get_credentials()
+        return _use(await creds.get_frozen_credentials())
 
     async def close(self) -> None:
         await self._clients.close()
@@ -280,6 +316,15 @@ class SyncLibrary(Contender):
 
         return request
 
+    def _fresh_parent_sync(self, role_arn: str) -> Use:
+        parent = boto3.Session(botocore_session=_new_botocore_session())
+        child = aws_assume_role_lib.assume_role(parent, role_arn)
+        return _use(child.get_credentials().get_frozen_credentials())
+
+    async def fresh_parent_credentials(self, role_arn: str) -> Use:
+        result: Use = await self._run(self._fresh_parent_sync, role_arn)
+        return result
+
 
 class _AsyncAnchor(Contender):
     """Shared code of the two async anchors: a role session, its credentials, its clients."""
@@ -330,6 +375,13 @@ class _AsyncAnchor(Contender):
 
         return request
 
+    def _role_session_of_new_parent(self, role_arn: str) -> Any:
+        raise NotImplementedError
+
+    async def fresh_parent_credentials(self, role_arn: str) -> Use:
+        creds = await self._role_session_of_new_parent(role_arn).get_credentials()
+        return _use(await creds.get_frozen_credentials())
+
     async def close(self) -> None:
         await self._clients.close()
 
@@ -359,6 +411,10 @@ class AiobotocoreProvider(_AsyncAnchor):
     def _role_session(self, role_arn: str) -> Any:
         return AioSession(profile=self._profile(role_arn))
 
+    def _role_session_of_new_parent(self, role_arn: str) -> Any:
+        # The profile session is its own parent.
+        return _new_aio_session(profile=self._profile(role_arn))
+
     def _client(self, session: Any, **kwargs: Any) -> Any:
         return session.create_client("sts", **kwargs)
 
@@ -374,11 +430,14 @@ class Aioboto3Assume(_AsyncAnchor):
         super().__init__()
         self.parent = aioboto3.Session()
 
-    def _role_session(self, role_arn: str) -> Any:
+    def _role_session(self, role_arn: str, parent: Any = None) -> Any:
         return aioboto3_assume.assume_role(
-            source_session=self.parent,
+            source_session=self.parent if parent is None else parent,
             assume_role_kwargs={"RoleArn": role_arn, "RoleSessionName": "bench-aioboto3-assume"},
         )
+
+    def _role_session_of_new_parent(self, role_arn: str) -> Any:
+        return self._role_session(role_arn, aioboto3.Session(botocore_session=_new_aio_session()))
 
     def _client(self, session: Any, **kwargs: Any) -> Any:
         return session.client("sts", **kwargs)

@@ -20,7 +20,12 @@ from typing import Any
 from _contenders import LABELS, ORDER, SHORT_LABELS, THIS
 from _pool_scenarios import render_pool_section
 from _process_scenarios import render_process_section
-from _scenarios import SCENARIOS, Config, Row, Scenario
+from _scenarios import SCENARIOS as _S_SCENARIOS
+from _scenarios import Config, Row, Scenario
+from _stability_scenarios import STABILITY_SCENARIOS, format_stability
+
+# The scenarios with a row per contender: the summary table, the details, the charts.
+SCENARIOS = _S_SCENARIOS + STABILITY_SCENARIOS
 
 NOT_APPLICABLE = "n/a"
 HEADLINE_STACK = "S1"
@@ -117,6 +122,9 @@ def format_headline(scenario: str, row: Row) -> str:
         return f"{value:.2f} per lifetime" + failed
     if scenario == "S7":
         return f"{_plural(value, 'attempt')}, {row.failed or 0:,} failed"
+    stability = format_stability(scenario, row)
+    if stability is not None:
+        return stability
     if scenario in {"S3", "S8"}:
         return format_seconds(value)
     if scenario == "S4":
@@ -182,10 +190,13 @@ def render_markdown(
         "event loop, against the same server."
     )
     out.append(
-        "- time compression (S6, S7): every duration is divided by "
-        f"{config.time_scale:g}: the lifetime STS gives credentials "
-        f"(900 s -> {900 / config.time_scale:g} s), this library's RefreshPolicy windows "
-        "and back-off (passed scaled through `refresh=`), botocore's refresh windows "
+        "- time compression (S6, S7, and R1 at its own scale, stated in its row): every "
+        f"duration is divided by {config.time_scale:g}: the lifetime STS gives credentials "
+        f"(900 s -> {900 / config.time_scale:g} s), this library's RefreshPolicy windows, "
+        "back-off, retry pause and error memory (passed scaled through `refresh=`; the "
+        "advisory window is pinned to the 5 min the AWS tiers give 900 s credentials, "
+        "scaled, because left to the tiers a 9 s lifetime falls under the short-lifetime "
+        "cap instead; blocking window 1 min, scaled), botocore's refresh windows "
         "(15/10 min) and botocore's retry back-off (both patched for the duration of the "
         "scenario, so that the anchors live in the same compressed world). Not scaled: "
         "request rates, STS latency, the CPU cost of a call, and the per-call deadlines, "
@@ -297,11 +308,14 @@ def render_markdown(
     out.append("them with (checked against the server's records); latencies are per task or")
     out.append("request (S6, S7: from the moment the request was due, so queueing behind a")
     out.append("blocked event loop counts); *max loop lag* is the latest a 1 ms ticker woke up.")
+    out.append("R1: *failed requests* are those while the credentials were valid (requests")
+    out.append("after the expiry, during the outage, are not counted there); R2: callers that")
+    out.append("gave up; R4: parents whose first fetch raised.")
     out.append("")
-    # (``rows`` was undefined here: the pool section crashed every report.)
-    rows = [row for run in runs for row in run.rows]
-    out.extend(render_pool_section(rows, config))
-    out.extend(render_process_section(rows, config))
+    # The ClientPool section shows the headline stack's figures.
+    headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
+    out.extend(render_pool_section(headline_rows, config))
+    out.extend(render_process_section(headline_rows, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "
@@ -329,13 +343,17 @@ def render_markdown(
         "`AioSession(profile=...)`: a new session per request in S2-S4 (S3 times "
         "`AioSession(profile=...)`, its way of getting a role session), one long-lived "
         "session and client in S1 and S5-S8 (a session per request would cap it at a few "
-        "requests per second)."
+        "requests per second). R1-R3 use each contender the way S6 does (R1 without the "
+        "API call); R4 makes a new parent per iteration: `AioSession()` for this library "
+        "and the aiobotocore provider (the profile session), `boto3.Session()` for the "
+        "sync library, `aioboto3.Session()` for aioboto3-assume, all sharing one botocore "
+        "data loader."
     )
     out.append(
         "- **aioboto3-assume 0.1.2** (S2 only): `aioboto3_assume.assume_role("
         "aioboto3.Session(), {RoleArn, RoleSessionName})`, used like the aiobotocore "
         "provider. It keeps the expiry with whole-second precision; with compressed "
-        "lifetimes (S6, S7) that rounding weighs 100 times more than with real ones, and its "
+        "lifetimes (S6, S7, R1) that rounding weighs 100 times more than with real ones, and its "
         "credentials can look up to 1 s older than they are (its `RuntimeError`s in the "
         'footnotes, if any: "refreshed credentials are still expired").'
     )
@@ -397,6 +415,17 @@ def _worst_excess(row: Row) -> float | None:
     return None if value is None else float(value)
 
 
+def _extra(row: Row, name: str) -> float | None:
+    value = row.extra.get(name)
+    return None if value is None else float(value)
+
+
+def _rss_growth(row: Row) -> float | None:
+    if "rss_after" not in row.extra:
+        return None
+    return float(row.extra["rss_after"] - row.extra["rss_before"])
+
+
 def _fixed(value: float) -> Callable[[Row | None], float | None]:
     return lambda ours: value
 
@@ -427,6 +456,30 @@ PANELS: dict[str, list[Panel]] = {
         Panel("S7", "failed requests", _failed, target=_fixed(0)),
     ],
     "S8": [Panel("S8", "median per call (µs)", _headline, 1e-6, _fixed(2e-6))],
+    "R1": [
+        Panel("R1", "failed requests while the credentials were valid", _headline, 1.0, _fixed(0)),
+        Panel(
+            "R1",
+            "seconds from STS recovery to fresh credentials (scenario time)",
+            lambda row: _extra(row, "recovery_seconds"),
+            target=_fixed(5),
+        ),
+        Panel("R1", "STS attempts during the outage", lambda row: _extra(row, "outage_attempts")),
+    ],
+    "R2": [
+        Panel("R2", "seconds until the caller succeeds (median)", _headline),
+        Panel(
+            "R2",
+            "seconds until the caller succeeds (worst run)",
+            lambda row: _extra(row, "worst"),
+            target=_fixed(5.5),
+        ),
+    ],
+    "R3": [Panel("R3", "failed requests", _headline, 1.0, _fixed(0))],
+    "R4": [
+        Panel("R4", "objects left per parent (second half)", _headline, 1.0, _fixed(1)),
+        Panel("R4", "RSS growth (MiB)", _rss_growth, 2**20),
+    ],
 }
 
 # (file suffix, chart title, scenarios); scenarios not listed get a chart of their own.
@@ -435,6 +488,8 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ("steady", "Steady traffic and an STS outage", ["S6", "S7"]),
     ("speed", "Time per call (less is better)", ["S3", "S8", "S4"]),
     ("loop-lag", "Event-loop lag while STS takes 200 ms to answer", ["S5"]),
+    ("stability", "STS outages and errors", ["R1", "R2", "R3"]),
+    ("memory", "Parents made, used and dropped", ["R4"]),
 ]
 
 

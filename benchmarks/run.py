@@ -15,7 +15,9 @@ stack S1's, so that S1's figures are the headline and S2's stand beside them);
 
 Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
-through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``.
+through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``
+(S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory) and
+``_pool_scenarios.py`` (P1-P4: ClientPool).
 """
 
 from __future__ import annotations
@@ -37,8 +39,10 @@ from _pool_scenarios import POOL_SCENARIOS
 from _process_scenarios import PROCESS_SCENARIOS
 from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
+from _stability_scenarios import STABILITY_SCENARIOS
 from _sts_process import RemoteSTS
 
+ALL_SCENARIOS = SCENARIOS + STABILITY_SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "aio-assume-role-lib",
@@ -62,6 +66,13 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     )
     parser.add_argument(
         "--rows-out", type=Path, help="write this stack's rows here as JSON; no report"
+    )
+    parser.add_argument(
+        "--from-rows",
+        type=Path,
+        nargs="+",
+        metavar="FILE",
+        help="run nothing: write the report from files --rows-out wrote",
     )
     return parser.parse_args(argv)
 
@@ -101,7 +112,7 @@ async def _run_all(
     context = Context(sts, contenders, config)
     rows: list[Row] = []
     try:
-        for scenario in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS:
+        for scenario in ALL_SCENARIOS:
             if scenario.id not in selected:
                 continue
             started = time.perf_counter()
@@ -135,10 +146,10 @@ def _environment() -> list[str]:
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     config = SMOKE if args.smoke else FULL
-    selected = [s.id for s in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS]
+    selected = [s.id for s in ALL_SCENARIOS]
     if args.only:
         selected = [part.strip().upper() for part in args.only.split(",")]
-        unknown = set(selected) - {s.id for s in SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS}
+        unknown = set(selected) - {s.id for s in ALL_SCENARIOS}
         if unknown:
             print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
             return 2
@@ -153,6 +164,9 @@ def main(argv: list[str]) -> int:
         logging.getLogger().addHandler(logging.NullHandler())
         logging.getLogger().setLevel(logging.CRITICAL)
 
+    if args.from_rows:
+        runs = [StackRun.from_json(path.read_text()) for path in args.from_rows]
+        return _write_report(runs, config, args, out_dir)
     started = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-home-") as home:
         sts = RemoteSTS(latency=config.sts_latency)
@@ -171,9 +185,16 @@ def main(argv: list[str]) -> int:
         if other is None:
             return 1
         runs.append(other)
-    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
+    return _write_report(runs, config, args, out_dir)
 
+
+def _write_report(
+    runs: list[StackRun], config: Config, args: argparse.Namespace, out_dir: Path
+) -> int:
+    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
     command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
+    if args.from_rows:
+        command = "benchmarks/run.py --rows-out FILE per stack, then --from-rows FILE..."
     if args.only:
         command += f" --only {args.only}"
     out_dir.mkdir(parents=True, exist_ok=True)
