@@ -153,6 +153,30 @@ def make_parent(kind: str = "aiobotocore") -> Any:
     return AioSession()
 
 
+def httpx_parent() -> AioSession:
+    """An AioSession whose clients (and its children's) use aiobotocore's httpx backend,
+    the one trio needs (stack S1)."""
+    from aiobotocore.config import AioConfig
+    from aiobotocore.httpxsession import HttpxSession
+
+    parent = AioSession()
+    parent.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
+    return parent
+
+
+# For tests that run on asyncio and, where it is installed, on trio.
+ASYNCIO_AND_TRIO = [
+    "asyncio",
+    pytest.param(
+        "trio",
+        marks=[
+            pytest.mark.trio,
+            pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
+        ],
+    ),
+]
+
+
 def botocore_session(session: Any) -> AioSession:
     return session if isinstance(session, AioSession) else session._session
 

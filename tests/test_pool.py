@@ -28,7 +28,15 @@ from aio_assume_role_lib import ClientPool, ClientPoolClosedError, assume_role
 from aio_assume_role_lib._pool import _canonical_kwargs
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from .conftest import HAS_AIOBOTO3, HAS_TRIO, ROLE_A, ROLE_B, make_parent
+from .conftest import (
+    ASYNCIO_AND_TRIO,
+    HAS_AIOBOTO3,
+    HAS_TRIO,
+    ROLE_A,
+    ROLE_B,
+    httpx_parent,
+    make_parent,
+)
 
 pytestmark = pytest.mark.anyio
 
@@ -113,14 +121,6 @@ async def eventually(condition: Callable[[], bool], within: float = 10.0) -> Non
             return
         await anyio.sleep(0.05)
     raise AssertionError(f"not within {within} s")
-
-
-def httpx_parent() -> AioSession:
-    from aiobotocore.httpxsession import HttpxSession
-
-    parent = AioSession()
-    parent.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
-    return parent
 
 
 async def child_of(kind: str = "aiobotocore", role: str = ROLE_A) -> Any:
@@ -375,19 +375,7 @@ async def test_idle_clients_are_closed_after_idle_timeout(sts: LoopbackSTS) -> N
             assert pool.open_clients == 1
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        "asyncio",
-        pytest.param(
-            "trio",
-            marks=[
-                pytest.mark.trio,
-                pytest.mark.skipif(not HAS_TRIO, reason="trio runs on stack S1 only"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
 async def test_idle_clients_are_closed_with_no_lease_to_notice(
     sts: LoopbackSTS, anyio_backend: str
 ) -> None:

@@ -33,6 +33,7 @@ from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
 from .conftest import (
+    ASYNCIO_AND_TRIO,
     HAS_TRIO,
     ROLE_A,
     ROLE_B,
@@ -41,6 +42,7 @@ from .conftest import (
     botocore_session,
     caller_arn,
     client,
+    httpx_parent,
     make_parent,
 )
 
@@ -169,15 +171,6 @@ async def settled(credentials: Any) -> Any:
     stats = credentials.refresh_stats
     await wait_for(lambda: stats.attempts == stats.successes + stats.failures)
     return stats
-
-
-def httpx_parent() -> AioSession:
-    """An AioSession whose clients (and its children's) use aiobotocore's httpx backend."""
-    from aiobotocore.httpxsession import HttpxSession
-
-    parent = AioSession()
-    parent.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
-    return parent
 
 
 # --- R1: single flight -------------------------------------------------------------------
@@ -963,19 +956,7 @@ async def test_r10_refresh_events_are_logged_counted_and_never_leak_secrets(
 # --- R2: sharing never keeps parents alive, even after their children fetched ------------
 
 
-@pytest.mark.parametrize(
-    "anyio_backend",
-    [
-        "asyncio",
-        pytest.param(
-            "trio",
-            marks=[
-                pytest.mark.trio,
-                pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
 async def test_r2_dropped_parents_are_collected_with_their_sts_clients(
     sts: LoopbackSTS,
     anyio_backend: str,
