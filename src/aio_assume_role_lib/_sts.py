@@ -178,9 +178,7 @@ class StsClients:
 
     def _drop(self, held: _Held) -> None:
         self._tokens.discard(held.token)
-        entry = _open.pop(held.token, None)
-        if entry is not None and entry[0].is_closed():
-            _close_synchronously(entry[1])
+        _release({held.token})
 
     async def discard(self) -> None:
         """Close the running loop's client (after a broken connection, say)."""
