@@ -25,8 +25,18 @@ from aiohttp import web
 
 from aio_assume_role_lib import ClientPool, assume_role
 
-DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/Reader"
 ROLE_SESSION_NAME = "aiohttp-example"
+
+
+def role_arn_from_environment() -> str:
+    """The role this service acts as, from ``ROLE_ARN``; a clear error when it is unset."""
+    role_arn = os.environ.get("ROLE_ARN", "").strip()
+    if not role_arn:
+        raise RuntimeError(
+            "ROLE_ARN is not set: set it to the ARN of the role this service acts as, "
+            "for example ROLE_ARN=arn:aws:iam::123456789012:role/Reader"
+        )
+    return role_arn
 
 
 # --8<-- [start:app]
@@ -39,7 +49,7 @@ async def aws_context(app: web.Application) -> AsyncIterator[None]:
     # The parent session: its credentials (and region) come from the environment, a
     # profile, an instance role...; every child refreshes its own from them.
     app[PARENT] = AioSession()
-    app[ROLE_ARN] = os.environ.get("ROLE_ARN", DEFAULT_ROLE_ARN)
+    app[ROLE_ARN] = role_arn_from_environment()
     # Clients shared by every request: one per role and service, made on first use,
     # at most 64 open (the least recently used idle one goes first), all closed on exit.
     async with ClientPool(max_clients=64, idle_timeout=300) as clients:
@@ -67,4 +77,8 @@ def create_app() -> web.Application:
 
 
 if __name__ == "__main__":
+    try:  # fail before serving, in one line, rather than at startup with a traceback
+        role_arn_from_environment()
+    except RuntimeError as error:
+        raise SystemExit(f"aiohttp_app.py: {error}") from None
     web.run_app(create_app(), host="127.0.0.1", port=8080)

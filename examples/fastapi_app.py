@@ -31,8 +31,18 @@ from fastapi import Depends, FastAPI, Request
 
 from aio_assume_role_lib import ClientPool, JSONFileCache, assume_role
 
-DEFAULT_ROLE_ARN = "arn:aws:iam::123456789012:role/Reader"
 ROLE_SESSION_NAME = "fastapi-example"
+
+
+def role_arn_from_environment() -> str:
+    """The role this service acts as, from ``ROLE_ARN``; a clear error when it is unset."""
+    role_arn = os.environ.get("ROLE_ARN", "").strip()
+    if not role_arn:
+        raise RuntimeError(
+            "ROLE_ARN is not set: set it to the ARN of the role this service acts as, "
+            "for example ROLE_ARN=arn:aws:iam::123456789012:role/Reader"
+        )
+    return role_arn
 
 
 # --8<-- [start:lifespan]
@@ -41,7 +51,7 @@ async def lifespan(app: FastAPI) -> AsyncIterator[None]:
     # The parent session: its credentials (and region) come from the environment, a
     # profile, an instance role...; every child refreshes its own from them.
     app.state.parent = AioSession()
-    app.state.role_arn = os.environ.get("ROLE_ARN", DEFAULT_ROLE_ARN)
+    app.state.role_arn = role_arn_from_environment()
     # Worker processes share each refresh through a cache directory, if one is given.
     cache_dir = os.environ.get("ROLE_CACHE_DIR")
     app.state.cache = JSONFileCache(cache_dir) if cache_dir else None
@@ -82,4 +92,8 @@ async def whoami(request: Request, session: RoleSession) -> dict[str, str]:
 if __name__ == "__main__":
     import uvicorn
 
+    try:  # fail before serving, in one line, rather than at startup with a traceback
+        role_arn_from_environment()
+    except RuntimeError as error:
+        raise SystemExit(f"fastapi_app.py: {error}") from None
     uvicorn.run(app, host="127.0.0.1", port=8000)

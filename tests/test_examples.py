@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import importlib.util
+import os
 import socket
+import subprocess
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -149,18 +151,41 @@ async def test_aiohttp_app(sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch) ->
     check_answers(responses, sts, example.ROLE_SESSION_NAME)
 
 
-async def test_the_apps_use_their_default_role_without_the_variable(sts: LoopbackSTS) -> None:
-    example = load_example("aiohttp_app")
-    async with (
-        serving_with_aiohttp(example.create_app()) as base_url,
-        aiohttp.ClientSession(base_url) as http,
-    ):
-        status, body = await get_whoami(http)
-    assert status == 200
-    assert body["arn"] == get_assumed_role_session_arn(
-        "123456789012", "Reader", example.ROLE_SESSION_NAME
+@pytest.mark.parametrize("value", [None, "", "  "], ids=["unset", "empty", "blank"])
+async def test_the_apps_refuse_to_start_without_a_role(
+    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch, value: str | None
+) -> None:
+    """No made-up default role: startup fails, naming ROLE_ARN, and STS is never called."""
+    if value is None:
+        monkeypatch.delenv("ROLE_ARN", raising=False)
+    else:
+        monkeypatch.setenv("ROLE_ARN", value)
+    with pytest.raises(RuntimeError, match=r"^ROLE_ARN is not set: set it to the ARN"):
+        async with serving_with_aiohttp(load_example("aiohttp_app").create_app()):
+            pass
+    fastapi_app = load_example("fastapi_app")
+    with pytest.raises(RuntimeError, match=r"^ROLE_ARN is not set: set it to the ARN"):
+        async with fastapi_app.lifespan(fastapi_app.app):  # what uvicorn runs at startup
+            pass
+    assert sts.calls == []
+
+
+@pytest.mark.parametrize("name", ["fastapi_app", "aiohttp_app"])
+def test_the_apps_run_as_scripts_say_so_in_one_line(name: str) -> None:
+    environment = {key: value for key, value in os.environ.items() if key != "ROLE_ARN"}
+    result = subprocess.run(
+        [sys.executable, str(EXAMPLES / f"{name}.py")],
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
-    assert load_example("fastapi_app").DEFAULT_ROLE_ARN == example.DEFAULT_ROLE_ARN
+    assert result.returncode == 1
+    assert result.stdout == ""
+    assert result.stderr.splitlines() == [
+        f"{name}.py: ROLE_ARN is not set: set it to the ARN of the role this service acts as, "
+        "for example ROLE_ARN=arn:aws:iam::123456789012:role/Reader"
+    ]
 
 
 def one_certificate_bundle(directory: Path) -> Path:
