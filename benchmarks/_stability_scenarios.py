@@ -68,7 +68,7 @@ FULL = StabilityConfig(
     time_scale=100.0, outage_rate=1_000.0, outage_sts_latency=0.001, outage_past_expiry=60.0,
     recovery_watch=30.0, deny_seconds=4.0, deny_scale=1.0, retry_every=0.1, retry_give_up=15.0,
     deny_repeats=5, deny_repeats_anchors=1, throttle_rate=100.0, throttle_seconds=2.0,
-    parents=1_000, parents_warm_up=20, parents_time_cap=90.0, parents_time_cap_anchors=6.0,
+    parents=1_000, parents_warm_up=20, parents_time_cap=180.0, parents_time_cap_anchors=6.0,
 )  # fmt: skip
 SMOKE = StabilityConfig(
     time_scale=1_000.0, outage_rate=200.0, outage_sts_latency=0.001, outage_past_expiry=60.0,
