@@ -19,8 +19,10 @@ import urllib.request
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
+import botocore.loaders
+import botocore.session
 import pytest
 from aiobotocore.session import AioSession
 
@@ -44,6 +46,42 @@ SESSION_KINDS = ["aiobotocore", "aioboto3"] if HAS_AIOBOTO3 else ["aiobotocore"]
 @pytest.fixture
 def anyio_backend() -> str:
     return "asyncio"
+
+
+class _SharedCacheLoader(botocore.loaders.Loader):
+    """botocore's data loader, with one cache per search path for the whole test run.
+
+    Every session still gets its own loader (tests that check which loader a child uses
+    stay meaningful), but the JSON it loads (service models, endpoints: ~80 ms of CPU per
+    new session) is parsed once per search path, as in a service that keeps its sessions.
+    boto3 and aioboto3 sessions add a search path, so they get a cache of their own.
+    """
+
+    _caches: ClassVar[dict[tuple[str, ...], dict[Any, Any]]] = {}
+
+    @property  # type: ignore[override]
+    def _cache(self) -> dict[Any, Any]:
+        return self._caches.setdefault(tuple(self.search_paths), {})
+
+    @_cache.setter
+    def _cache(self, value: dict[Any, Any]) -> None:
+        del value  # Loader.__init__ sets an empty cache: the shared one stands
+
+
+def _create_loader(search_path_string: str | None = None) -> botocore.loaders.Loader:
+    """What botocore.loaders.create_loader does, with the shared cache."""
+    if search_path_string is None:
+        return _SharedCacheLoader()
+    paths = search_path_string.split(os.pathsep)
+    return _SharedCacheLoader([os.path.expanduser(os.path.expandvars(p)) for p in paths])
+
+
+@pytest.fixture(scope="session", autouse=True)
+def service_data_parsed_once() -> Iterator[None]:
+    """Sessions made in this process share loaded service data (see _SharedCacheLoader)."""
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(botocore.session, "create_loader", _create_loader)
+        yield
 
 
 @pytest.fixture(autouse=True)
