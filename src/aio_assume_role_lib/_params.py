@@ -208,16 +208,26 @@ def _token_code_type_problem(value: object) -> str:
     )
 
 
-def _plain_copy(value: Any) -> Any:
+# Deeper than any AssumeRole parameter's shape (three levels at most) by far; a value
+# that contains itself gets there at once, rather than at the interpreter's recursion
+# limit (ten times deeper, and ten times slower to refuse).
+_MAX_NESTING = 100
+
+
+def _plain_copy(value: Any, depth: int = 0) -> Any:
     """Copy mappings, lists and tuples (as dicts and lists), recursively.
 
     Other values (strings, numbers, and anything odd, which validation will reject)
-    are kept as they are.
+    are kept as they are. Raises ``RecursionError`` past ``_MAX_NESTING`` levels.
     """
-    if isinstance(value, Mapping):
-        return {key: _plain_copy(item) for key, item in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_plain_copy(item) for item in value]
+        if depth >= _MAX_NESTING:
+            raise RecursionError("nested too deeply")
+        return [_plain_copy(item, depth + 1) for item in value]
+    if isinstance(value, Mapping):
+        if depth >= _MAX_NESTING:
+            raise RecursionError("nested too deeply")
+        return {key: _plain_copy(item, depth + 1) for key, item in value.items()}
     return value
 
 
