@@ -156,7 +156,7 @@ def test_without_the_lock_each_process_refreshes_on_its_own(
 def test_eight_processes_under_steady_traffic_make_about_one_call_per_lifetime(
     sts: LoopbackSTS, tmp_path: Path
 ) -> None:
-    lifetime, lifetimes = 5.0, 5
+    lifetime, lifetimes = 4.0, 3
     sts.credential_lifetime = lifetime
     with _workers(
         PROCESSES,

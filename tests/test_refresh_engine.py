@@ -559,7 +559,11 @@ async def test_r6_a_trickling_try_is_cut_off_and_retried(sts: LoopbackSTS) -> No
 
 
 async def test_r6_the_refresh_deadline_bounds_every_try(sts: LoopbackSTS) -> None:
-    policy = RefreshPolicy(try_timeout_seconds=1.0, attempt_timeout_seconds=1.5)
+    # A second try always fits (the first ends at 1 s, the pause before the next is at
+    # most 0.5 s) and is cut short by the refresh deadline. (With a 1.5 s deadline, a
+    # pause drawn near 0.5 s left no room for a second try: the refresh then gave up at
+    # 1 s, as it should, and the test failed on a loaded machine.)
+    policy = RefreshPolicy(try_timeout_seconds=1.0, attempt_timeout_seconds=2.5)
     child = await assume_role(make_parent(), ROLE_A, RoleSessionName="trickle", refresh=policy)
     for _ in range(3):
         sts.fail_next("trickle")
@@ -569,7 +573,8 @@ async def test_r6_the_refresh_deadline_bounds_every_try(sts: LoopbackSTS) -> Non
             await api.get_caller_identity()
         waited = time.perf_counter() - started
     assert isinstance(caught.value, RefreshTimeoutError)
-    assert 1.4 <= waited < 3.0  # the 1.5 s deadline, not the ~30 s trickle
+    # The 2.5 s deadline: not the ~30 s trickle, nor three whole 1 s tries and pauses.
+    assert 2.4 <= waited < 3.5
     assert "attempt_timeout_seconds" in str(caught.value)
 
 
