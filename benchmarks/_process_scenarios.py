@@ -34,9 +34,9 @@ LABELS = {
 PROCESSES = 8
 
 
-def _settings(config: Config) -> tuple[float, int, int]:
-    """(credential lifetime, lifetimes, hot-path samples) for this run."""
-    return (3.0, 2, 2_000) if config.name == "smoke" else (5.0, 5, 20_000)
+def _settings(config: Config) -> tuple[int, float, int, int]:
+    """(processes, credential lifetime, lifetimes, hot-path samples) for this run."""
+    return (3, 2.0, 2, 2_000) if config.name == "smoke" else (PROCESSES, 5.0, 5, 20_000)
 
 
 # --- the worker process -----------------------------------------------------------------------
@@ -75,9 +75,9 @@ def _start(options: dict[str, Any]) -> subprocess.Popen[str]:
     )
 
 
-def _run_processes(options: dict[str, Any], within: float) -> tuple[float, int]:
-    """Run the workers; return (the moment they were told to go, errors)."""
-    processes = [_start(options) for _ in range(PROCESSES)]
+def _run_processes(options: dict[str, Any], count: int, within: float) -> tuple[float, int]:
+    """Run ``count`` workers; return (the moment they were told to go, errors)."""
+    processes = [_start(options) for _ in range(count)]
     try:
         for process in processes:
             assert process.stdout is not None
@@ -101,7 +101,7 @@ def _run_processes(options: dict[str, Any], within: float) -> tuple[float, int]:
 
 
 async def run_processes(context: Context) -> list[Row]:
-    lifetime, lifetimes, _ = _settings(context.config)
+    count, lifetime, lifetimes, _ = _settings(context.config)
     context.sts.set_credential_lifetime(lifetime)
     roles = {key: f"arn:aws:iam::{ACCOUNT}:role/bench-M1-{key}" for key in (SHARED, ALONE)}
     rows = []
@@ -119,6 +119,7 @@ async def run_processes(context: Context) -> list[Row]:
                             "run_seconds": lifetime * lifetimes,
                             "interval": 0.05,
                         },
+                        count,
                         lifetime * lifetimes + 60,
                     )
                     for key in (SHARED, ALONE)
@@ -133,7 +134,7 @@ async def run_processes(context: Context) -> list[Row]:
                 Row(
                     "M1",
                     key,
-                    f"{PROCESSES} processes, {lifetimes} lifetimes of {lifetime:g} s",
+                    f"{count} processes, {lifetimes} lifetimes of {lifetime:g} s",
                     len(calls) / lifetimes,
                     sts_calls=len(calls),
                     failed=errors,
@@ -168,7 +169,7 @@ async def _hot_median(cache: Any, role: str, samples: int) -> float:
 async def run_hot_path(context: Context) -> list[Row]:
     from aio_assume_role_lib import JSONFileCache
 
-    _, _, samples = _settings(context.config)
+    *_, samples = _settings(context.config)
     rows = []
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-cache-") as directory:
         for key, cache in ((LOCKED, JSONFileCache(directory)), (ALONE, None)):
@@ -188,8 +189,8 @@ PROCESS_SCENARIOS = [
         lambda row: row.headline is not None and row.headline <= 1.5 and not row.failed,
         run_processes,
         lambda c: (
-            f"{PROCESSES} processes (each its own interpreter), each asking for "
-            f"credentials every 50 ms for {_settings(c)[1]} lifetimes of {_settings(c)[0]:g} "
+            f"{_settings(c)[0]} processes (each its own interpreter), each asking for "
+            f"credentials every 50 ms for {_settings(c)[2]} lifetimes of {_settings(c)[1]:g} "
             "s credentials; all start at once on an empty cache directory"
         ),
     ),
@@ -200,7 +201,7 @@ PROCESS_SCENARIOS = [
         "none: the same as without a cache",
         lambda row: True,  # judged against the no-cache row in the table
         run_hot_path,
-        lambda c: f"{_settings(c)[2]:,} sequential calls on fresh credentials",
+        lambda c: f"{_settings(c)[3]:,} sequential calls on fresh credentials",
     ),
 ]
 
