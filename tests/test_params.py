@@ -369,6 +369,26 @@ def test_kwargs_do_not_change_when_the_callers_objects_do() -> None:
     assert json.dumps([args.kwargs, tagged.kwargs], sort_keys=True) == before
 
 
+def _nested(levels: int) -> Any:
+    value: Any = "x"
+    for _ in range(levels):
+        value = [value]
+    return value
+
+
+def test_values_nested_over_100_levels_are_refused_before_any_copy_of_them() -> None:
+    """No parameter's shape is over three levels deep; a hundred is the bound, and a
+    value that contains itself meets it at once (not at the interpreter's limit)."""
+    prepare_args(ROLE_ARN, ExternalId=_nested(100))  # copied; validation rejects its type
+    for value in (_nested(101), _nested(5_000)):
+        with pytest.raises(ParamValidationError, match="ExternalId: nested too deeply"):
+            prepare_args(ROLE_ARN, ExternalId=value)
+    itself: list[Any] = []
+    itself.append(itself)
+    with pytest.raises(ParamValidationError, match="Tags: nested too deeply"):
+        prepare_args(ROLE_ARN, Tags=[{"Key": "k", "Value": itself}])
+
+
 def test_kwargs_are_plain_json_types() -> None:
     args = prepare_args(
         ROLE_ARN,
