@@ -15,7 +15,7 @@ or against the library's loopback STS, with 500 made-up accounts::
 
     python examples/etl_fanout.py --loopback 500
 
-Its test, ``tests/test_examples.py``, runs it over 500 roles against the loopback STS.
+Its test, ``tests/test_examples.py``, runs it over 160 roles against the loopback STS.
 """
 
 from __future__ import annotations
