@@ -335,6 +335,19 @@ def demo() -> int:
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
+def _ended(process: subprocess.Popen[bytes]) -> bool:
+    """Whether ``process`` has ended; where the OS tells, note the CPU time it and the
+    processes it waited for used (``cpu_seconds``), so that logs show where it goes."""
+    if not hasattr(os, "wait4"):
+        return process.poll() is not None
+    pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+    if pid == 0:
+        return False
+    process.returncode = os.waitstatus_to_exitcode(status)
+    process.cpu_seconds = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
+    return True
+
+
 def _lower_cpu_priority() -> None:
     os.nice(10)
 
@@ -375,11 +388,13 @@ def run_concurrently(
             )
             running.append((label, process, output, time.monotonic()))
         time.sleep(0.2)
-        for job in [job for job in running if job[1].poll() is not None]:
+        for job in [job for job in running if _ended(job[1])]:
             running.remove(job)
             done, ended, log, since = job
             log.seek(0)
-            print(f"\n== {done}: exit {ended.returncode}, {time.monotonic() - since:.0f} s")
+            cpu = getattr(ended, "cpu_seconds", None)
+            spent = f", {cpu:.0f} s of CPU" if cpu is not None else ""
+            print(f"\n== {done}: exit {ended.returncode}, {time.monotonic() - since:.0f} s{spent}")
             sys.stdout.flush()
             sys.stdout.buffer.write(log.read())
             sys.stdout.flush()
@@ -422,16 +437,25 @@ MYPY_FILES: dict[str, tuple[str, ...]] = {
 }
 
 
-def _pytest(stack: str, pytest_args: list[str], *, timed: bool) -> list[str | Path]:
-    """pytest on one stack, for the timed test files or for all the others."""
-    # Every test module and folder of tests/ is in exactly one of the two parts.
+# The fuzzers: a part of their own, so that their minute of CPU on S1 runs beside the
+# other untimed tests instead of after them.
+FUZZ_TESTS = ("test_fuzz.py",)
+
+
+def _pytest(stack: str, pytest_args: list[str], part: str) -> list[str | Path]:
+    """pytest on one stack, for one part of the test files: timed, fuzz or untimed."""
+    # Every test module and folder of tests/ is in exactly one of the three parts.
     entries = sorted(
         path.name
         for path in (ROOT / "tests").iterdir()
         if (path.is_dir() and path.name != "__pycache__")
         or (path.name.startswith("test_") and path.suffix == ".py")
     )
-    ignored = [name for name in entries if (name in TIMED_TESTS) != timed]
+
+    def part_of(name: str) -> str:
+        return "timed" if name in TIMED_TESTS else "fuzz" if name in FUZZ_TESTS else "untimed"
+
+    ignored = [name for name in entries if part_of(name) != part]
     return [
         _bin(VENVS / stack, "python"),
         "-m",
@@ -456,9 +480,9 @@ def test(pytest_args: list[str]) -> int:
     dev: list[str | Path] = [sys.executable, Path(__file__).resolve()]
     environments = time.monotonic()
 
-    # pytest exits 5 when it selected no test. Each stack runs in two parts; a part may
-    # select nothing (dev.py test -k ...), but a stack whose two parts both select
-    # nothing is a failure, as is any other non-zero exit.
+    # pytest exits 5 when it selected no test. Each stack runs in three parts; a part may
+    # select nothing (dev.py test -k ...), but a stack whose parts all select nothing is
+    # a failure, as is any other non-zero exit.
     #
     # All at once: the timed tests of both stacks in the foreground (they sleep more than
     # they compute: each keeps about half a core busy), everything else in the background
@@ -467,17 +491,18 @@ def test(pytest_args: list[str]) -> int:
     # their 0.5-1 s deadlines and 2 s credential lifetimes were missed on this machine;
     # at nice 19 the background tests stalled for up to 20 s, nearer their own bounds.)
     timed: list[tuple[str, list[str | Path]]] = [
-        (f"pytest {name}, timed tests", _pytest(name, pytest_args, timed=True))
-        for name in stack_envs
+        (f"pytest {name}, timed tests", _pytest(name, pytest_args, "timed")) for name in stack_envs
     ]
+    # The background, longest first.
     jobs: list[tuple[str, list[str | Path]]] = [
-        (f"pytest {name}, untimed tests", _pytest(name, pytest_args, timed=False))
+        (f"pytest {name}, untimed tests", _pytest(name, pytest_args, "untimed"))
         for name in stack_envs
     ]
     jobs += [
-        ("package: build, check, install the wheel per stack", [*dev, "package"]),
         ("benchmarks, smoke mode (catches rot, not regressions)", [*dev, "bench", "--smoke"]),
+        ("package: build, check, install the wheel per stack", [*dev, "package"]),
     ]
+    jobs += [(f"pytest {name}, fuzzers", _pytest(name, pytest_args, "fuzz")) for name in stack_envs]
     for name, env in stack_envs.items():
         # A cache per stack: they see different aiobotocore versions and stubs.
         cache = ROOT / ".mypy_cache" / name
@@ -492,7 +517,7 @@ def test(pytest_args: list[str]) -> int:
         ),
     ]
     fuzz = {
-        f"pytest {name}, untimed tests": {"AIO_ARL_FUZZ_EXAMPLES": str(examples)}
+        f"pytest {name}, fuzzers": {"AIO_ARL_FUZZ_EXAMPLES": str(examples)}
         for name, examples in FUZZ_EXAMPLES.items()
         if "AIO_ARL_FUZZ_EXAMPLES" not in os.environ  # a count given by hand stands
     }
