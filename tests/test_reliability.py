@@ -1322,8 +1322,10 @@ def test_two_processes_writing_one_cache_entry_leave_a_valid_private_file(
 ) -> None:
     """Two processes with the same role and cache directory fetch 10 times each, at once.
 
-    Bound: 19..20 AssumeRole calls (the slower process's first use may read the faster
-    one's entry instead), all answered; every read of the entry while they write is a
+    Bound: 10..20 AssumeRole calls, all answered (a process whose credentials were
+    invalidated takes the other's newer entry when it finds one under the lock, and can
+    take each of them once: so each of the 20 fetches is a call or such a reuse, and
+    reuses are at most calls); every read of the entry while they write is a
     complete AssumeRole response; at the end the entry holds credentials one of them
     obtained, mode 0600 in a 0700 directory (created by the cache), nothing else in it,
     and a third process reuses it without calling STS. About 2 s (mostly the two
@@ -1371,8 +1373,10 @@ def test_two_processes_writing_one_cache_entry_leave_a_valid_private_file(
     assert reads > 0
 
     calls = assume_role_calls(sts.calls)
-    # The first use of the slower process may find the faster one's entry, and use it.
-    assert 2 * WRITES - 1 <= len(calls) <= 2 * WRITES
+    # A refresh after invalidate() re-reads the entry under the lock (issue 14) and uses
+    # the other process's newer credentials if it finds them: how often depends on the
+    # interleaving (18 of 20 calls, once, on a loaded machine), never below half.
+    assert WRITES <= len(calls) <= 2 * WRITES
     assert {call.outcome for call in calls} == {"ok"}
     (entry,) = cache_dir.iterdir()
     stored = json.loads(entry.read_text())["Credentials"]["AccessKeyId"]
