@@ -33,6 +33,12 @@ HAS_TRIO = importlib.util.find_spec("trio") is not None and any(
     importlib.util.find_spec(name) is not None for name in ("httpx2", "httpx")
 )
 
+# A bound on a wait that only catches a hang (a failing run ends too). dev.py runs the
+# untimed test files in the background at the lowest CPU priority, where a process can
+# be starved for tens of seconds while the timed tests run: a bound of a few seconds
+# there would fail for that, not for a hang.
+HANG_SECONDS = 120.0
+
 ROLE_A = "arn:aws:iam::111111111111:role/Reader"
 ROLE_B = "arn:aws:iam::222222222222:role/Writer"
 ROLE_C = "arn:aws:iam::333333333333:role/path/to/Auditor"

@@ -27,7 +27,7 @@ from dateutil.tz import tzutc
 from aio_assume_role_lib import JSONFileCache, _cache, assume_role
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from .conftest import caller_arn, make_parent
+from .conftest import HANG_SECONDS, caller_arn, make_parent
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
 
@@ -402,14 +402,14 @@ async def test_aset_writes_the_value_as_it_was_when_called(
 
     def paused_write(path: str, data: bytes) -> None:
         writing.set()
-        release.wait(timeout=5)
+        release.wait(timeout=HANG_SECONDS)
         write_file(path, data)
 
     monkeypatch.setattr(_cache, "_write_file_atomically", paused_write)
     value = {"a": 1}
     async with anyio.create_task_group() as tasks:
         tasks.start_soon(cache.aset, "key", value)
-        assert await anyio.to_thread.run_sync(writing.wait, 5)
+        assert await anyio.to_thread.run_sync(writing.wait, HANG_SECONDS)
         value["a"] = 2  # the caller reuses its dict while the write is in flight
         release.set()
     assert cache["key"] == {"a": 1}
@@ -420,7 +420,7 @@ async def test_aset_writes_the_value_as_it_was_when_called(
 def _wait_for_the_loop(release: threading.Event) -> None:
     # Runs where the cache does its file IO. On the event loop's own thread this would
     # wait forever: the loop could never reach release.set().
-    if not release.wait(timeout=5):
+    if not release.wait(timeout=HANG_SECONDS):
         raise AssertionError("the file IO ran on the event loop's thread and blocked it")
 
 
@@ -717,7 +717,7 @@ def _read_in_a_child(directory: Path) -> subprocess.CompletedProcess[str]:
         [sys.executable, "-c", _READER, str(directory)],
         capture_output=True,
         text=True,
-        timeout=30,
+        timeout=HANG_SECONDS,
     )
 
 

@@ -28,7 +28,7 @@ from aio_assume_role_lib import __version__
 from aio_assume_role_lib._cli import main
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
-from .conftest import MotoServer
+from .conftest import HANG_SECONDS, MotoServer
 
 CLI = Path(sys.executable).parent / ("aio-assume-role" + (".exe" if os.name == "nt" else ""))
 ROLE = "arn:aws:iam::123456789012:role/Reader"
@@ -91,7 +91,7 @@ def run(
         stdin=subprocess.DEVNULL,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_SECONDS,
     )
     secrets = _secrets_in(result.stdout) | set(known_secrets)
     if environ.get("AWS_SECRET_ACCESS_KEY"):
@@ -832,7 +832,7 @@ class _Lines:
         self.fd = fd
         self.buffer = b""
 
-    def next(self, timeout: float = 20.0) -> str:
+    def next(self, timeout: float = HANG_SECONDS) -> str:
         deadline = time.monotonic() + timeout
         while b"\n" not in self.buffer:
             ready, _, _ = select.select([self.fd], [], [], max(0.0, deadline - time.monotonic()))
@@ -869,7 +869,7 @@ def _stop(process: subprocess.Popen[bytes], command_pid: int | None) -> None:
         if pid is not None:
             with contextlib.suppress(OSError):
                 os.kill(pid, signal.SIGKILL)
-    process.wait(timeout=30)
+    process.wait(timeout=HANG_SECONDS)
 
 
 @needs_signals
@@ -888,7 +888,7 @@ def test_every_signal_a_shell_user_sends_reaches_the_command_once(
             os.kill(cli.pid, signum)  # to aio-assume-role alone, as `kill PID` does
             assert lines.next() == f"got {signal.Signals(signum).name}"
         os.kill(cli.pid, signal.SIGUSR2)  # COMMAND exits 7 on this one
-        assert cli.wait(timeout=20) == 7
+        assert cli.wait(timeout=HANG_SECONDS) == 7
         assert cli.stdout.read() == b""  # no signal arrived twice
     finally:
         _stop(cli, command_pid)
@@ -905,7 +905,7 @@ def test_a_command_killed_by_a_forwarded_signal_gives_128_plus_its_number(
     try:
         command_pid = int(_Lines(cli.stdout.fileno()).until("ready").split()[1])
         os.kill(cli.pid, signum)
-        assert cli.wait(timeout=20) == 128 + signum
+        assert cli.wait(timeout=HANG_SECONDS) == 128 + signum
         with pytest.raises(ProcessLookupError):  # not orphaned: it is gone
             _wait_gone(command_pid)
     finally:
@@ -958,7 +958,7 @@ def test_terminal_signals_reach_the_command_once_not_twice(
         os.kill(cli.pid, signal.SIGUSR1)  # one sent to aio-assume-role alone: passed on
         assert lines.until("got") == "got SIGUSR1"
         os.kill(cli.pid, signal.SIGUSR2)
-        assert cli.wait(timeout=20) == 7
+        assert cli.wait(timeout=HANG_SECONDS) == 7
         rest = b""
         with contextlib.suppress(AssertionError):
             while True:

@@ -29,6 +29,8 @@ from aiohttp import web
 from aio_assume_role_lib import get_assumed_role_session_arn
 from aio_assume_role_lib.testing import LoopbackSTS
 
+from .conftest import HANG_SECONDS
+
 pytestmark = pytest.mark.anyio
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
@@ -67,7 +69,7 @@ async def serving_with_uvicorn(app: Any) -> AsyncIterator[str]:
     server = uvicorn.Server(config)
     task = asyncio.ensure_future(server.serve(sockets=[sock]))
     try:
-        with anyio.fail_after(10):
+        with anyio.fail_after(HANG_SECONDS):
             while not server.started:
                 if task.done():  # failed at startup (the lifespan raised, say)
                     task.result()
@@ -76,7 +78,7 @@ async def serving_with_uvicorn(app: Any) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{port}"
     finally:
         server.should_exit = True
-        with anyio.fail_after(15):
+        with anyio.fail_after(HANG_SECONDS):
             await task
         sock.close()
 
@@ -92,7 +94,7 @@ async def serving_with_aiohttp(app: web.Application) -> AsyncIterator[str]:
         host, port = runner.addresses[0][:2]
         yield f"http://{host}:{port}"
     finally:
-        with anyio.fail_after(15):
+        with anyio.fail_after(HANG_SECONDS):
             await runner.cleanup()
 
 
@@ -108,7 +110,7 @@ async def many_concurrent_requests(base_url: str, count: int) -> list[tuple[int,
     connections and spends most of the test's time in its own bookkeeping.)
     """
     connector = aiohttp.TCPConnector(limit=count)
-    timeout = aiohttp.ClientTimeout(total=30)
+    timeout = aiohttp.ClientTimeout(total=HANG_SECONDS)
     async with aiohttp.ClientSession(base_url, connector=connector, timeout=timeout) as http:
         return await asyncio.gather(*(get_whoami(http) for _ in range(count)))
 
@@ -136,7 +138,7 @@ def check_answers(responses: list[tuple[int, Any]], sts: LoopbackSTS, session_na
 async def test_fastapi_app(sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLE_ARN", ROLE_ARN)
     example = load_example("fastapi_app")
-    with anyio.fail_after(60):
+    with anyio.fail_after(HANG_SECONDS):
         async with serving_with_uvicorn(example.app) as base_url:
             responses = await many_concurrent_requests(base_url, REQUESTS)
     check_answers(responses, sts, example.ROLE_SESSION_NAME)
@@ -145,7 +147,7 @@ async def test_fastapi_app(sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch) ->
 async def test_aiohttp_app(sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("ROLE_ARN", ROLE_ARN)
     example = load_example("aiohttp_app")
-    with anyio.fail_after(60):
+    with anyio.fail_after(HANG_SECONDS):
         async with serving_with_aiohttp(example.create_app()) as base_url:
             responses = await many_concurrent_requests(base_url, REQUESTS)
     check_answers(responses, sts, example.ROLE_SESSION_NAME)
@@ -178,7 +180,7 @@ def test_the_apps_run_as_scripts_say_so_in_one_line(name: str) -> None:
         env=environment,
         capture_output=True,
         text=True,
-        timeout=60,
+        timeout=HANG_SECONDS,
     )
     assert result.returncode == 1
     assert result.stdout == ""

@@ -52,7 +52,7 @@ from aio_assume_role_lib import (
 from aio_assume_role_lib._fetch import MFACodeUnavailableError
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from .conftest import ROLE_A, ROLE_B, ROLE_C, botocore_session
+from .conftest import HANG_SECONDS, ROLE_A, ROLE_B, ROLE_C, botocore_session
 from .test_security import find_leaks, issued_secrets
 
 ONE_ATTEMPT = AioConfig(retries={"total_max_attempts": 1, "mode": "standard"})
@@ -268,7 +268,7 @@ async def run_call(call: Call, sts: LoopbackSTS, parent: Any, cache_root: Path) 
         return Verdict(False, error, "assume_role")
     before = len(sts.calls)
     try:
-        with anyio.fail_after(30):
+        with anyio.fail_after(HANG_SECONDS):
             # What a client made on the child needs: a usable region, then credentials.
             validate_region_name(botocore_session(child).get_config_variable("region"))
             await (await child.get_credentials()).get_frozen_credentials()

@@ -30,6 +30,7 @@ from aio_assume_role_lib.testing import LoopbackSTS
 
 from .conftest import (
     ASYNCIO_AND_TRIO,
+    HANG_SECONDS,
     HAS_AIOBOTO3,
     HAS_TRIO,
     ROLE_A,
@@ -207,7 +208,7 @@ async def test_a_thousand_concurrent_first_leases_open_one_client(
             seen.append(api)
             await anyio.lowlevel.checkpoint()
 
-    with anyio.fail_after(30):
+    with anyio.fail_after(HANG_SECONDS):
         async with anyio.create_task_group() as tasks:
             for _ in range(1_000):
                 tasks.start_soon(lease)
@@ -242,7 +243,7 @@ async def test_a_failed_opening_reaches_every_waiter_and_the_next_lease_retries(
             errors.append(exc)
 
     async with ClientPool() as pool:
-        with anyio.fail_after(10):
+        with anyio.fail_after(HANG_SECONDS):
             async with anyio.create_task_group() as tasks:
                 for _ in range(50):
                     tasks.start_soon(lease)
@@ -276,7 +277,7 @@ async def test_cancelling_the_task_that_opens_a_client_does_not_fail_the_others(
             await lease()
 
     async with ClientPool() as pool:
-        with anyio.fail_after(10):
+        with anyio.fail_after(HANG_SECONDS):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(cancelled_lease)  # opens the client; the others wait for it
                 await anyio.wait_all_tasks_blocked()
@@ -336,7 +337,7 @@ async def test_at_capacity_a_lease_waits_for_a_client_to_come_back(
             assert (await api.get_caller_identity())["Arn"] == READER_ARN
 
     async with ClientPool(max_clients=1) as pool:
-        with anyio.fail_after(10):
+        with anyio.fail_after(HANG_SECONDS):
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(hold, "us-east-1")
                 await leased.wait()
@@ -494,7 +495,7 @@ async def test_aclose_waits_for_leases_and_refuses_new_ones(
 
     async with pool.client(child, "sts", region_name="us-west-2"):
         pass  # an idle one, closed at once
-    with anyio.fail_after(10):
+    with anyio.fail_after(HANG_SECONDS):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold)
             await leased.wait()
@@ -529,7 +530,7 @@ async def test_a_lease_waiting_for_room_is_refused_when_the_pool_closes(
         except ClientPoolClosedError as exc:
             outcome.append(exc)
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(HANG_SECONDS):
         async with (
             pool.client(child, "sts", region_name="us-east-1"),
             anyio.create_task_group() as tasks,
@@ -556,7 +557,7 @@ async def test_a_cancelled_lease_gives_its_client_back_and_closing_still_closes_
             leased.set()
             await anyio.sleep_forever()
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(HANG_SECONDS):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold_until_cancelled)
             await leased.wait()
@@ -617,7 +618,7 @@ def test_each_event_loop_gets_its_own_clients(
         def thread_main() -> None:
             async def both() -> Any:
                 api = await lease()
-                barrier.wait(10)  # both loops alive at once
+                barrier.wait(HANG_SECONDS)  # both loops alive at once
                 return api
 
             results.append(asyncio.run(both()))
@@ -656,7 +657,7 @@ def test_aclose_closes_the_clients_of_another_threads_loop_on_that_loop(
             assert (await api.get_caller_identity())["Arn"] == READER_ARN
         leased.set()
         # This loop stays alive (idle client and all) until the other loop has closed it.
-        await anyio.to_thread.run_sync(closed_elsewhere.wait, 10)
+        await anyio.to_thread.run_sync(closed_elsewhere.wait, HANG_SECONDS)
         for _ in range(100):  # the close was scheduled on this loop: let it run
             if recorder.open == set():
                 break
@@ -670,7 +671,7 @@ def test_aclose_closes_the_clients_of_another_threads_loop_on_that_loop(
         patch.setattr(_Recorded, "__aexit__", noting_exit)
         thread = threading.Thread(target=thread_main)
         thread.start()
-        assert leased.wait(10)
+        assert leased.wait(HANG_SECONDS)
         asyncio.run(pool.aclose())
         closed_elsewhere.set()
         thread.join(10)
@@ -739,7 +740,7 @@ async def test_on_trio_a_lease_waits_for_room_and_aclose_waits_for_leases(
         await pool.aclose()
         closed.append(recorder.open)
 
-    with anyio.fail_after(10):
+    with anyio.fail_after(HANG_SECONDS):
         async with anyio.create_task_group() as tasks:
             tasks.start_soon(hold)
             await leased.wait()
