@@ -491,8 +491,8 @@ def test(pytest_args: list[str]) -> int:
     # priority, the timed tests' 0.5-1 s deadlines and 2 s credential lifetimes were
     # missed on this 2-core machine; at nice 10 too (the background then still had about
     # a fifth of the CPU: requests signed with 6 s credentials reached STS expired). The
-    # background tests stall for seconds at a time instead, and none has a bound that
-    # tight: the tightest waits 10 s for an event.
+    # background tests stall for up to tens of seconds instead: their waits that only
+    # catch a hang allow HANG_SECONDS (tests/conftest.py), and none asserts a duration.
     timed: list[tuple[str, list[str | Path]]] = [
         (f"pytest {name}, timed tests", _pytest(name, pytest_args, "timed")) for name in stack_envs
     ]
