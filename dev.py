@@ -335,17 +335,16 @@ def demo() -> int:
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
-def _ended(process: subprocess.Popen[bytes]) -> bool:
-    """Whether ``process`` has ended; where the OS tells, note the CPU time it and the
-    processes it waited for used (``cpu_seconds``), so that logs show where it goes."""
+def _poll(process: subprocess.Popen[bytes]) -> tuple[bool, float | None]:
+    """Whether ``process`` has ended, and the CPU seconds it (and the processes it waited
+    for) used, where the OS tells: so that logs show where the time goes."""
     if not hasattr(os, "wait4"):
-        return process.poll() is not None
+        return process.poll() is not None, None
     pid, status, usage = os.wait4(process.pid, os.WNOHANG)
     if pid == 0:
-        return False
+        return False, None
     process.returncode = os.waitstatus_to_exitcode(status)
-    process.cpu_seconds = usage.ru_utime + usage.ru_stime  # type: ignore[attr-defined]
-    return True
+    return True, usage.ru_utime + usage.ru_stime
 
 
 def _lowest_cpu_priority() -> None:
@@ -371,10 +370,10 @@ def run_concurrently(
     codes: dict[str, int] = {}
     heartbeat = time.monotonic()
     while pending or running:
-        busy = sum(1 for job in running if job[0] in background)
-        for label, command in [job for job in pending if job[0] not in background] + [
-            job for job in pending if job[0] in background
-        ][: max(limit - busy, 0)]:
+        free = limit - sum(1 for job in running if job[0] in background)
+        starting = [job for job in pending if job[0] not in background]
+        starting += [job for job in pending if job[0] in background][: max(free, 0)]
+        for label, command in starting:
             pending.remove((label, command))
             output = tempfile.TemporaryFile()  # noqa: SIM115 - closed when the job ends
             print(f"+ [{label}] " + " ".join(str(a) for a in command), flush=True)
@@ -388,11 +387,13 @@ def run_concurrently(
             )
             running.append((label, process, output, time.monotonic()))
         time.sleep(0.2)
-        for job in [job for job in running if _ended(job[1])]:
+        for job in list(running):
+            finished, cpu = _poll(job[1])
+            if not finished:
+                continue
             running.remove(job)
             done, ended, log, since = job
             log.seek(0)
-            cpu = getattr(ended, "cpu_seconds", None)
             spent = f", {cpu:.0f} s of CPU" if cpu is not None else ""
             print(f"\n== {done}: exit {ended.returncode}, {time.monotonic() - since:.0f} s{spent}")
             sys.stdout.flush()

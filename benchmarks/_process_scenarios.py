@@ -19,7 +19,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from typing import Any
+from typing import Any, NamedTuple
 
 from _scenarios import ACCOUNT, Config, Context, Row, Scenario
 
@@ -34,9 +34,17 @@ LABELS = {
 PROCESSES = 8
 
 
-def _settings(config: Config) -> tuple[int, float, int, int]:
-    """(processes, credential lifetime, lifetimes, hot-path samples) for this run."""
-    return (3, 2.0, 2, 2_000) if config.name == "smoke" else (PROCESSES, 5.0, 5, 20_000)
+class _Settings(NamedTuple):
+    processes: int
+    lifetime: float  # of the credentials STS issues, seconds
+    lifetimes: int  # how many the traffic lasts
+    samples: int  # M2's hot-path calls
+
+
+def _settings(config: Config) -> _Settings:
+    if config.name == "smoke":
+        return _Settings(processes=3, lifetime=2.0, lifetimes=2, samples=2_000)
+    return _Settings(processes=PROCESSES, lifetime=5.0, lifetimes=5, samples=20_000)
 
 
 # --- the worker process -----------------------------------------------------------------------
@@ -169,7 +177,7 @@ async def _hot_median(cache: Any, role: str, samples: int) -> float:
 async def run_hot_path(context: Context) -> list[Row]:
     from aio_assume_role_lib import JSONFileCache
 
-    *_, samples = _settings(context.config)
+    samples = _settings(context.config).samples
     rows = []
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-cache-") as directory:
         for key, cache in ((LOCKED, JSONFileCache(directory)), (ALONE, None)):
@@ -189,8 +197,9 @@ PROCESS_SCENARIOS = [
         lambda row: row.headline is not None and row.headline <= 1.5 and not row.failed,
         run_processes,
         lambda c: (
-            f"{_settings(c)[0]} processes (each its own interpreter), each asking for "
-            f"credentials every 50 ms for {_settings(c)[2]} lifetimes of {_settings(c)[1]:g} "
+            f"{_settings(c).processes} processes (each its own interpreter), each asking for "
+            f"credentials every 50 ms for {_settings(c).lifetimes} lifetimes of "
+            f"{_settings(c).lifetime:g} "
             "s credentials; all start at once on an empty cache directory"
         ),
     ),
@@ -201,7 +210,7 @@ PROCESS_SCENARIOS = [
         "none: the same as without a cache",
         lambda row: True,  # judged against the no-cache row in the table
         run_hot_path,
-        lambda c: f"{_settings(c)[3]:,} sequential calls on fresh credentials",
+        lambda c: f"{_settings(c).samples:,} sequential calls on fresh credentials",
     ),
 ]
 

@@ -224,6 +224,11 @@ def _n(value: float) -> str:
     return f"{value:,.0f}"
 
 
+def _traffic_workload(run: TaskRun) -> str:
+    """A traffic run's workload as it ran: requests started and the rate achieved."""
+    return f"{_n(run.started)} requests, {run.started / run.elapsed:,.0f} req/s achieved"
+
+
 def _scaled_policy(scale: float, lifetime: float = 900.0) -> RefreshPolicy:
     """The default RefreshPolicy for ``lifetime``-second credentials, every window and
     back-off divided by ``scale``.
@@ -571,7 +576,7 @@ async def run_steady(ctx: Context) -> list[Row]:
             row = Row(
                 "S6",
                 contender.key,
-                f"{_n(run.started)} requests, {run.started / run.elapsed:,.0f} req/s achieved",
+                _traffic_workload(run),
                 headline=_per_lifetime(calls, lifetime, duration),
                 sts_calls=len(calls),
                 failed=run.failed + expired_uses(run.results, calls),
@@ -663,9 +668,7 @@ async def run_outage(ctx: Context) -> list[Row]:
                         )
             calls = ctx.sts.assume_role_calls(arn)
             failed_attempts = [call for call in calls if call.outcome == "5xx"]
-            workload = (
-                f"{_n(run.started)} requests, {run.started / run.elapsed:,.0f} req/s achieved"
-            )
+            workload = _traffic_workload(run)
             if failed_attempts:
                 began = (failed_attempts[0].time - calls[0].time) / lifetime
                 workload += f"; outage began at {began:.0%} of the lifetime"

@@ -37,6 +37,7 @@ from _scenarios import (
     _fill_latency,
     _n,
     _scaled_policy,
+    _traffic_workload,
     expired_uses,
 )
 from _sts_process import RemoteSTS
@@ -198,9 +199,7 @@ async def run_outage_past_expiry(ctx: Context) -> list[Row]:
             failed_while_valid = sum(1 for at in errors_at if at < expiry) + expired_uses(
                 valid_uses, calls
             )
-            workload = (
-                f"{_n(run.started)} requests, {run.started / run.elapsed:,.0f} req/s achieved"
-            )
+            workload = _traffic_workload(run)
             if recovery is None:
                 workload += "; no fresh credentials before the run ended"
             rows.append(
@@ -345,9 +344,7 @@ async def run_throttled_first_fetch(ctx: Context) -> list[Row]:
             ctx.sts.clear_faults()
             calls = ctx.sts.assume_role_calls(arn)
             failed = run.failed + expired_uses(run.results, calls)
-            workload = (
-                f"{_n(run.started)} requests, {run.started / run.elapsed:,.0f} req/s achieved"
-            )
+            workload = _traffic_workload(run)
             if unused:
                 workload += "; the Throttling answer was never consumed"
             row = Row(

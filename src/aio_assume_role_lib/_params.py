@@ -220,15 +220,14 @@ def _plain_copy(value: Any, depth: int = 0) -> Any:
     Other values (strings, numbers, and anything odd, which validation will reject)
     are kept as they are. Raises ``RecursionError`` past ``_MAX_NESTING`` levels.
     """
-    if isinstance(value, (list, tuple)):
-        if depth >= _MAX_NESTING:
-            raise RecursionError("nested too deeply")
+    is_list = isinstance(value, (list, tuple))
+    if not is_list and not isinstance(value, Mapping):
+        return value
+    if depth >= _MAX_NESTING:
+        raise RecursionError("nested too deeply")
+    if is_list:
         return [_plain_copy(item, depth + 1) for item in value]
-    if isinstance(value, Mapping):
-        if depth >= _MAX_NESTING:
-            raise RecursionError("nested too deeply")
-        return {key: _plain_copy(item, depth + 1) for key, item in value.items()}
-    return value
+    return {key: _plain_copy(item, depth + 1) for key, item in value.items()}
 
 
 def _is_bare_string(value: object) -> bool:
