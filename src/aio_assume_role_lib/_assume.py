@@ -9,11 +9,9 @@ is bounded, so nothing global grows with the number of parents or argument sets.
 
 from __future__ import annotations
 
-import functools
 import json
 import sys
 import threading
-import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -162,12 +160,6 @@ def _credentials_key(
     return (canonical, args.session_name_generated, cache_identity, refresh)
 
 
-def _seconds_to_expiry(refresher: weakref.ref[Refresher[Any]]) -> float | None:
-    alive = refresher()
-    expiry = None if alive is None else alive.expiry
-    return None if alive is None or expiry is None else expiry - alive.now()
-
-
 def _access_key(credentials: Any) -> object:
     return credentials.access_key
 
@@ -193,9 +185,7 @@ def _new_entry(
             "role_arn": fetcher.kwargs["RoleArn"],
             "role_session_name": fetcher.kwargs["RoleSessionName"],
         },
-    )
-    refresher._metrics = RefreshMetrics(
-        fetcher.kwargs["RoleArn"], functools.partial(_seconds_to_expiry, weakref.ref(refresher))
+        metrics=RefreshMetrics(fetcher.kwargs["RoleArn"]),
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)
 

@@ -65,8 +65,13 @@ class RefreshMetrics:
     _instruments: ClassVar[_Instruments | None] = None
     _live: ClassVar[weakref.WeakSet[RefreshMetrics]] = weakref.WeakSet()
 
-    def __init__(self, role_arn: str, seconds_to_expiry: Callable[[], float | None]) -> None:
+    def __init__(self, role_arn: str) -> None:
         self._attributes = {ROLE_ATTRIBUTE: role_arn}
+        self._seconds_to_expiry: Callable[[], float | None] = lambda: None
+
+    def watch(self, seconds_to_expiry: Callable[[], float | None]) -> None:
+        """Report ``seconds_to_expiry()`` in the gauge (the refresher this records calls
+        this once, with a function that does not keep it alive)."""
         self._seconds_to_expiry = seconds_to_expiry
         if _otel_metrics is not None:
             if RefreshMetrics._instruments is None:

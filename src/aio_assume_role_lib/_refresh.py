@@ -484,6 +484,8 @@ class Refresher(Generic[T]):
         self._log_fields = dict(log_fields or {})
         self._owner_check_interval = owner_check_interval
         self._metrics = metrics
+        if metrics is not None:
+            metrics.watch(functools.partial(_seconds_to_expiry, weakref.ref(self)))
         self.stats = RefreshStats()
         self._current: _Current[T] | None = None
         self._mutex = threading.Lock()
@@ -845,6 +847,14 @@ class Refresher(Generic[T]):
         if backoff_seconds is not None:
             extra["backoff_seconds"] = round(backoff_seconds, 3)
         logger.log(level, message, *args, extra=extra)
+
+
+def _seconds_to_expiry(refresher: weakref.ref[Refresher[Any]]) -> float | None:
+    """Seconds until the refresher's cached value expires; None before the first load,
+    or once the refresher is gone (the metrics gauge holds only a weak reference)."""
+    alive = refresher()
+    expiry = None if alive is None else alive.expiry
+    return None if alive is None or expiry is None else expiry - alive.now()
 
 
 class UnusableCredentialsError(Exception):
