@@ -589,7 +589,7 @@ def test_mfa_code_is_prompted_for_on_the_terminal(
         os.execve(str(CLI), [str(CLI), "--json", "--SerialNumber", serial, ROLE], environ)
 
     def read_until(marker: bytes, output: bytearray) -> None:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + HANG_SECONDS
         while marker not in output:
             ready, _, _ = select.select([terminal], [], [], deadline - time.monotonic())
             if not ready:
@@ -913,7 +913,7 @@ def test_a_command_killed_by_a_forwarded_signal_gives_128_plus_its_number(
 
 
 def _wait_gone(pid: int) -> None:
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + HANG_SECONDS
     while time.monotonic() < deadline:
         os.kill(pid, 0)  # raises ProcessLookupError once it is gone (and reaped)
         time.sleep(0.02)

@@ -44,6 +44,8 @@ import aio_assume_role_lib as ours
 from aio_assume_role_lib import _cli
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
+from .conftest import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 ROLE = "arn:aws:iam::123456789012:role/Reader"
 SERIAL = "arn:aws:iam::123456789012:mfa/alice"
@@ -540,7 +542,7 @@ def cache_same_keys(w: World) -> None:
 def cache_entries(directory: Path) -> list[Path]:
     """The entries in a JSONFileCache directory, once there is one (writes may finish
     after the credentials reach their caller)."""
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + HANG_SECONDS
     while not list(directory.glob("*.json")) and time.monotonic() < deadline:
         time.sleep(0.01)
     return sorted(directory.glob("*.json"))
