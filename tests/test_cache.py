@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -14,11 +15,13 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import botocore.credentials
+import botocore.exceptions
 import botocore.utils
 import pytest
 from dateutil.parser import parse
@@ -962,6 +965,44 @@ async def test_a_cache_hit_is_logged_and_counted_as_its_own_event(
         assert secret not in caplog.text
 
 
+class _RenewedWhileWaiting(JSONFileCache):
+    """A cache whose lock, once taken, finds the entry renewed by "another process"."""
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cache_key: str, wait_seconds: float) -> AsyncIterator[bool]:
+        entry = self[cache_key]
+        credentials = entry["Credentials"]
+        credentials["AccessKeyId"] = "ASIARENEWEDBYANOTHER"
+        later = parse(credentials["Expiration"]) + datetime.timedelta(minutes=10)
+        credentials["Expiration"] = later
+        self[cache_key] = entry
+        async with super().alock(cache_key, wait_seconds) as held:
+            yield held
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_renewal_found_once_the_lock_is_held_is_a_cache_hit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sts: LoopbackSTS
+) -> None:
+    caplog.set_level(logging.INFO, logger="aio_assume_role_lib")
+    first = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=JSONFileCache(tmp_path)
+    )
+    await caller_arn(first)
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=_RenewedWhileWaiting(tmp_path)
+    )
+    credentials = await child.get_credentials()
+    await credentials.get_frozen_credentials()  # a start-up hit
+    credentials.invalidate()
+    assert (await credentials.get_frozen_credentials()).access_key == "ASIARENEWEDBYANOTHER"
+    assert sts.assume_role_count == 1
+    assert credentials.refresh_stats.cache_hits == 2
+    events = [getattr(r, "refresh_event", None) for r in caplog.records]
+    assert events.count("cache_hit") == 2
+
+
 # The cache key leaves out the parent's identity, as botocore's does; opt-in to add it.
 
 
@@ -1146,6 +1187,40 @@ async def test_an_implausible_cached_entry_is_a_miss(
     assert await caller_arn(again) == await caller_arn(first)
     assert sts.assume_role_count == 2
     assert "ignoring the cache entry" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_the_parents_identity_the_refresh_goes_on_without_the_cache(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    sts: LoopbackSTS,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GetCallerIdentity failing (once) costs the cache, never the credentials."""
+    from aio_assume_role_lib import _fetch
+
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    real_parent_arn = _fetch.AssumeRoleFetcher._parent_arn
+    failures = [botocore.exceptions.ClientError({"Error": {"Code": "Throttling"}}, "x")]
+
+    async def flaky_parent_arn(self: Any) -> str:
+        if failures:
+            raise failures.pop()
+        return await real_parent_arn(self)
+
+    monkeypatch.setattr(_fetch.AssumeRoleFetcher, "_parent_arn", flaky_parent_arn)
+    cache = JSONFileCache(tmp_path, key_by_parent_identity=True)
+    child = await assume_role(make_parent(), ROLE, RoleSessionName="who", cache=cache)
+    credentials = await child.get_credentials()
+    await credentials.get_frozen_credentials()
+    assert sts.assume_role_count == 1
+    assert "cannot tell the parent's identity (Throttling" in caplog.text
+    assert os.listdir(tmp_path) == []  # no key to write under
+    credentials.invalidate()
+    await credentials.get_frozen_credentials()  # the next refresh asks again, and writes
+    assert sts.assume_role_count == 2
+    assert len(os.listdir(tmp_path)) == 1
 
 
 # Reading never blocks, never follows a link, never reads more than MAX_FILE_BYTES. Run
