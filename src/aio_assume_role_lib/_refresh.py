@@ -239,8 +239,8 @@ class RefreshStats:
         tries: requests made (tries of all refreshes).
         successes: refreshes that brought new credentials (cache hits included).
         cache_hits: of those, the ones whose credentials came from the cache (written by
-            another process's refresh, or by an earlier run) rather than from STS; each is
-            logged as its own event, ``cache_hit``.
+            another process's refresh, or by an earlier run) rather than from the source
+            (STS, for an assumed role); each is logged as its own event, ``cache_hit``.
         failures: refreshes that failed, whatever happened to callers.
         advisory_refreshes: refreshes started in the advisory window (nobody waited).
         blocking_refreshes: refreshes started with callers waiting.
