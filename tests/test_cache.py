@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import importlib.util
 import json
@@ -14,11 +15,13 @@ import tempfile
 import textwrap
 import threading
 import time
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
 import anyio
 import botocore.credentials
+import botocore.exceptions
 import botocore.utils
 import pytest
 from dateutil.parser import parse
@@ -402,10 +405,10 @@ async def test_aset_writes_the_value_as_it_was_when_called(
     write_file = _cache._write_file_atomically
     writing, release = threading.Event(), threading.Event()
 
-    def paused_write(path: str, data: bytes) -> None:
+    def paused_write(path: str, data: bytes, *args: Any) -> None:
         writing.set()
         release.wait(timeout=HANG_SECONDS)
-        write_file(path, data)
+        write_file(path, data, *args)
 
     monkeypatch.setattr(_cache, "_write_file_atomically", paused_write)
     value = {"a": 1}
@@ -435,13 +438,13 @@ async def test_aget_and_aset_do_not_block_the_event_loop(
     read_file, write_file = _cache._read_file, _cache._write_file_atomically
     release = threading.Event()
 
-    def slow_read(path: str) -> bytes:
+    def slow_read(path: str, *args: Any) -> bytes:
         _wait_for_the_loop(release)
-        return read_file(path)
+        return read_file(path, *args)
 
-    def slow_write(path: str, data: bytes) -> None:
+    def slow_write(path: str, data: bytes, *args: Any) -> None:
         _wait_for_the_loop(release)
-        write_file(path, data)
+        write_file(path, data, *args)
 
     monkeypatch.setattr(_cache, "_read_file", slow_read)
     monkeypatch.setattr(_cache, "_write_file_atomically", slow_write)
@@ -463,13 +466,16 @@ async def test_aget_and_aset_do_not_block_the_event_loop(
 # --- hardening: the cache trusts only what the current user wrote (issue 12) --------------
 
 ROLE = "arn:aws:iam::123456789012:role/Reader"
+ADMIN = "arn:aws:iam::123456789012:role/Admin"
 IS_ROOT = os.name == "posix" and os.geteuid() == 0
+# Another user, for files a test gives away (as root): nobody.
+NOBODY = 65534
 
 
 def make_foreign(path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Make ``path`` look owned by another user: for real as root, else by our uid's look."""
     if IS_ROOT:
-        os.chown(path, 54321, 54321, follow_symlinks=False)
+        os.chown(path, NOBODY, NOBODY, follow_symlinks=False)
     else:  # pragma: no cover - CI runs as a user, this box as root
         real_uid = os.geteuid()
         monkeypatch.setattr(os, "geteuid", lambda: real_uid + 1)
@@ -560,22 +566,27 @@ def test_only_a_group_of_the_user_alone_is_private() -> None:
 
 
 @needs_posix_modes
-def test_a_sticky_shared_directory_is_trusted_for_our_own_files(
-    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("owner", ["ours", "root's, like /tmp"])
+def test_a_sticky_shared_directory_is_never_a_cache_directory(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, owner: str
 ) -> None:
+    """Issue 19: the owner of a sticky directory can still rename the entries in it."""
     caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
     directory = tmp_path / "like-tmp"
     cache = JSONFileCache(directory)
     cache["ours"] = {"a": 1}
-    cache["theirs"] = {"b": 2}
     directory.chmod(0o1777)
-    assert cache["ours"] == {"a": 1}
-    cache["ours"] = {"a": 3}  # writing there is fine too
-    assert cache["ours"] == {"a": 3}
-    if IS_ROOT:  # (without root, the foreign look applies to every file)
-        make_foreign(directory / "theirs.json", monkeypatch)
-        assert "theirs" not in cache
-        assert "owned by another user" in caplog.text
+    if owner != "ours":
+        if not IS_ROOT:  # pragma: no cover - CI runs as a user, this box as root
+            pytest.skip("a root-owned directory of our own needs root")
+        monkeypatch.setattr(os, "geteuid", lambda: NOBODY)  # root's directory, not ours
+        monkeypatch.setattr(_cache, "_is_private_group", lambda gid, euid: False)
+    assert "ours" not in cache
+    (message,) = warnings_about(caplog, directory / "ours.json")
+    assert "sticky" in message
+    with pytest.raises(PermissionError, match="sticky"):
+        cache["ours"] = {"SecretAccessKey": SECRET}
+    assert SECRET not in caplog.text
 
 
 def _plant_as_another_user(directory: Path) -> Path:
@@ -613,6 +624,449 @@ async def test_a_planted_entry_of_another_user_is_not_used(
     assert planted.stat().st_uid == os.geteuid()  # replaced by our own fresh entry
 
 
+# --- hardening 3: whose directory, which entry, whose lock (issue 19) ----------------------
+
+
+@needs_posix_modes
+@pytest.mark.parametrize("mode", [0o755, 0o700])
+def test_a_directory_owned_by_another_user_is_not_trusted(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, mode: int
+) -> None:
+    """Issue 19: its owner can rename our 0600 entries, whatever its mode says."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "theirs"
+    cache = JSONFileCache(directory)
+    cache["key"] = _assume_role_response(_future())
+    directory.chmod(mode)
+    make_foreign(directory, monkeypatch)
+    assert "key" not in cache
+    (message,) = warnings_about(caplog, directory / "key.json")
+    assert "directory" in message
+    assert "owned by another user" in message
+    with pytest.raises(PermissionError, match="owned by another user"):
+        cache["other"] = {"SecretAccessKey": SECRET}
+    assert sorted(p.name for p in directory.iterdir()) == ["key.json"]  # nothing written
+    assert SECRET not in caplog.text
+
+
+@needs_posix_modes
+def test_a_root_owned_directory_is_trusted_only_if_others_cannot_write(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Like /tmp's parents: a user may keep a cache in a directory root made for it."""
+    if not IS_ROOT:  # pragma: no cover - CI runs as a user, this box as root
+        pytest.skip("making a root-owned directory needs root")
+    directory = tmp_path / "made-by-root"
+    directory.mkdir(mode=0o755)
+    monkeypatch.setattr(os, "geteuid", lambda: NOBODY)  # we are now a user, not root
+    assert _cache._directory_problem(str(directory)) is None
+    directory.chmod(0o775)  # root's group is not the user's private group
+    assert "writable by other users" in str(_cache._directory_problem(str(directory)))
+    directory.chmod(0o1777)
+    assert "sticky" in str(_cache._directory_problem(str(directory)))
+    directory.chmod(0o755)
+    os.chown(directory, 54321, 54321)  # neither root nor us
+    assert "owned by another user" in str(_cache._directory_problem(str(directory)))
+
+
+@needs_posix_modes
+@pytest.mark.parametrize("damage", ["writable by others", "owned by another user"])
+def test_a_parent_directory_the_cache_created_must_stay_private(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch, damage: str
+) -> None:
+    """Whoever can write to a parent can move our directory away and put another there."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "made" / "by-us" / "cache"
+    cache = JSONFileCache(directory)
+    cache["key"] = {"a": 1}
+    assert cache["key"] == {"a": 1}
+    parent = tmp_path / "made"
+    if damage == "writable by others":
+        parent.chmod(0o777)
+    elif IS_ROOT:
+        os.chown(parent, NOBODY, NOBODY)
+    else:  # pragma: no cover - CI runs as a user, this box as root
+        pytest.skip("giving a directory to another user needs root")
+    assert "key" not in cache
+    (message,) = warnings_about(caplog, directory / "key.json")
+    assert f"parent directory {parent}" in message
+    assert damage.split()[0] in message
+    with pytest.raises(PermissionError, match="parent directory"):
+        cache["key"] = {"a": 2}
+    # A parent that was there before (tmp_path) is not the cache's to judge.
+    tmp_path.chmod(0o777)
+    parent.chmod(0o700)
+    os.chown(parent, os.geteuid(), -1)
+    assert cache["key"] == {"a": 1}
+
+
+def _names(directory: Path) -> set[str]:
+    return set(os.listdir(directory)) if os.path.isdir(directory) else set()
+
+
+async def _entry_of(directory: Path, role_arn: str, session_name: str | None) -> Path:
+    """Assume ``role_arn`` through a cache in ``directory``; return the file it wrote."""
+    before = _names(directory)
+    kwargs: dict[str, Any] = {} if session_name is None else {"RoleSessionName": session_name}
+    child = await assume_role(make_parent(), role_arn, cache=JSONFileCache(directory), **kwargs)
+    await caller_arn(child)
+    (written,) = _names(directory) - before
+    return directory / written
+
+
+@needs_posix_modes
+@pytest.mark.skipif(not IS_ROOT, reason="giving a directory to another user needs root")
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_an_entry_renamed_by_the_directorys_owner_is_not_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sts: LoopbackSTS
+) -> None:
+    """The issue's case: an entry for Admin renamed onto the key of Reader with a narrowing
+    Policy was used with 0 STS calls; the child acted as Admin."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "cache"
+    admin_entry = await _entry_of(directory, ADMIN, "worker")
+    narrow = {
+        "Version": "2012-10-17",
+        "Statement": [{"Effect": "Deny", "Action": "*", "Resource": "*"}],
+    }
+    reader_entry = await _entry_of_policy(directory, narrow)
+    # The directory's owner (another user now) swaps the entries.
+    os.chown(directory, NOBODY, NOBODY)
+    os.replace(admin_entry, reader_entry)
+    calls = sts.assume_role_count
+
+    again = await assume_role(
+        make_parent(), ROLE, RoleSessionName="worker", Policy=narrow, cache=JSONFileCache(directory)
+    )
+    assert await caller_arn(again) == "arn:aws:sts::123456789012:assumed-role/Reader/worker"
+    assert sts.assume_role_count == calls + 1
+    assert "owned by another user" in caplog.text
+
+
+async def _entry_of_policy(directory: Path, policy: dict[str, Any]) -> Path:
+    before = _names(directory)
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="worker", Policy=policy, cache=JSONFileCache(directory)
+    )
+    await caller_arn(child)
+    (written,) = _names(directory) - before
+    return directory / written
+
+
+_SWAPS = {
+    # what the entry was written for -> what it was then renamed to answer
+    "another role": ((ADMIN, "worker"), (ROLE, "worker")),
+    "another session name": ((ROLE, "alice"), (ROLE, "bob")),
+    "a generated name for a named session": ((ROLE, None), (ROLE, "bob")),
+}
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize(("written_for", "asked_for"), list(_SWAPS.values()), ids=list(_SWAPS))
+async def test_an_entry_that_does_not_answer_the_request_is_ignored_and_rewritten(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    sts: LoopbackSTS,
+    written_for: tuple[str, str | None],
+    asked_for: tuple[str, str],
+) -> None:
+    """Issue 19: an entry renamed onto another key (in a directory we trust) is a miss."""
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    directory = tmp_path / "cache"
+    wrong = await _entry_of(directory, *written_for)
+    right = await _entry_of(directory, *asked_for)
+    os.replace(wrong, right)
+    calls = sts.assume_role_count
+
+    role_arn, session_name = asked_for
+    again = await assume_role(
+        make_parent(), role_arn, RoleSessionName=session_name, cache=JSONFileCache(directory)
+    )
+    wanted = f"arn:aws:sts::123456789012:assumed-role/{role_arn.rsplit('/', 1)[1]}/{session_name}"
+    assert await caller_arn(again) == wanted
+    assert sts.assume_role_count == calls + 1
+    # (Read at start-up, and again around the lock: one warning each.)
+    messages = [
+        r.getMessage() for r in caplog.records if "ignoring the cache entry" in r.getMessage()
+    ]
+    assert messages
+    assert all("not for the requested" in message for message in messages)
+    assert SECRET not in caplog.text
+    # Rewritten with the answer to the request.
+    assert json.loads(right.read_text())["AssumedRoleUser"]["Arn"] == wanted
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("session_name", ["cli-session", None], ids=["named", "generated"])
+async def test_an_entry_the_aws_cli_wrote_is_used(
+    tmp_path: Path, sts: LoopbackSTS, session_name: str | None
+) -> None:
+    """botocore's AssumeRoleCredentialFetcher (the AWS CLI's) writes the entry, over real
+    HTTP to the loopback STS; a later process of ours uses it without calling STS."""
+    import botocore.session
+
+    cli = botocore.session.get_session()
+    extra_args = {} if session_name is None else {"RoleSessionName": session_name}
+    fetcher = botocore.credentials.AssumeRoleCredentialFetcher(
+        client_creator=cli.create_client,
+        source_credentials=cli.get_credentials(),
+        role_arn=ROLE_WITH_PATH,
+        extra_args=extra_args,
+        cache=botocore.utils.JSONFileCache(working_dir=str(tmp_path)),
+    )
+    written = fetcher.fetch_credentials()
+    assert sts.assume_role_count == 1
+
+    kwargs: dict[str, Any] = {} if session_name is None else {"RoleSessionName": session_name}
+    child = await assume_role(
+        make_parent(), ROLE_WITH_PATH, cache=JSONFileCache(tmp_path), **kwargs
+    )
+    credentials = await (await child.get_credentials()).get_frozen_credentials()
+    assert credentials.access_key == written["access_key"]
+    assert (await caller_arn(child)).startswith("arn:aws:sts::123456789012:assumed-role/Auditor/")
+    assert sts.assume_role_count == 1
+
+
+ROLE_WITH_PATH = "arn:aws:iam::123456789012:role/path/to/Auditor"
+
+
+# Lock files and keys: nothing outside the cache's own files in its own directory.
+
+
+@needs_posix_modes
+@pytest.mark.skipif(not IS_ROOT, reason="giving a lock file to another user needs root")
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("held", [True, False], ids=["held by its owner", "not held"])
+async def test_a_lock_file_of_another_user_is_never_used(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, held: bool
+) -> None:
+    """Issue 19: a 0666 lock file another user made (and held) made every refresh wait the
+    whole bound; one not held was taken, and then removed."""
+    import fcntl
+
+    caplog.set_level(logging.INFO, logger="aio_assume_role_lib")
+    cache = JSONFileCache(tmp_path / "cache")
+    cache["key"] = {"a": 1}
+    lock = tmp_path / "cache" / ".key.lock"
+    lock.touch()
+    lock.chmod(0o666)
+    os.chown(lock, NOBODY, NOBODY)
+    theirs = os.open(lock, os.O_RDONLY)
+    try:
+        if held:
+            fcntl.flock(theirs, fcntl.LOCK_EX)
+        # The bound is long: with the bug, the test would wait all of it.
+        async with cache.alock("key", 30.0) as taken:
+            assert not taken
+    finally:
+        os.close(theirs)
+    (message,) = warnings_about(caplog, lock)
+    assert "owned by another user" in message
+    assert "still held" not in caplog.text
+    assert lock.stat().st_uid == NOBODY  # left to its owner
+
+
+def _tree(directory: Path) -> list[str]:
+    return sorted(
+        os.path.join(root, name) for root, _, names in os.walk(directory) for name in names
+    )
+
+
+_ESCAPING_KEYS = ["../outside", "a/b", "/etc/passwd", "..", ".", "a\\b", "nul\x00byte", ""]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+@pytest.mark.parametrize("key", _ESCAPING_KEYS)
+async def test_a_key_that_is_not_a_plain_file_name_is_refused(tmp_path: Path, key: str) -> None:
+    """Issue 19: a caller-chosen key with "/../" in it reached files outside the directory."""
+    directory = tmp_path / "cache"
+    cache = JSONFileCache(directory)
+    cache["good"] = {"a": 1}
+    before = _tree(tmp_path)
+    operations: list[Any] = [
+        lambda: key in cache,
+        lambda: cache[key],
+        lambda: cache.__setitem__(key, {"SecretAccessKey": SECRET}),
+        lambda: cache.__delitem__(key),
+    ]
+    for operation in operations:
+        with pytest.raises(ValueError, match="cache key") as raised:
+            operation()
+        assert SECRET not in str(raised.value)
+    with pytest.raises(ValueError, match="cache key"):
+        await cache.aget(key)
+    with pytest.raises(ValueError, match="cache key"):
+        await cache.aset(key, {"a": 2})
+    with pytest.raises(ValueError, match="cache key"):
+        async with cache.alock(key, 1.0):
+            pass
+    assert _tree(tmp_path) == before
+
+
+def test_ordinary_keys_still_work(tmp_path: Path) -> None:
+    cache = JSONFileCache(tmp_path)
+    for key in ["0123abcd" * 5, "written-by-us", "a.b", "with space", "ünïcode"]:
+        cache[key] = {"k": key}
+        assert cache[key] == {"k": key}
+        assert key in cache
+
+
+# A cache hit is its own event (issue 19, item 11).
+
+
+def _refresh_events(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if hasattr(r, "refresh_event")]
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_cache_hit_is_logged_and_counted_as_its_own_event(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sts: LoopbackSTS
+) -> None:
+    """Two processes' views of one directory: what one renews the other reads, at start-up
+    and in a later refresh; each read is a cache hit, not an STS refresh."""
+    caplog.set_level(logging.INFO, logger="aio_assume_role_lib")
+    first = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=JSONFileCache(tmp_path)
+    )
+    second = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=JSONFileCache(tmp_path)
+    )
+    one, two = await first.get_credentials(), await second.get_credentials()
+    # (Cache files keep whole seconds: a renewal counts as newer only if it expires later
+    # by a second or more, as one made minutes later does.)
+    sts.credential_lifetime = 3000
+    issued = await one.get_frozen_credentials()  # STS
+    assert (await two.get_frozen_credentials()).access_key == issued.access_key  # start-up hit
+    sts.credential_lifetime = 3600
+    one.invalidate()
+    renewed = await one.get_frozen_credentials()  # STS again
+    two.invalidate()
+    assert (await two.get_frozen_credentials()).access_key == renewed.access_key  # a hit again
+    assert sts.assume_role_count == 2
+
+    assert (one.refresh_stats.cache_hits, one.refresh_stats.successes) == (0, 2)
+    assert (two.refresh_stats.cache_hits, two.refresh_stats.successes) == (2, 2)
+    events = _refresh_events(caplog)
+    hits = [r for r in events if r.refresh_event == "cache_hit"]  # type: ignore[attr-defined]
+    assert len(hits) == 2
+    assert len([r for r in events if r.refresh_event == "success"]) == 2  # type: ignore[attr-defined]
+    for record in hits:
+        assert record.levelno == logging.INFO
+        assert record.role_arn == ROLE  # type: ignore[attr-defined]
+        assert record.role_session_name == "hits"  # type: ignore[attr-defined]
+        assert "cache" in record.getMessage()
+    for secret in (issued.secret_key, issued.token, renewed.secret_key, renewed.token):
+        assert secret not in caplog.text
+
+
+class _RenewedWhileWaiting(JSONFileCache):
+    """A cache whose lock, once taken, finds the entry renewed by "another process"."""
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cache_key: str, wait_seconds: float) -> AsyncIterator[bool]:
+        entry = self[cache_key]
+        credentials = entry["Credentials"]
+        credentials["AccessKeyId"] = "ASIARENEWEDBYANOTHER"
+        later = parse(credentials["Expiration"]) + datetime.timedelta(minutes=10)
+        credentials["Expiration"] = later
+        self[cache_key] = entry
+        async with super().alock(cache_key, wait_seconds) as held:
+            yield held
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_a_renewal_found_once_the_lock_is_held_is_a_cache_hit(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, sts: LoopbackSTS
+) -> None:
+    caplog.set_level(logging.INFO, logger="aio_assume_role_lib")
+    first = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=JSONFileCache(tmp_path)
+    )
+    await caller_arn(first)
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="hits", cache=_RenewedWhileWaiting(tmp_path)
+    )
+    credentials = await child.get_credentials()
+    await credentials.get_frozen_credentials()  # a start-up hit
+    credentials.invalidate()
+    assert (await credentials.get_frozen_credentials()).access_key == "ASIARENEWEDBYANOTHER"
+    assert sts.assume_role_count == 1
+    assert credentials.refresh_stats.cache_hits == 2
+    events = [getattr(r, "refresh_event", None) for r in caplog.records]
+    assert events.count("cache_hit") == 2
+
+
+# The cache key leaves out the parent's identity, as botocore's does; opt-in to add it.
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_by_default_parents_of_other_identities_share_a_directorys_entries(
+    tmp_path: Path, sts: LoopbackSTS
+) -> None:
+    """As designed (and as in botocore): one cache directory per trust boundary."""
+    root_child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="shared", cache=JSONFileCache(tmp_path)
+    )
+    await caller_arn(root_child)
+    other_parent = await assume_role(make_parent(), ADMIN, RoleSessionName="other-parent")
+    other_child = await assume_role(
+        other_parent, ROLE, RoleSessionName="shared", cache=JSONFileCache(tmp_path)
+    )
+    await caller_arn(other_child)
+    # The other parent's child used the root child's entry: the other parent was not even
+    # asked for its credentials.
+    assert sts.assume_role_count == 1
+    assert await caller_arn(other_child) == await caller_arn(root_child)
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_key_by_parent_identity_keeps_parents_of_other_identities_apart(
+    tmp_path: Path, sts: LoopbackSTS
+) -> None:
+    def cache() -> JSONFileCache:
+        return JSONFileCache(tmp_path, key_by_parent_identity=True)
+
+    root_child = await assume_role(make_parent(), ROLE, RoleSessionName="shared", cache=cache())
+    await caller_arn(root_child)
+    other_parent = await assume_role(make_parent(), ADMIN, RoleSessionName="other-parent")
+    other_child = await assume_role(other_parent, ROLE, RoleSessionName="shared", cache=cache())
+    await caller_arn(other_child)
+    assert sts.assume_role_count == 3  # each child called STS: no entry was shared
+    assert len([name for name in os.listdir(tmp_path) if name.endswith(".json")]) == 2
+
+    # A later process of either parent's identity still finds its own entry, for one
+    # GetCallerIdentity of its parent.
+    def parent_identity_calls() -> int:
+        return sum(
+            1
+            for call in sts.calls
+            if call.action == "GetCallerIdentity" and call.caller_arn == sts.root_arn
+        )
+
+    asked = parent_identity_calls()
+    again = await assume_role(make_parent(), ROLE, RoleSessionName="shared", cache=cache())
+    await (await again.get_credentials()).get_frozen_credentials()
+    assert sts.assume_role_count == 3
+    assert parent_identity_calls() == asked + 1
+    # Not the keys botocore and the AWS CLI use (they leave the parent out).
+    plain = JSONFileCache(tmp_path / "plain")
+    await caller_arn(await assume_role(make_parent(), ROLE, RoleSessionName="shared", cache=plain))
+    (plain_entry,) = os.listdir(tmp_path / "plain")
+    assert plain_entry not in os.listdir(tmp_path)
+    assert "key_by_parent_identity=True" in repr(cache())
+    with pytest.raises(TypeError, match="key_by_parent_identity must be True or False"):
+        JSONFileCache(tmp_path, key_by_parent_identity="yes")  # type: ignore[arg-type]
+
+
 # entry_problem: what any cache may hold that must not be used.
 
 
@@ -625,6 +1079,13 @@ def _entry(**credentials: Any) -> dict[str, Any]:
 def _other_account() -> dict[str, Any]:
     entry = _assume_role_response(_future())
     entry["AssumedRoleUser"]["Arn"] = "arn:aws:sts::999999999999:assumed-role/Reader/x"
+    return entry
+
+
+def _assumed_as(role_and_session: str, partition: str = "aws", kind: str = "assumed-role") -> Any:
+    entry = _assume_role_response(_future())
+    arn = f"arn:{partition}:sts::123456789012:{kind}/{role_and_session}"
+    entry["AssumedRoleUser"]["Arn"] = arn
     return entry
 
 
@@ -649,6 +1110,15 @@ _BAD_ENTRIES: dict[str, tuple[Any, str]] = {
         "AssumedRoleUser",
     ),
     "account id mismatch": (_entry(AccountId="999999999999"), "AccountId"),
+    "another role": (_assumed_as("Admin/session"), "not for the requested role Reader"),
+    "another partition": (
+        _assumed_as("Reader/session", partition="aws-cn"),
+        "not for the requested role",
+    ),
+    "a user, not a role session": (
+        _assumed_as("Reader/session", kind="user"),
+        "AssumedRoleUser.Arn of an assumed role",
+    ),
 }
 
 
@@ -670,9 +1140,28 @@ def test_entry_problem_accepts_real_entries() -> None:
     assert _cache.entry_problem(from_file, ROLE, now) is None
     # expired is not this function's business (the caller refreshes)
     assert _cache.entry_problem(_assume_role_response(_future(-1)), ROLE, now) is None
+    # the role name is the last segment of the role ARN's path, compared as IAM does
+    assert _cache.entry_problem(_assumed_as("Auditor/s"), ROLE_WITH_PATH, now) is None
+    assert _cache.entry_problem(_assumed_as("auditor/s"), ROLE_WITH_PATH, now) is None
+    assert _cache.entry_problem(_assumed_as("to/s"), ROLE_WITH_PATH, now) is not None
     # without a role ARN to compare with (validate=False and garbage), no account check
     assert _cache.entry_problem(_other_account(), "not-an-arn", now) is None
     assert _cache.entry_problem(_other_account(), None, now) is None
+
+
+def test_entry_problem_checks_the_session_name_where_it_is_known() -> None:
+    now = time.time()
+    entry = _assume_role_response(_future())  # .../assumed-role/Reader/session
+    assert _cache.entry_problem(entry, ROLE, now, session_name="session") is None
+    problem = _cache.entry_problem(entry, ROLE, now, session_name="other")
+    assert problem is not None
+    assert "not for the requested session name other" in problem
+    assert SECRET not in problem
+    # a generated name is not known (it changes with every process): any session will do
+    assert _cache.entry_problem(entry, ROLE, now, session_name=None) is None
+    # a session name with a slash cannot be faked by the role's name
+    tricky = _assumed_as("Reader/a/b")
+    assert _cache.entry_problem(tricky, ROLE, now, session_name="b") is not None
 
 
 @pytest.mark.anyio
@@ -698,6 +1187,40 @@ async def test_an_implausible_cached_entry_is_a_miss(
     assert await caller_arn(again) == await caller_arn(first)
     assert sts.assume_role_count == 2
     assert "ignoring the cache entry" in caplog.text
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("anyio_backend", ["asyncio"])
+async def test_without_the_parents_identity_the_refresh_goes_on_without_the_cache(
+    tmp_path: Path,
+    caplog: pytest.LogCaptureFixture,
+    sts: LoopbackSTS,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """GetCallerIdentity failing (once) costs the cache, never the credentials."""
+    from aio_assume_role_lib import _fetch
+
+    caplog.set_level(logging.WARNING, logger="aio_assume_role_lib")
+    real_parent_arn = _fetch.AssumeRoleFetcher._parent_arn
+    failures = [botocore.exceptions.ClientError({"Error": {"Code": "Throttling"}}, "x")]
+
+    async def flaky_parent_arn(self: Any) -> str:
+        if failures:
+            raise failures.pop()
+        return await real_parent_arn(self)
+
+    monkeypatch.setattr(_fetch.AssumeRoleFetcher, "_parent_arn", flaky_parent_arn)
+    cache = JSONFileCache(tmp_path, key_by_parent_identity=True)
+    child = await assume_role(make_parent(), ROLE, RoleSessionName="who", cache=cache)
+    credentials = await child.get_credentials()
+    await credentials.get_frozen_credentials()
+    assert sts.assume_role_count == 1
+    assert "cannot tell the parent's identity (Throttling" in caplog.text
+    assert os.listdir(tmp_path) == []  # no key to write under
+    credentials.invalidate()
+    await credentials.get_frozen_credentials()  # the next refresh asks again, and writes
+    assert sts.assume_role_count == 2
+    assert len(os.listdir(tmp_path)) == 1
 
 
 # Reading never blocks, never follows a link, never reads more than MAX_FILE_BYTES. Run
@@ -846,7 +1369,7 @@ async def test_a_hanging_read_does_not_hold_the_caller_past_its_deadline(
     cache["key"] = {"a": 1}
     release = threading.Event()
 
-    def hanging_read(path: str) -> bytes:
+    def hanging_read(path: str, *args: object) -> bytes:
         release.wait(timeout=10)  # (bounded: a failing run ends too)
         return b"{}"
 

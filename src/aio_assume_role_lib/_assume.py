@@ -175,6 +175,7 @@ def _new_entry(
         fetcher,
         prepare=fetcher.prepare,
         after_success=fetcher.after_success,
+        loaded_from_cache=fetcher.loaded_from_cache,
         policy=refresh,
         classify_error=classify_error,
         describe_error=describe_error,

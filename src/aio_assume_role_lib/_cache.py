@@ -11,9 +11,13 @@ are read by the other. Beyond botocore it:
 - treats a corrupted, truncated, empty or unreadable file as absent, with a warning
   that names the file but never its content;
 - trusts only what the current user could have written (as ssh does with its files): a
-  file owned by another user, or any file in a directory that others may write to
-  (unless it is sticky, like ``/tmp``, or writable only by the user's private group),
-  is absent, with a warning;
+  file owned by another user is absent, with a warning, and so is every file of a
+  directory that another user owns (root excepted) or may write to (unless only the
+  user's private group may); a sticky shared directory like ``/tmp`` is never a cache
+  directory (its owner could rename the entries), nor is one whose parents the cache
+  created stopped being private. Nothing is written to a directory it does not trust;
+- takes its keys as plain file names: a key that could name a file elsewhere (``/``,
+  ``\\``, ``..``, NUL, empty) is a ``ValueError``;
 - reads only regular files, without following a symbolic link, without blocking on a
   FIFO or a device, and at most ``MAX_FILE_BYTES`` (a real entry is about 2 KB);
 - removes stale temporary files of its own (left by a process killed mid-write, with
@@ -24,7 +28,8 @@ are read by the other. Beyond botocore it:
 - offers ``alock``, a per-key lock (``<dir>/.<key>.lock``, present only while held) that
   lets the processes of a host share one refresh (see ``_fetch``): taken by non-blocking
   attempts with an async sleep between them, given up after a bound, released by the
-  kernel if its holder dies.
+  kernel if its holder dies, and never taken on a lock file of another user's (the
+  refresh then goes ahead at once, without it).
 
 The lock is ``flock(2)`` used directly rather than the ``filelock`` package: it needs one
 non-blocking call and one ``close``, while ``filelock`` keeps per-thread state by default
@@ -32,8 +37,9 @@ non-blocking call and one ``close``, while ``filelock`` keeps per-thread state b
 (ours must be 0700) and adds a dependency. Where there is no ``flock`` (Windows), the
 cache works as before, unlocked.
 
-:func:`entry_problem` checks that a cached AssumeRole response is plausible before
-anyone uses it (types, expiration, account), whatever cache it came from.
+:func:`entry_problem` checks that a cached AssumeRole response is plausible and answers
+the request before anyone uses it (types, expiration, account, role, session name),
+whatever cache it came from.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ import re
 import stat
 import tempfile
 import time
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
 
 try:
@@ -119,24 +125,78 @@ class _Refused(Exception):
     """A cache file that exists but is not to be read; the message says why."""
 
 
-def _directory_problem(directory: str) -> str | None:
+# What a key may not contain: it names one file in the directory, nothing else.
+_KEY_SEPARATORS = tuple({"/", "\\", os.sep, os.altsep or "/"})
+
+
+def _checked_key(cache_key: str) -> str:
+    """``cache_key`` if it is a plain file name (botocore's are hex digests); else raise."""
+    if not isinstance(cache_key, str):
+        raise TypeError(f"a cache key must be a string, not {type(cache_key).__name__}")
+    if (
+        not cache_key
+        or ".." in cache_key
+        or cache_key == "."
+        or "\0" in cache_key
+        or any(separator in cache_key for separator in _KEY_SEPARATORS)
+    ):
+        shown = cache_key if len(cache_key) <= 80 else cache_key[:80] + "..."
+        raise ValueError(
+            f"invalid cache key {shown!r}: a cache key must be a plain file name, not empty "
+            "and without '/', '\\', '..' or NUL"
+        )
+    return cache_key
+
+
+def _trust_problem(status: os.stat_result, euid: int) -> str | None:
+    """Why a directory with ``status`` cannot hold files the user ``euid`` trusts, or None.
+
+    Another user who can write to a directory can rename, replace or remove any file in
+    it; the sticky bit stops them only for files they do not own, and the directory's
+    owner can still rename everything (and make it writable again). So the directory
+    must be the user's own, or root's, and writable by no one else. A group-writable
+    directory is fine when that group is the user's private group (see
+    :func:`_is_private_group`).
+    """
+    mode = status.st_mode
+    group_writable = mode & stat.S_IWGRP and not _is_private_group(status.st_gid, euid)
+    if group_writable or mode & stat.S_IWOTH:
+        if mode & stat.S_ISVTX:
+            return (
+                "is a shared directory like /tmp (writable by other users, sticky); "
+                "make a directory of your own in it"
+            )
+        return "is writable by other users"
+    if status.st_uid not in (euid, 0):
+        return f"is owned by another user (uid {status.st_uid})"
+    return None
+
+
+def _directory_problem(directory: str, created_parents: Iterable[str] = ()) -> str | None:
     """Why files in ``directory`` cannot be trusted, or None.
 
-    Another user who can write to the directory can replace any file in it, unless the
-    directory is sticky (only a file's owner may then replace it, and the file's owner
-    is checked too). A directory writable by its group is fine when that group is the
-    current user's private group (see :func:`_is_private_group`).
+    ``directory`` must be the current user's (or root's) and writable by no one else
+    (see :func:`_trust_problem`); so must each of ``created_parents`` (the parents the
+    cache made for it) that still exists: whoever can write to one of those can move the
+    directory away and put another in its place.
+
+    Raises:
+        OSError: ``directory`` cannot be examined (FileNotFoundError: there is none).
     """
     if not _IS_POSIX:
         return None
-    status = os.stat(directory)
-    if status.st_mode & stat.S_ISVTX:
-        return None
-    group_writable = status.st_mode & stat.S_IWGRP and not _is_private_group(
-        status.st_gid, os.geteuid()
-    )
-    if group_writable or status.st_mode & stat.S_IWOTH:
-        return "its directory is writable by other users (and not sticky)"
+    euid = os.geteuid()
+    problem = _trust_problem(os.stat(directory), euid)
+    if problem is not None:
+        return f"its directory {problem}"
+    for parent in created_parents:
+        try:
+            status = os.stat(parent)
+        except FileNotFoundError:
+            continue
+        problem = _trust_problem(status, euid)
+        if problem is not None:
+            return f"its parent directory {parent} {problem}"
     return None
 
 
@@ -163,8 +223,11 @@ def _is_private_group(gid: int, euid: int) -> bool:
     )
 
 
-def _read_file(path: str) -> bytes:
+def _read_file(path: str, created_parents: Iterable[str] = ()) -> bytes:
     """The content of the regular file ``path``, if the current user may trust it.
+
+    ``created_parents``: the parents of its directory that the cache created (see
+    :func:`_directory_problem`).
 
     Raises:
         FileNotFoundError: there is no file.
@@ -178,23 +241,25 @@ def _read_file(path: str) -> bytes:
             raise _Refused("it is a symbolic link") from None
         raise
     with os.fdopen(fd, "rb") as file:
+        # The directory first: in one that is not trusted, whose the file is says nothing.
+        problem = _directory_problem(os.path.dirname(path) or os.curdir, created_parents)
+        if problem is not None:
+            raise _Refused(problem)
         # Checked on the open file, so it cannot be swapped between the check and the read.
         status = os.fstat(fd)
         if not stat.S_ISREG(status.st_mode):
             raise _Refused("it is not a regular file")
         if _IS_POSIX and status.st_uid != os.geteuid():
             raise _Refused(f"it is owned by another user (uid {status.st_uid})")
-        problem = _directory_problem(os.path.dirname(path) or os.curdir)
-        if problem is not None:
-            raise _Refused(problem)
         data = file.read(MAX_FILE_BYTES + 1)  # bounded, whatever the size says
         if len(data) > MAX_FILE_BYTES:
             raise _Refused(f"it is larger than {MAX_FILE_BYTES} bytes")
         return data
 
 
-def _make_private_directories(directory: str) -> None:
-    """Create ``directory`` and any missing parent with mode 0700.
+def _make_private_directories(directory: str, created: list[str]) -> None:
+    """Create ``directory`` and any missing parent with mode 0700, adding to ``created``
+    each one made (so that the cache checks they stay private).
 
     ``os.makedirs`` gives the parents it creates the default mode (0777 less the umask,
     so 0777 under umask 000); each is made here with 0700 instead. The umask can only
@@ -209,8 +274,12 @@ def _make_private_directories(directory: str) -> None:
             break
         current = parent
     for path in reversed(missing):
-        with contextlib.suppress(FileExistsError):  # made meanwhile by another writer
+        try:
             os.mkdir(path, 0o700)
+        except FileExistsError:  # made meanwhile by another writer
+            continue
+        if path not in created:
+            created.append(path)
 
 
 def _remove_stale_temp_files(directory: str, now: float) -> None:
@@ -233,10 +302,10 @@ def _remove_stale_temp_files(directory: str, now: float) -> None:
             continue  # gone meanwhile, or not ours to remove
 
 
-def _write_file_atomically(path: str, data: bytes) -> None:
+def _write_file_atomically(path: str, data: bytes, created: list[str]) -> None:
     directory = os.path.dirname(path) or os.curdir
-    _make_private_directories(directory)
-    problem = _directory_problem(directory)
+    _make_private_directories(directory, created)
+    problem = _directory_problem(directory, tuple(created))
     if problem is not None:
         # What others may replace is never read back: do not leave credentials there.
         raise UntrustedCacheError(f"not writing credential cache file {path}: {problem}")
@@ -267,28 +336,44 @@ class CredentialCache(Protocol):
     def __setitem__(self, key: str, value: Any, /) -> None: ...
 
 
-def _try_lock(path: str, held: list[int]) -> None:
+class _ForeignLockError(PermissionError):
+    """The lock file is not one of ours: another user made it, or it is not a file."""
+
+
+def _try_lock(path: str, held: list[int], created: list[str]) -> None:
     """Take the exclusive lock on ``path`` if it is free, appending its descriptor to ``held``.
 
     The descriptor goes into ``held`` (not a return value) so that a caller cancelled
     while this ran in a worker thread still finds, and closes, a lock it took.
     """
     directory = os.path.dirname(path) or os.curdir
-    _make_private_directories(directory)
-    problem = _directory_problem(directory)
+    _make_private_directories(directory, created)
+    problem = _directory_problem(directory, tuple(created))
     if problem is not None:  # its entries are not read either: nothing to share
-        raise UntrustedCacheError(problem)
+        raise UntrustedCacheError(errno.EPERM, problem)
     fd = os.open(
         path,
-        os.O_RDWR | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0),
+        os.O_RDWR
+        | os.O_CREAT
+        | getattr(os, "O_NOFOLLOW", 0)
+        | getattr(os, "O_NONBLOCK", 0)  # a FIFO opens at once, and fstat then refuses it
+        | getattr(os, "O_CLOEXEC", 0),
         0o600,
     )
     try:
+        # Checked on the open descriptor: another user's lock file (which they may hold
+        # for ever, or take from us at will) is never used, and never removed.
+        opened = os.fstat(fd)
+        if not stat.S_ISREG(opened.st_mode):
+            raise _ForeignLockError(errno.EPERM, "it is not a regular file")
+        if opened.st_uid != os.geteuid():
+            raise _ForeignLockError(
+                errno.EPERM, f"it is owned by another user (uid {opened.st_uid})"
+            )
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         # The holder removes the file as it lets go, so a lock taken on a file that was
         # opened before that protects nothing: it counts only if it is still the file
         # at ``path`` (the usual check of lock files that are removed).
-        opened = os.fstat(fd)
         try:
             current = os.stat(path, follow_symlinks=False)
         except FileNotFoundError:
@@ -322,11 +407,29 @@ class JSONFileCache(botocore.utils.JSONFileCache):
 
     It is a mapping (``key in cache``, ``cache[key]``, ``cache[key] = value``,
     ``del cache[key]``) like botocore's, plus :meth:`aget` and :meth:`aset`, which do the
-    file IO in a worker thread. An entry whose file cannot be read or parsed is absent,
-    and so is one the current user cannot trust: a file owned by another user, anything
-    but a regular file, a file larger than ``MAX_FILE_BYTES``, or any file when the
-    directory is writable by other users and not sticky (writing there raises
-    ``PermissionError``).
+    file IO in a worker thread. A key is a plain file name (``ValueError`` for one with
+    ``/``, ``\\``, ``..`` or NUL in it). An entry whose file cannot be read or parsed is
+    absent, and so is one the current user cannot trust: a file owned by another user,
+    anything but a regular file, a file larger than ``MAX_FILE_BYTES``, or any file when
+    the directory is not the user's own (or root's), is writable by other users (a
+    sticky one like ``/tmp`` included: make a directory of your own in it), or sits in a
+    directory this cache created that has stopped being private. Writing to such a
+    directory raises ``PermissionError``. :func:`assume_role` also ignores (and, after
+    its refresh, replaces) an entry that does not answer its request: one whose
+    ``AssumedRoleUser`` is another role's, or another session name's.
+
+    **One cache directory per trust boundary.** As in botocore and the AWS CLI, the cache
+    key is made of the AssumeRole arguments only: two parent sessions with different
+    credentials (or identities) that ask for the same role with the same arguments
+    share one entry, so a process whose parent may not assume the role still gets the
+    credentials another parent cached. Give each set of parents that must not share
+    credentials a directory of its own, or pass ``key_by_parent_identity=True``: the key
+    then also holds the parent's identity (the ARN ``sts:GetCallerIdentity`` gives for its
+    credentials, asked once per credentials object; never its access key, which rotates),
+    so only parents of the same identity share entries. Those keys are not the AWS CLI's,
+    which then neither reads nor writes them. A parent that is itself an assumed role
+    has its session name in that ARN: with a generated one, each process has an identity
+    of its own.
 
     With ``lock=True`` (the default) the processes of a host that use the same role
     share one refresh: the one that refreshes holds the key's lock file
@@ -336,16 +439,34 @@ class JSONFileCache(botocore.utils.JSONFileCache):
     this off (each process refreshes on its own and only reads the file at start-up).
     """
 
-    def __init__(self, dir_path: str | os.PathLike[str], *, lock: bool = True) -> None:
-        if not isinstance(lock, bool):
-            raise TypeError(f"lock must be True or False, not {type(lock).__name__}")
+    def __init__(
+        self,
+        dir_path: str | os.PathLike[str],
+        *,
+        lock: bool = True,
+        key_by_parent_identity: bool = False,
+    ) -> None:
+        for name, value in (("lock", lock), ("key_by_parent_identity", key_by_parent_identity)):
+            if not isinstance(value, bool):
+                raise TypeError(f"{name} must be True or False, not {type(value).__name__}")
         self._dir_path = os.fspath(dir_path)
         self._lock = lock
+        self._key_by_parent_identity = key_by_parent_identity
+        # The directories this object made (the cache's and its missing parents): they
+        # must stay private for their files to be trusted.
+        self._created: list[str] = []
         super().__init__(working_dir=self._dir_path, dumps_func=_dumps)
 
     def __repr__(self) -> str:
         suffix = "" if self._lock else ", lock=False"
+        if self._key_by_parent_identity:
+            suffix += ", key_by_parent_identity=True"
         return f"{type(self).__name__}({self._dir_path!r}{suffix})"
+
+    @property
+    def key_by_parent_identity(self) -> bool:
+        """Whether :func:`assume_role` adds the parent's identity to the cache key."""
+        return self._key_by_parent_identity
 
     @property
     def locking(self) -> bool:
@@ -353,7 +474,7 @@ class JSONFileCache(botocore.utils.JSONFileCache):
         return self._lock and fcntl is not None
 
     def _lock_path_for(self, cache_key: str) -> str:
-        return os.path.join(self._dir_path, "." + cache_key + _LOCK_SUFFIX)
+        return os.path.join(self._dir_path, "." + _checked_key(cache_key) + _LOCK_SUFFIX)
 
     @contextlib.asynccontextmanager
     async def alock(self, cache_key: str, wait_seconds: float) -> AsyncIterator[bool]:
@@ -361,25 +482,26 @@ class JSONFileCache(botocore.utils.JSONFileCache):
 
         The event loop never waits on the lock: each attempt is non-blocking (in a worker
         thread, since opening a file can touch a slow disk) and an async sleep separates
-        them. After ``wait_seconds``, or if the lock file cannot be opened, the body
-        runs without the lock (``False``): a holder stuck in a slow STS call delays the
-        others by at most that. ``False`` at once when :attr:`locking` is off.
+        them. After ``wait_seconds``, or if the lock file cannot be opened or is another
+        user's, the body runs without the lock (``False``): a holder stuck in a slow STS
+        call delays the others by at most that. ``False`` at once when :attr:`locking` is
+        off. Raises ``ValueError`` for a key that is not a plain file name.
         """
+        path = self._lock_path_for(cache_key)  # checks the key, whether locking or not
         held: list[int] = []
         try:
             if self.locking:
-                await self._acquire(cache_key, wait_seconds, held)
+                await self._acquire(path, wait_seconds, held)
             yield bool(held)
         finally:
             for fd in held:
-                _unlock(fd, self._lock_path_for(cache_key))
+                _unlock(fd, path)
 
-    async def _acquire(self, cache_key: str, wait_seconds: float, held: list[int]) -> None:
-        path = self._lock_path_for(cache_key)
+    async def _acquire(self, path: str, wait_seconds: float, held: list[int]) -> None:
         deadline = time.monotonic() + wait_seconds
         while True:
             try:
-                await anyio.to_thread.run_sync(_try_lock, path, held)
+                await anyio.to_thread.run_sync(_try_lock, path, held, self._created)
             except BlockingIOError:  # held by another process (or another refresh)
                 pass
             except OSError as error:
@@ -402,13 +524,13 @@ class JSONFileCache(botocore.utils.JSONFileCache):
             await anyio.sleep(min(_LOCK_POLL_SECONDS, remaining))
 
     def _path_for(self, cache_key: str) -> str:
-        return os.path.join(self._dir_path, cache_key + _FILE_SUFFIX)
+        return os.path.join(self._dir_path, _checked_key(cache_key) + _FILE_SUFFIX)
 
     def _load(self, cache_key: str) -> Any:
         """The value stored under ``cache_key``, or ``_MISSING`` if there is none usable."""
         path = self._path_for(cache_key)
         try:
-            data = _read_file(path)
+            data = _read_file(path, tuple(self._created))
         except FileNotFoundError:
             return _MISSING
         except _Refused as refusal:
@@ -444,7 +566,7 @@ class JSONFileCache(botocore.utils.JSONFileCache):
         return value
 
     def __setitem__(self, cache_key: str, value: Any) -> None:
-        _write_file_atomically(self._path_for(cache_key), self._encode(value))
+        _write_file_atomically(self._path_for(cache_key), self._encode(value), self._created)
 
     def __delitem__(self, cache_key: str) -> None:
         try:
@@ -475,6 +597,7 @@ class JSONFileCache(botocore.utils.JSONFileCache):
         say) does not wait for the read to end: a file system that hangs cannot hold the
         caller past its deadline, and the read's result is dropped.
         """
+        self._path_for(cache_key)  # a bad key is the caller's error, raised here
         value = await anyio.to_thread.run_sync(self._load, cache_key, abandon_on_cancel=True)
         return None if value is _MISSING else value
 
@@ -484,8 +607,9 @@ class JSONFileCache(botocore.utils.JSONFileCache):
         The value is serialized before this returns control to the event loop, so a
         later change to ``value`` does not change what is written.
         """
+        path = self._path_for(cache_key)
         data = self._encode(value)
-        await anyio.to_thread.run_sync(_write_file_atomically, self._path_for(cache_key), data)
+        await anyio.to_thread.run_sync(_write_file_atomically, path, data, self._created)
 
 
 # --- what a cached AssumeRole response must look like ---------------------------------------
@@ -494,18 +618,29 @@ class JSONFileCache(botocore.utils.JSONFileCache):
 # runs behind STS's; an entry further out than that was not written by STS's answer.
 _LONGEST_LIFETIME_SECONDS = 12 * 3600
 _EXPIRATION_MARGIN_SECONDS = 15 * 60
-_ROLE_ARN_ACCOUNT = re.compile(r"arn:[^:]+:iam::([0-9]{12}):role/.+", re.DOTALL)
-_ASSUMED_ROLE_ACCOUNT = re.compile(r"arn:[^:]+:sts::([0-9]{12}):assumed-role/.+", re.DOTALL)
+# A role ARN: partition, account, and the role's name (the last segment of its path).
+_ROLE_ARN = re.compile(r"arn:([^:]+):iam::([0-9]{12}):role/(?:.*/)?([^/]+)", re.DOTALL)
+# What STS puts in AssumedRoleUser.Arn: partition, account, role name, session name.
+_ASSUMED_ROLE_ARN = re.compile(r"arn:([^:]+):sts::([0-9]{12}):assumed-role/([^/]+)/(.+)", re.DOTALL)
 
 
-def entry_problem(value: object, role_arn: object, now: float) -> str | None:
+def entry_problem(
+    value: object, role_arn: object, now: float, session_name: str | None = None
+) -> str | None:
     """Why the cached AssumeRole response ``value`` must not be used, or None if it may.
 
     Checks what any cache (a file, a dict, a store of the user's) can get wrong or be
     made to hold: the credentials are non-empty strings; ``Expiration`` parses and is
     no later than the longest lifetime STS gives (12 hours) plus a margin from ``now``
-    (epoch seconds); and, when ``role_arn`` is a role ARN, the assumed-role user belongs
-    to the role's account. An expiration in the past is not a problem here: the caller
+    (epoch seconds); and, when ``role_arn`` is a role ARN, the entry answers the request:
+    its ``AssumedRoleUser.Arn`` (``arn:PARTITION:sts::ACCOUNT:assumed-role/ROLE/SESSION``)
+    names the role's partition, account and name (the last segment of the role's path,
+    compared without case, as IAM compares role names) and, if ``session_name`` is given
+    (it is None when the name was generated, and so unknown), that session name. An
+    entry renamed onto another key's file (for another role, or the same role with
+    another session name) is caught this way; one for the same role and session name
+    with other arguments (a ``Policy``) cannot be, which is why only trusted
+    directories are read. An expiration in the past is not a problem here: the caller
     decides what is too short. The message never quotes a credential.
     """
     if not isinstance(value, Mapping):
@@ -532,19 +667,35 @@ def entry_problem(value: object, role_arn: object, now: float) -> str | None:
         return "Credentials.Expiration is not a timestamp"
     if expiry > now + _LONGEST_LIFETIME_SECONDS + _EXPIRATION_MARGIN_SECONDS:
         return "Credentials.Expiration is further away than STS ever issues (12 hours)"
-    role_match = _ROLE_ARN_ACCOUNT.fullmatch(role_arn) if isinstance(role_arn, str) else None
-    if role_match is not None:
-        user = value.get("AssumedRoleUser")
-        arn = user.get("Arn") if isinstance(user, Mapping) else None
-        user_match = _ASSUMED_ROLE_ACCOUNT.fullmatch(arn) if isinstance(arn, str) else None
-        if user_match is None:
-            return "it has no AssumedRoleUser.Arn of an assumed role"
-        if user_match.group(1) != role_match.group(1):
-            return (
-                f"it is for account {user_match.group(1)}, not the role's account "
-                f"{role_match.group(1)}"
-            )
-        account_id = credentials.get("AccountId")
-        if account_id is not None and account_id != role_match.group(1):
-            return "Credentials.AccountId is not the role's account"
+    role_match = _ROLE_ARN.fullmatch(role_arn) if isinstance(role_arn, str) else None
+    if role_match is None:
+        return None
+    partition, account, role_name = role_match.groups()
+    user = value.get("AssumedRoleUser")
+    arn = user.get("Arn") if isinstance(user, Mapping) else None
+    user_match = _ASSUMED_ROLE_ARN.fullmatch(arn) if isinstance(arn, str) else None
+    if user_match is None:
+        return "it has no AssumedRoleUser.Arn of an assumed role"
+    user_partition, user_account, user_role, user_session = user_match.groups()
+    if user_account != account:
+        return f"it is for account {user_account}, not the role's account {account}"
+    account_id = credentials.get("AccountId")
+    if account_id is not None and account_id != account:
+        return "Credentials.AccountId is not the role's account"
+    # Role and session names are no secrets (CloudTrail records them), but what the file
+    # says is quoted short and escaped: it may be anything.
+    if user_partition != partition or user_role.lower() != role_name.lower():
+        return (
+            f"it is not for the requested role {role_name} (it is for {_short(user_role)} "
+            f"in partition {_short(user_partition)})"
+        )
+    if session_name is not None and user_session != session_name:
+        return (
+            f"it is not for the requested session name {session_name} (it is for "
+            f"{_short(user_session)})"
+        )
     return None
+
+
+def _short(text: str) -> str:
+    return repr(text if len(text) <= 64 else text[:64] + "...")

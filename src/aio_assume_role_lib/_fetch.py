@@ -13,6 +13,11 @@ and only then is STS called, the new credentials written before the lock is let 
 The waiting is bounded and never discards credentials in hand: whatever goes wrong with
 the lock or the file, the fetcher just calls STS, and the refresher's static stability
 covers that call failing.
+
+Credentials taken from the cache instead of STS are reported to the refresher
+(:meth:`AssumeRoleFetcher.loaded_from_cache`), which logs and counts them as cache hits.
+With ``JSONFileCache(key_by_parent_identity=True)`` the cache key also holds the parent's
+identity, asked of STS (``GetCallerIdentity``) once, before the cache is first read.
 """
 
 from __future__ import annotations
@@ -171,15 +176,24 @@ def describe_error(error: BaseException) -> str:
     return type(error).__name__
 
 
-def cache_key(args: AssumeRoleArgs) -> str:
+# Where the parent's identity goes in the key's arguments: no AssumeRole parameter has a
+# colon in its name, so it can never collide with one.
+_PARENT_ARN_KEY = "aio_assume_role_lib:parent_arn"
+
+
+def cache_key(args: AssumeRoleArgs, parent_arn: str | None = None) -> str:
     """The cache key botocore and the AWS CLI use for the same AssumeRole arguments.
 
     A generated RoleSessionName is left out (it changes with every process) and the
     policy is parsed so that its key order does not matter, as botocore does. A string
     TokenCode is part of the key, as in aws-assume-role-lib (which passes it to
     botocore's fetcher with the other arguments); a callable one cannot be and is not.
+    With ``parent_arn`` (``JSONFileCache(key_by_parent_identity=True)``) the key also
+    holds the parent's identity, and is no longer botocore's.
     """
     key_args: dict[str, Any] = dict(args.kwargs)
+    if parent_arn is not None:
+        key_args[_PARENT_ARN_KEY] = parent_arn
     if isinstance(args.token_code, str):
         key_args["TokenCode"] = args.token_code
     if args.session_name_generated:
@@ -256,7 +270,9 @@ class AssumeRoleFetcher:
     unless a shared cache already holds newer credentials).
 
     ``lock_timeout`` bounds the wait for a shared cache's lock in each try; after it the
-    try calls STS without the lock.
+    try calls STS without the lock. It also bounds the ``GetCallerIdentity`` call that a
+    cache keyed by the parent's identity needs; if that fails, the refresh goes on
+    without the cache, and the next one asks again.
     """
 
     def __init__(
@@ -275,8 +291,19 @@ class AssumeRoleFetcher:
         self.token_code = args.token_code
         self._static_code_used = False
         self._cache = cache
-        self._cache_key = cache_key(args) if cache is not None else ""
+        self._args = args
+        self._by_parent_identity = getattr(cache, "key_by_parent_identity", False) is True
+        # None while unknown (a key with the parent's identity, before it is known): the
+        # cache is then neither read nor written.
+        self._cache_key: str | None = (
+            cache_key(args) if cache is not None and not self._by_parent_identity else None
+        )
+        # What an entry must be for (a generated name is not known: it is not in the key).
+        self._session_name: str | None = (
+            None if args.session_name_generated else self.kwargs["RoleSessionName"]
+        )
         self._cache_checked = cache is None
+        self._last_from_cache = False
         self._from_cache: tuple[ReadOnlyCredentials, float] | None = None
         self._unwritten: dict[str, Any] | None = None
         # Refreshes are shared with other processes through caches that can lock.
@@ -304,10 +331,16 @@ class AssumeRoleFetcher:
     def description(self) -> str:
         return f"role {self.kwargs['RoleArn']} (session {self.kwargs['RoleSessionName']})"
 
+    def loaded_from_cache(self) -> bool:
+        """Whether the credentials the last call returned came from the cache, not STS."""
+        return self._last_from_cache
+
     async def prepare(self) -> None:
         """Before a refresh: the cache (first time only), then the MFA code if needed."""
         self._code = None
-        if not self._cache_checked:
+        if self._cache is not None and self._cache_key is None:
+            await self._learn_parent_identity()
+        if not self._cache_checked and self._cache_key is not None:
             self._cache_checked = True
             found = await self._usable_from_cache()
             if found is not None:
@@ -317,17 +350,48 @@ class AssumeRoleFetcher:
         self._code = await self._next_token_code()
 
     async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
+        self._last_from_cache = False
         if self._from_cache is not None:
             found, self._from_cache = self._from_cache, None
-        elif self._shared:
+            self._last_from_cache = True
+        elif self._shared and self._cache_key is not None:
             found = await self._shared_refresh()
         else:
             response = await self._assume_role()
             found = make_frozen(response)
             # Written by after_success(), once the callers have the credentials.
-            self._unwritten = response if self._cache is not None else None
+            self._unwritten = response if self._cache_key is not None else None
         self._held_expiry = found[1]
         return found
+
+    async def _learn_parent_identity(self) -> None:
+        """Make the cache key, with the parent's identity in it (its caller ARN)."""
+        try:
+            with anyio.fail_after(self._lock_timeout):
+                arn = await self._parent_arn()
+        except Exception as error:
+            logger.warning(
+                "%s: not using the credential cache for this refresh: cannot tell the "
+                "parent's identity (%s)",
+                self.description,
+                describe_error(error),
+            )
+            return
+        self._cache_key = cache_key(self._args, parent_arn=arn)
+
+    async def _parent_arn(self) -> str:
+        sts = await self._sts_clients.get()
+        try:
+            response = await sts.get_caller_identity()
+        except ClientError:
+            raise  # STS answered: the connection is fine
+        except BaseException:
+            await self._sts_clients.discard()  # as after a failed AssumeRole
+            raise
+        arn = response.get("Arn")
+        if not isinstance(arn, str) or not arn:
+            raise UnusableCredentialsError("GetCallerIdentity answered without an Arn")
+        return arn
 
     async def _shared_refresh(self) -> tuple[ReadOnlyCredentials, float]:
         """One try through a shared cache: its credentials if another process renewed,
@@ -336,6 +400,7 @@ class AssumeRoleFetcher:
         found = await self._usable_from_cache()
         if found is not None:
             logger.debug("%s: another process renewed the credentials", self.description)
+            self._last_from_cache = True
             return found
         assert self._cache is not None
         async with self._cache.alock(self._cache_key, self._lock_timeout):  # type: ignore[attr-defined]
@@ -343,6 +408,7 @@ class AssumeRoleFetcher:
             found = await self._usable_from_cache()
             if found is not None:
                 logger.debug("%s: another process renewed the credentials", self.description)
+                self._last_from_cache = True
                 return found
             response = await self._assume_role()
             found = make_frozen(response)
@@ -478,7 +544,7 @@ class AssumeRoleFetcher:
 
     async def _read_cache(self) -> Mapping[str, Any] | None:
         cache = self._cache
-        if cache is None:
+        if cache is None or self._cache_key is None:
             return None
         try:
             aget = getattr(cache, "aget", None)
@@ -489,7 +555,11 @@ class AssumeRoleFetcher:
             else:
                 value = self._read_sync(cache)
             problem = (
-                None if value is None else entry_problem(value, self.kwargs["RoleArn"], time.time())
+                None
+                if value is None
+                else entry_problem(
+                    value, self.kwargs["RoleArn"], time.time(), session_name=self._session_name
+                )
             )
             if problem is not None:
                 logger.warning("%s: ignoring the cache entry: %s", self.description, problem)
@@ -503,14 +573,15 @@ class AssumeRoleFetcher:
 
     def _read_sync(self, cache: Any) -> Any:
         # The protocol botocore's own caches follow (botocore's JSONFileCache has no .get).
-        return cache[self._cache_key] if self._cache_key in cache else None  # noqa: SIM401
+        key = self._cache_key
+        return cache[key] if key is not None and key in cache else None
 
     async def _write_cache(
         self, response: dict[str, Any], within_seconds: float | None = None
     ) -> None:
         """Write ``response`` to the cache, logging a failure; give up after ``within_seconds``."""
         cache = self._cache
-        if cache is None:
+        if cache is None or self._cache_key is None:
             return
         value = copy.deepcopy(response)  # the raw response, as botocore caches it
         if isinstance(cache, botocore.utils.JSONFileCache) and within_seconds is None:
@@ -547,7 +618,7 @@ class AssumeRoleFetcher:
 
     def _write_sync(self, cache: Any, value: dict[str, Any]) -> None:
         try:
-            cache[self._cache_key] = value
+            cache[self._cache_key] = value  # (known: checked by _write_cache)
         except Exception as exc:
             self._write_failed(exc)
 

@@ -8,6 +8,9 @@ It knows nothing about sessions or STS. It is given:
   its own allowance instead of the network deadline (a human typing an MFA code);
 * ``after_success`` (optional): an async function run after the callers have the new value
   (a cache write), outside the deadline;
+* ``loaded_from_cache`` (optional): whether the value the last ``load`` returned came from
+  a cache (another process's refresh, an earlier run's) rather than from the source: such
+  a refresh is logged and counted as a cache hit;
 * ``wall_clock``: wall-clock seconds, used only to compare with an expiry;
 * ``monotonic``: a monotonic clock for backoff, error memory and deadlines;
 * ``sleep``: how to wait (deadlines and the pauses between tries are built on it);
@@ -234,7 +237,10 @@ class RefreshStats:
     Attributes:
         attempts: refreshes started (each makes one to ``max_tries`` requests).
         tries: requests made (tries of all refreshes).
-        successes: refreshes that brought new credentials.
+        successes: refreshes that brought new credentials (cache hits included).
+        cache_hits: of those, the ones whose credentials came from the cache (written by
+            another process's refresh, or by an earlier run) rather than from the source
+            (STS, for an assumed role); each is logged as its own event, ``cache_hit``.
         failures: refreshes that failed, whatever happened to callers.
         advisory_refreshes: refreshes started in the advisory window (nobody waited).
         blocking_refreshes: refreshes started with callers waiting.
@@ -252,6 +258,7 @@ class RefreshStats:
         "advisory_refreshes",
         "attempts",
         "blocking_refreshes",
+        "cache_hits",
         "failures",
         "fast_failures",
         "invalidations",
@@ -278,6 +285,7 @@ class RefreshStats:
     attempts: int
     tries: int
     successes: int
+    cache_hits: int
     failures: int
     advisory_refreshes: int
     blocking_refreshes: int
@@ -453,6 +461,7 @@ class Refresher(Generic[T]):
         *,
         prepare: Callable[[], Awaitable[None]] | None = None,
         after_success: Callable[[], Awaitable[None]] | None = None,
+        loaded_from_cache: Callable[[], bool] | None = None,
         policy: RefreshPolicy | None = None,
         wall_clock: Callable[[], float] = time.time,
         monotonic: Callable[[], float] = time.monotonic,
@@ -470,6 +479,7 @@ class Refresher(Generic[T]):
         self._load = load
         self._prepare = prepare
         self._after_success = after_success
+        self._loaded_from_cache = loaded_from_cache
         self.policy = policy or RefreshPolicy()
         self._clock = wall_clock
         self._monotonic = monotonic
@@ -748,6 +758,8 @@ class Refresher(Generic[T]):
     def _succeeded(self, flight: _Flight, value: T, expiry: float) -> None:
         now = self._clock()
         advisory_at, blocking_at = self.policy.windows(now, expiry, self._random())
+        # (Single flight: no other load ran since this one.)
+        from_cache = self._loaded_from_cache is not None and self._loaded_from_cache()
         with self._mutex:
             self._current = _Current(value, expiry, expiry - now, advisory_at, blocking_at)
             self._consecutive_failures = 0
@@ -755,13 +767,16 @@ class Refresher(Generic[T]):
             if self._flight is flight:
                 self._flight = None
             self.stats.successes += 1
+            if from_cache:
+                self.stats.cache_hits += 1
         if self._metrics is not None:
             self._metrics.refreshed("blocking" if flight.blocking else "advisory", None)
         self._log(
             logging.INFO,
-            "success",
-            "%s: refreshed; valid for %.0f s, next refresh in %.0f s",
+            "cache_hit" if from_cache else "success",
+            "%s: %s; valid for %.0f s, next refresh in %.0f s",
             self.description,
+            "taken from the cache, not refreshed from the source" if from_cache else "refreshed",
             expiry - now,
             max(advisory_at - now, 0.0),
             seconds_left=expiry - now,
