@@ -602,6 +602,8 @@ class Refresher(Generic[T]):
             self.stats.served_expired += 1
 
     async def _run_flight(self, flight: _Flight) -> None:
+        if self._metrics is not None:
+            self._metrics.started("blocking" if flight.blocking else "advisory", self.stats)
         self._log(
             logging.INFO,
             "start",
