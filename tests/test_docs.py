@@ -566,3 +566,14 @@ def test_readme_links_to_the_docs() -> None:
     assert links, "README.md should link to the documentation"
     for link in links:
         assert (ROOT / link).is_file(), link
+
+
+def test_the_recorded_calls_fields_are_all_documented() -> None:
+    import dataclasses
+
+    from aio_assume_role_lib.testing import STSCall
+
+    lines = (DOCS / "testing.md").read_text().splitlines()
+    documented = {m[1] for line in lines if (m := re.match(r"^\| `(\w+)` \|", line))}
+    fields = {field.name for field in dataclasses.fields(STSCall)}
+    assert fields <= documented, f"docs/testing.md does not describe {fields - documented}"
