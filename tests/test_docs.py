@@ -408,7 +408,8 @@ STUB_INSTALL_LINE = '"types-aiobotocore[essential,sts,s3]"'
 
 
 def programs_of(page: Path) -> list[Block]:
-    """Complete programs: scripts, and title= files that are not a section copy."""
+    """Complete programs: scripts, title= files that are not a section copy, and in the
+    guides the blocks for some stacks (complete programs too) where they can run."""
     return [
         block
         for block in BLOCKS_OF[page]
@@ -416,6 +417,12 @@ def programs_of(page: Path) -> list[Block]:
         or (
             block.kind == "file"
             and (block.title not in COPIED_FILES or block.code == example_parts(block.title)[""])
+        )
+        or (
+            page.parent.name == "guides"
+            and block.kind == "run"
+            and block.requirements
+            and all(importlib.util.find_spec(module) for module in block.requirements)
         )
     ]
 
