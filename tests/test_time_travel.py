@@ -143,7 +143,8 @@ async def test_in_advisory_a_failed_refresh_reaches_nobody(sts: LoopbackSTS) -> 
     await until(lambda: credentials.refresh_stats.failures == 1)
     await handle_request(child)  # still fine: the cached credentials are served
     outcomes = [(call.action, call.outcome) for call in sts.calls]
-    assert [outcome for action, outcome in outcomes if action == "AssumeRole"] == ["ok", "5xx"]
+    # (A starved run may reach the next advisory attempt, after the backoff: it succeeds.)
+    assert [outcome for action, outcome in outcomes if action == "AssumeRole"][:2] == ["ok", "5xx"]
     assert [outcome for action, outcome in outcomes if action != "AssumeRole"] == ["ok"] * 3
     assert credentials.refresh_stats.served_expired == 0
 
