@@ -21,7 +21,7 @@ from botocore.exceptions import ClientError
 
 from aio_assume_role_lib import RefreshPolicy, assume_role, configure_telemetry, credentials_of
 from aio_assume_role_lib._metrics import MAX_ATTRIBUTE_LENGTH, bounded_value, known_error_types
-from aio_assume_role_lib.testing import LoopbackSTS
+from aio_assume_role_lib.testing import LoopbackSTS, time_travel
 from aio_assume_role_lib.testing._protocol import error_body
 
 from .conftest import HANG_SECONDS, ROLE_A, ROLE_B, ROLE_C, botocore_session, make_parent
@@ -342,3 +342,22 @@ async def test_a_span_per_refresh_only_when_turned_on(spans: Any, sts: LoopbackS
     assert failed["aio_assume_role.refresh.outcome"] == "failure"
     assert failed["aio_assume_role.refresh.tries"] == 1
     assert failed["status"] == "ERROR"
+
+
+async def test_credentials_served_expired_are_counted(reader: Any, sts: LoopbackSTS) -> None:
+    role = "arn:aws:iam::666666666666:role/Stale"
+    child = await assume_role(make_parent(), role, refresh=RefreshPolicy(max_tries=1))
+    credentials = credentials_of(child)
+    await credentials.get_frozen_credentials()
+    time_travel(child, "expired")
+    sts.fail_next("5xx")
+    await credentials.get_frozen_credentials()  # the refresh fails: the expired ones served
+    counted = {
+        name: [
+            value
+            for labels, value in points(reader, f"aio_assume_role.credentials.{name}")
+            if labels.get(ROLE) == role
+        ]
+        for name in ("served_stale", "served_expired")
+    }
+    assert counted == {"served_stale": [1], "served_expired": [1]}

@@ -16,7 +16,10 @@ instruments, all with the attribute ``aws.role.arn`` (unless turned off with
 * ``aio_assume_role.credentials.seconds_to_expiry`` (gauge): per credentials object that
   is alive, seconds until the cached credentials expire (negative once expired), with
   ``aio_assume_role.credentials.slot`` telling apart the live credentials objects of one
-  role (two children with different session names or policies, say).
+  role (two children with different session names or policies, say);
+* ``aio_assume_role.credentials.served_stale`` and ``.served_expired`` (observable
+  counters, the ``RefreshStats`` of the same name), with the gauge's attributes: cached
+  credentials served after a failed refresh, and of those the ones past their expiry.
 
 Cardinality: the counters have one series per role (times the few values of ``outcome``,
 ``window`` and ``error.type``); the gauge one per live credentials object. Every
@@ -153,7 +156,12 @@ def configure_telemetry(*, role_attribute: bool = True, refresh_spans: bool = Fa
 
 
 class _Instruments:
-    def __init__(self, observe: Callable[[Any], Iterable[Any]]) -> None:
+    def __init__(
+        self,
+        observe: Callable[[Any], Iterable[Any]],
+        observe_served_stale: Callable[[Any], Iterable[Any]],
+        observe_served_expired: Callable[[Any], Iterable[Any]],
+    ) -> None:
         assert _otel_metrics is not None
         meter = _otel_metrics.get_meter("aio_assume_role_lib", __version__)
         self.attempts = meter.create_counter(
@@ -175,6 +183,19 @@ class _Instruments:
             callbacks=[observe],
             unit="s",
             description="Seconds until the cached credentials expire",
+        )
+        # Read from the refresher's exact counters (RefreshStats) when collected.
+        meter.create_observable_counter(
+            "aio_assume_role.credentials.served_stale",
+            callbacks=[observe_served_stale],
+            unit="{call}",
+            description="Cached credentials served in place of new ones after a failed refresh",
+        )
+        meter.create_observable_counter(
+            "aio_assume_role.credentials.served_expired",
+            callbacks=[observe_served_expired],
+            unit="{call}",
+            description="Of those, the ones served past their expiry",
         )
 
 
@@ -201,7 +222,11 @@ class RefreshMetrics:
         self._seconds_to_expiry = seconds_to_expiry
         if _otel_metrics is not None:
             if RefreshMetrics._instruments is None:
-                RefreshMetrics._instruments = _Instruments(RefreshMetrics._observe)
+                RefreshMetrics._instruments = _Instruments(
+                    RefreshMetrics._observe,
+                    functools.partial(RefreshMetrics._observe_stats, "served_stale"),
+                    functools.partial(RefreshMetrics._observe_stats, "served_expired"),
+                )
             self._slot = _SLOTS.take(None, self)
             self._slot_in_role = _SLOTS.take(self._role, self)
             RefreshMetrics._live.add(self)
@@ -226,8 +251,18 @@ class RefreshMetrics:
             if seconds is not None:
                 yield _otel_metrics.Observation(seconds, metrics._identity())
 
+    @staticmethod
+    def _observe_stats(name: str, options: Any) -> Iterable[Any]:
+        assert _otel_metrics is not None
+        for metrics in list(RefreshMetrics._live):
+            if metrics._stats is not None:
+                yield _otel_metrics.Observation(getattr(metrics._stats, name), metrics._identity())
+
     def started(self, window: str, stats: Any) -> None:
-        """A refresh started (``stats``: the refresher's counters, read for its tries)."""
+        """A refresh started (``stats``: the refresher's counters, read for its tries and
+        for the served_stale and served_expired counters, which no refresh before the
+        first can change)."""
+        self._stats = stats
         if not _Settings.refresh_spans or _otel_trace is None or _otel_context is None:
             return
         if self._span is not None:  # the previous flight was abandoned (its loop ended)
@@ -238,7 +273,6 @@ class RefreshMetrics:
             context=_otel_context.Context(),  # a root span: see configure_telemetry()
             attributes={**self._identity(), "aio_assume_role.refresh.window": window},
         )
-        self._stats = stats
         self._tries_before = stats.tries
 
     def _end_span(self, outcome: str, error_type: str | None) -> None:
