@@ -34,6 +34,7 @@ from aio_assume_role_lib import (
     get_role_arn,
     patch_aiobotocore,
 )
+from aio_assume_role_lib.testing import time_travel
 
 ROLE = "arn:aws:iam::123456789012:role/Reader"
 
@@ -112,6 +113,13 @@ async def check_the_credentials_object(child: AioSession) -> None:
     # Not sessions.
     credentials_of(credentials)  # type: ignore[call-overload]
     credentials_of("child")  # type: ignore[call-overload]
+
+
+def check_time_travel(child: AioSession) -> None:
+    assert_type(time_travel(child, "advisory"), float)
+    time_travel(child, "blocking")
+    time_travel(child, "expired")
+    time_travel(child, "later")  # type: ignore[arg-type]
 
 
 async def check_the_parent_attribute(parent: AioSession) -> None:
