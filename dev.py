@@ -430,6 +430,10 @@ FUZZ_EXAMPLES = {"s1": 3000, "s2": 500}
 # mypy --strict runs on each stack with the stubs users install (the stubs-s1/stubs-s2
 # groups), over the library, the examples and the typing tests: what a user's type
 # checker infers from documented usage (tests/typing/*.py hold assert_type checks).
+# Each typing test turns on --warn-unreachable for itself (its first line,
+# TYPING_TEST_HEADER): an assert_type after a point mypy thinks unreachable is never
+# checked, and would pass whatever it says.
+TYPING_TEST_HEADER = "# mypy: warn-unreachable\n"
 _TYPING_TESTS = ("tests/typing/test_assume_role_types.py", "tests/typing/test_pool_types.py")
 MYPY_FILES: dict[str, tuple[str, ...]] = {
     "s1": ("src", "examples", *_TYPING_TESTS),
@@ -541,6 +545,10 @@ def test(pytest_args: list[str]) -> int:
     for path in sorted((ROOT / "tests" / "typing").glob("test_*.py")):
         if path.relative_to(ROOT).as_posix() not in checked:
             failed.append(f"mypy: {path.relative_to(ROOT)} is in no stack's MYPY_FILES")
+        if not path.read_text(encoding="utf-8").startswith(TYPING_TEST_HEADER):
+            failed.append(
+                f"mypy: {path.relative_to(ROOT)} does not start with {TYPING_TEST_HEADER!r}"
+            )
     print(
         f"\ntimes: environments {environments - started:.0f} s, "
         f"checks and tests {time.monotonic() - environments:.0f} s"

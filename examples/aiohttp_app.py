@@ -9,7 +9,7 @@ from a ``ClientPool``: one per role and service, shared by all requests.
 Run it (the parent's credentials come from the usual places: environment, profile, ...)::
 
     pip install "aio-assume-role-lib"
-    ROLE_ARN=arn:aws:iam::123456789012:role/Reader python examples/aiohttp_app.py
+    ROLE_ARN=arn:aws:iam::123456789012:role/Reader python aiohttp_app.py
     curl http://127.0.0.1:8080/whoami
 
 Its test, ``tests/test_examples.py``, runs it against a loopback STS endpoint.

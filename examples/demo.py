@@ -12,7 +12,7 @@ import time
 
 from aiobotocore.session import AioSession
 
-from aio_assume_role_lib import AssumeRoleCredentials, assume_role, get_role_arn
+from aio_assume_role_lib import assume_role, credentials_of, get_role_arn
 from aio_assume_role_lib.testing import LoopbackSTS
 
 READER = get_role_arn("111111111111", "Reader")
@@ -62,8 +62,7 @@ async def main() -> None:
 
         async def handle_request() -> str:
             child = await assume_role(parent, WORKER, RoleSessionName="per-request")
-            credentials = await child.get_credentials()
-            assert isinstance(credentials, AssumeRoleCredentials)  # for type checkers
+            credentials = credentials_of(child)
             # What aiobotocore's signer awaits before every request:
             return str((await credentials.get_frozen_credentials()).access_key)
 
@@ -81,8 +80,7 @@ async def main() -> None:
         say("   and an STS that takes 0.3 s to answer:")
         sts.credential_lifetime = 6.0
         short = await assume_role(parent, READER, RoleSessionName="short-lived")
-        credentials = await short.get_credentials()
-        assert isinstance(credentials, AssumeRoleCredentials)
+        credentials = credentials_of(short)
         before = sts.assume_role_count
         longest_wait = 0.0
         async with short.create_client("sts") as client:

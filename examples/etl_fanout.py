@@ -9,11 +9,11 @@ accounts are worked on at once. It runs on asyncio or trio (through anyio).
 
 Run it against real accounts (the parent's credentials come from the usual places)::
 
-    ACCOUNT_IDS=111111111111,222222222222 ROLE_NAME=EtlReader python examples/etl_fanout.py
+    ACCOUNT_IDS=111111111111,222222222222 ROLE_NAME=EtlReader python etl_fanout.py
 
 or against the library's loopback STS, with 500 made-up accounts::
 
-    python examples/etl_fanout.py --loopback 500
+    python etl_fanout.py --loopback 500
 
 Its test, ``tests/test_examples.py``, runs it over 160 roles against the loopback STS.
 """

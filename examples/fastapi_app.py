@@ -9,7 +9,7 @@ call per credential lifetime, whatever its request rate. Its clients come from a
 Run it (the parent's credentials come from the usual places: environment, profile, ...)::
 
     pip install "aio-assume-role-lib" fastapi uvicorn
-    ROLE_ARN=arn:aws:iam::123456789012:role/Reader python examples/fastapi_app.py
+    ROLE_ARN=arn:aws:iam::123456789012:role/Reader python fastapi_app.py
     curl http://127.0.0.1:8000/whoami
 
 With several workers (``uvicorn --workers 4 fastapi_app:app``), set ``ROLE_CACHE_DIR`` to

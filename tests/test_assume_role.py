@@ -416,6 +416,8 @@ def test_public_names() -> None:
             "UnusableCredentialsError",
             "__version__",
             "assume_role",
+            "configure_telemetry",
+            "credentials_of",
             "generate_lambda_session_name",
             "get_assumed_role_session_arn",
             "get_role_arn",

@@ -19,9 +19,19 @@ How docs/*.md code blocks are treated (the conventions for whoever writes a page
     the other stack, so each such block runs on one of the two.
   - ``<!-- run: pytest -->``: the block is a pytest module; it is run by pytest in a
     subprocess and all its tests must pass.
+  - ``<!-- run: script -->``: the block is a complete program, run as pasted with
+    ``python`` in a subprocess (environment as above, working directory holding the
+    page's ``title=`` files), and it must exit 0. It is also type-checked (below).
 
-- A block made only of ``--8<-- "path[:section]"`` lines includes a file at build time
-  (pymdownx.snippets); the file must be one that another test runs (``INCLUDED_FILES``).
+- A block with ``title="NAME.py"`` in its fence is a file the reader saves under that
+  name (a later script of the page may import it). When ``examples/NAME.py`` exists, the
+  block is a copy of it, kept equal by a test: the whole file, or one of its sections
+  (between ``# --8<-- [start:NAME]`` and ``# --8<-- [end:NAME]`` lines, which the copy
+  leaves out). It is not run in the page's namespace; the whole examples are run by
+  tests/test_examples.py.
+- Pages are plain Markdown, readable on GitHub and PyPI: no ``--8<--`` include lines.
+- Complete programs (scripts, and title= files that are not a section) pass
+  ``mypy --strict`` with the stubs users install (each guide gives the install line).
 - Every fence names its language, from ``LANGUAGES``.
 """
 
@@ -48,23 +58,27 @@ from aiobotocore.session import AioSession
 from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib.testing import LoopbackSTS
 
+from .conftest import HANG_SECONDS
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
 
 LANGUAGES = {"python", "console", "text", "json", "ini", "toml", "yaml"}
-# Files that docs include with --8<--, and the test that runs each.
-INCLUDED_FILES = {
-    "examples/fastapi_app.py": ("tests/test_examples.py", 'load_example("fastapi_app")'),
-    "examples/aiohttp_app.py": ("tests/test_examples.py", 'load_example("aiohttp_app")'),
-    "examples/etl_fanout.py": ("tests/test_examples.py", 'load_example("etl_fanout")'),
+# The examples/ files that docs copy, and the test that runs each.
+COPIED_FILES = {
+    "fastapi_app.py": ("tests/test_examples.py", 'load_example("fastapi_app")'),
+    "aiohttp_app.py": ("tests/test_examples.py", 'load_example("aiohttp_app")'),
+    "etl_fanout.py": ("tests/test_examples.py", 'load_example("etl_fanout")'),
 }
 # Modules the docs' examples import from examples/ (forgotten after each page).
 EXAMPLE_MODULES = {path.stem for path in EXAMPLES.glob("*.py")}
 
 _FENCE = re.compile(r"^(?P<indent>[ \t]*)(?P<fence>`{3,}|~{3,})(?P<info>.*)$")
 _DIRECTIVE = re.compile(r"^<!--\s*(?P<kind>[\w-]+)\s*:\s*(?P<value>.*?)\s*-->$")
-_INCLUDE = re.compile(r'^--8<--\s+"(?P<path>[^":]+)(?::(?P<section>[\w-]+))?"$')
+_INCLUDE = re.compile(r"^\s*--8<--\s", re.MULTILINE)
+_TITLE = re.compile(r'title="(?P<title>[^"]+)"')
+_SECTION_MARK = re.compile(r"^# --8<-- \[(?P<edge>start|end):(?P<name>[\w-]+)\]$")
 
 
 @dataclass(frozen=True)
@@ -75,28 +89,25 @@ class Block:
     code: str
     directive: str | None  # "not-run", "requires", "run", or None
     directive_value: str
+    title: str  # the fence's title="...", or ""
 
     @property
     def where(self) -> str:
         return f"{self.page.relative_to(ROOT)}:{self.line}"
 
     @property
-    def includes(self) -> list[re.Match[str]]:
-        lines = [line.strip() for line in self.code.splitlines() if line.strip()]
-        matches = [_INCLUDE.match(line) for line in lines]
-        return [m for m in matches if m is not None] if lines and all(matches) else []
-
-    @property
     def kind(self) -> str:
-        """``run``, ``pytest``, ``include``, ``not-run`` or ``other`` (not Python)."""
+        """``run``, ``pytest``, ``script``, ``file``, ``not-run`` or ``other`` (not Python)."""
         if self.language != "python":
             return "other"
-        if self.includes:
-            return "include"
         if self.directive == "not-run":
             return "not-run"
         if self.directive == "run" and self.directive_value == "pytest":
             return "pytest"
+        if self.directive == "run" and self.directive_value == "script":
+            return "script"
+        if self.title:
+            return "file"
         return "run"
 
     @property
@@ -130,6 +141,7 @@ def parse_blocks(page: Path) -> list[Block]:
         else:
             raise AssertionError(f"{page.relative_to(ROOT)}: unclosed code fence")
         start_line = index - len(body) + 1
+        title = _TITLE.search(info)
         blocks.append(
             Block(
                 page=page,
@@ -138,6 +150,7 @@ def parse_blocks(page: Path) -> list[Block]:
                 code="\n".join(body) + "\n",
                 directive=directive["kind"] if directive else None,
                 directive_value=directive["value"] if directive else "",
+                title=title["title"] if title else "",
             )
         )
         index += 1
@@ -163,7 +176,7 @@ def test_every_fence_names_a_known_language() -> None:
     assert unknown == [], f"use one of {sorted(LANGUAGES)}"
 
 
-def test_every_python_block_is_run_included_or_marked() -> None:
+def test_every_python_block_is_run_copied_or_marked() -> None:
     problems = []
     for block in BLOCKS:
         if block.language != "python":
@@ -172,29 +185,66 @@ def test_every_python_block_is_run_included_or_marked() -> None:
             problems.append(f"{block.where}: unknown directive {block.directive!r}")
         if block.directive == "not-run" and not block.directive_value:
             problems.append(f"{block.where}: say why it is not run: <!-- not-run: why -->")
-        if block.directive == "run" and block.directive_value != "pytest":
-            problems.append(f"{block.where}: the only run directive is <!-- run: pytest -->")
+        if block.directive == "run" and block.directive_value not in ("pytest", "script"):
+            problems.append(f"{block.where}: run directives: <!-- run: pytest|script -->")
         if block.directive == "requires" and not block.requirements:
             problems.append(f"{block.where}: <!-- requires: module, ... --> names no module")
-        for include in block.includes:
-            path, section = include["path"], include["section"]
-            if path not in INCLUDED_FILES:
-                problems.append(f"{block.where}: includes {path}, which no test runs")
-                continue
-            if section and f"--8<-- [start:{section}]" not in (ROOT / path).read_text():
-                problems.append(f"{block.where}: {path} has no section {section!r}")
+        if block.title and (block.directive == "not-run" or not block.title.endswith(".py")):
+            problems.append(f"{block.where}: a title= names a Python file the reader saves")
     assert problems == []
     kinds = [block.kind for block in BLOCKS]
     # A guard against a parser that silently finds nothing.
     assert kinds.count("run") >= 25
-    assert kinds.count("include") >= 4
+    assert kinds.count("file") >= 6
+    assert kinds.count("script") >= 3
     assert kinds.count("pytest") >= 1
 
 
-def test_included_files_are_run_by_their_tests() -> None:
-    for path, (test_file, marker) in INCLUDED_FILES.items():
-        assert (ROOT / path).is_file(), path
-        assert marker in (ROOT / test_file).read_text(), f"{test_file} does not run {path}"
+@pytest.mark.parametrize("page", PAGES, ids=lambda page: str(page.relative_to(DOCS)))
+def test_pages_are_plain_markdown_without_includes(page: Path) -> None:
+    """GitHub and PyPI show a page as it is: an include line would show as itself."""
+    text = page.read_text(encoding="utf-8")
+    assert _INCLUDE.search(text) is None, f"{page.relative_to(ROOT)} includes a file"
+    # examples/ is in the repository, not in what pip installs: the pages copy what they need.
+    assert "examples/ directory" not in text
+    assert "python examples/" not in text
+
+
+def example_parts(name: str) -> dict[str, str]:
+    """examples/NAME: the whole file and each section, without the section marks."""
+    lines = (EXAMPLES / name).read_text(encoding="utf-8").splitlines()
+    parts = {"": "\n".join(line for line in lines if not _SECTION_MARK.match(line)) + "\n"}
+    open_sections: dict[str, list[str]] = {}
+    for line in lines:
+        mark = _SECTION_MARK.match(line)
+        if mark and mark["edge"] == "start":
+            open_sections[mark["name"]] = []
+        elif mark:
+            parts[mark["name"]] = "\n".join(open_sections.pop(mark["name"])).strip("\n") + "\n"
+        else:
+            for section in open_sections.values():
+                section.append(line)
+    return parts
+
+
+FILE_BLOCKS = [block for block in BLOCKS if block.kind in ("file", "script") and block.title]
+COPIES = [block for block in FILE_BLOCKS if block.title in COPIED_FILES]
+
+
+@pytest.mark.parametrize("block", COPIES, ids=lambda block: block.where)
+def test_copies_of_examples_are_equal_to_them(block: Block) -> None:
+    parts = example_parts(block.title)
+    assert block.code in parts.values(), (
+        f"{block.where} differs from examples/{block.title} (the whole file or a section): "
+        "copy it again"
+    )
+
+
+def test_every_copied_example_is_copied_whole_somewhere_and_run_by_its_test() -> None:
+    copied_whole = {block.title for block in COPIES if block.code == example_parts(block.title)[""]}
+    assert copied_whole == set(COPIED_FILES)
+    for name, (test_file, marker) in COPIED_FILES.items():
+        assert marker in (ROOT / test_file).read_text(), f"{test_file} does not run {name}"
 
 
 # --- running the examples -------------------------------------------------------------------
@@ -315,6 +365,112 @@ def test_pytest_examples_pass(block: Block, tmp_path: Path) -> None:
     assert f"{tests} passed" in result.stdout, result.stdout
 
 
+SCRIPTS = [block for block in BLOCKS if block.kind == "script"]
+
+
+def write_page_files(page: Path, directory: Path) -> None:
+    """The page's title= files, saved as a reader would (a section copy is not a file)."""
+    for block in BLOCKS_OF[page]:
+        if block.kind == "file" and (
+            block.title not in COPIED_FILES or block.code == example_parts(block.title)[""]
+        ):
+            (directory / block.title).write_text(block.code, encoding="utf-8")
+
+
+def script_name(block: Block) -> str:
+    return block.title or f"{block.page.stem.replace('-', '_')}_{block.line}.py"
+
+
+@pytest.mark.parametrize("block", SCRIPTS, ids=lambda block: block.where)
+def test_scripts_run_as_pasted(block: Block, sts: LoopbackSTS, tmp_path: Path) -> None:
+    """A complete program, run with python in a fresh process, as a reader would."""
+    write_page_files(block.page, tmp_path)
+    script = tmp_path / script_name(block)
+    script.write_text(block.code, encoding="utf-8")
+    environ = {
+        **os.environ,
+        **sts.environ(),
+        "ROLE_ARN": "arn:aws:iam::123456789012:role/Reader",
+        # The library under test (a reader's comes from pip install).
+        "PYTHONPATH": os.pathsep.join([str(ROOT / "src"), os.environ.get("PYTHONPATH", "")]),
+    }
+    result = subprocess.run(
+        [sys.executable, script.name],
+        cwd=tmp_path,
+        env=environ,
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
+    assert result.returncode == 0, f"{block.where}:\n{result.stdout}{result.stderr}"
+
+
+# Each guide gives the install line of the stubs its programs are checked with.
+STUB_INSTALL_LINE = '"types-aiobotocore[essential,sts,s3]"'
+
+
+def programs_of(page: Path) -> list[Block]:
+    """Complete programs: scripts, title= files that are not a section copy, and in the
+    guides the blocks for some stacks (complete programs too) where they can run."""
+    return [
+        block
+        for block in BLOCKS_OF[page]
+        if block.kind == "script"
+        or (
+            block.kind == "file"
+            and (block.title not in COPIED_FILES or block.code == example_parts(block.title)[""])
+        )
+        or (
+            page.parent.name == "guides"
+            and block.kind == "run"
+            and block.requirements
+            and all(importlib.util.find_spec(module) for module in block.requirements)
+        )
+    ]
+
+
+PAGES_WITH_PROGRAMS = [page for page in PAGES if programs_of(page)]
+
+
+def test_the_guides_programs_are_found() -> None:
+    guides = {page.name for page in PAGES_WITH_PROGRAMS if page.parent.name == "guides"}
+    assert guides >= {"fastapi.md", "aiohttp.md", "worker.md"}
+
+
+@pytest.mark.parametrize("page", PAGES_WITH_PROGRAMS, ids=_page_id)
+def test_programs_pass_mypy_strict(page: Path, tmp_path: Path) -> None:
+    """What a reader's type checker says of the page's programs, with the stubs the
+    page tells them to install (this stack's stubs-s1 or stubs-s2 group)."""
+    pytest.importorskip("mypy")
+    if page.parent.name == "guides":
+        assert STUB_INSTALL_LINE in page.read_text(), f"{page.name} gives no stub install line"
+    write_page_files(page, tmp_path)
+    for block in programs_of(page):
+        (tmp_path / script_name(block)).write_text(block.code, encoding="utf-8")
+    stack = "s2" if importlib.util.find_spec("aioboto3") else "s1"
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "mypy",
+            "--strict",
+            "--warn-unreachable",
+            "--cache-dir",
+            str(ROOT / ".mypy_cache" / f"docs-{stack}"),
+            # The docs' programs live in no package; mypy's python_version is 3.10.
+            "--config-file",
+            str(ROOT / "pyproject.toml"),
+            *sorted(path.name for path in tmp_path.glob("*.py")),
+        ],
+        cwd=tmp_path,
+        env={**os.environ, "MYPYPATH": str(ROOT / "src")},
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 # --- the figure and the numbers the pages state -----------------------------------------------
 
 
@@ -419,3 +575,14 @@ def test_readme_links_to_the_docs() -> None:
     assert links, "README.md should link to the documentation"
     for link in links:
         assert (ROOT / link).is_file(), link
+
+
+def test_the_recorded_calls_fields_are_all_documented() -> None:
+    import dataclasses
+
+    from aio_assume_role_lib.testing import STSCall
+
+    lines = (DOCS / "testing.md").read_text().splitlines()
+    documented = {m[1] for line in lines if (m := re.match(r"^\| `(\w+)` \|", line))}
+    fields = {field.name for field in dataclasses.fields(STSCall)}
+    assert fields <= documented, f"docs/testing.md does not describe {fields - documented}"

@@ -9,7 +9,8 @@ import logging
 
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
-from ._credentials import AssumeRoleCredentials
+from ._credentials import AssumeRoleCredentials, credentials_of
+from ._metrics import configure_telemetry
 from ._names import (
     AUTOMATIC_ROLE_SESSION_NAME,
     generate_lambda_session_name,
@@ -35,6 +36,8 @@ __all__ = [
     "UnusableCredentialsError",
     "__version__",
     "assume_role",
+    "configure_telemetry",
+    "credentials_of",
     "generate_lambda_session_name",
     "get_assumed_role_session_arn",
     "get_role_arn",

@@ -111,10 +111,10 @@ class _FixedCredentialResolver:
     """The child's credential_provider component: always the shared credentials object."""
 
     def __init__(self, credentials: AssumeRoleCredentials) -> None:
-        self._credentials = credentials
+        self._aio_assume_role_lib_credentials = credentials  # credentials_of() reads it
 
     async def load_credentials(self) -> AssumeRoleCredentials:
-        return self._credentials
+        return self._aio_assume_role_lib_credentials
 
 
 def _check_options(region_name: Any, cache: Any, refresh: Any) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import re
 from datetime import datetime, timezone
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
 from aiobotocore.credentials import AioRefreshableCredentials
+from aiobotocore.session import AioSession
 from botocore.credentials import ReadOnlyCredentials
 
 from ._refresh import Refresher, RefreshPolicy, RefreshStats
@@ -101,6 +102,75 @@ class AssumeRoleCredentials(AioRefreshableCredentials):
             f"<AssumeRoleCredentials role={self.role_arn!r} "
             f"expires={expiry.isoformat() if expiry else None}>"
         )
+
+
+# How credentials_of() finds the library's credentials object of a session, without an
+# await: the session's ``credential_provider`` component (a child's fixed resolver, or
+# what stabilize() installs) names it in this attribute. Any kind of credentials object
+# the library makes plugs in by setting it; credentials_of(session, kind) checks the kind.
+CREDENTIALS_ATTRIBUTE = "_aio_assume_role_lib_credentials"
+
+C = TypeVar("C")
+
+if TYPE_CHECKING:
+    from ._assume import _Aioboto3SessionLike
+
+
+@overload
+def credentials_of(session: AioSession | _Aioboto3SessionLike) -> AssumeRoleCredentials: ...
+
+
+@overload
+def credentials_of(session: AioSession | _Aioboto3SessionLike, kind: type[C]) -> C: ...
+
+
+def credentials_of(session: Any, kind: Any = AssumeRoleCredentials) -> Any:
+    """The credentials object this library refreshes for ``session``, typed.
+
+    For a child of ``assume_role()`` (an ``AioSession`` or an ``aioboto3.Session``) it is
+    the :class:`AssumeRoleCredentials` that every request of the child is signed with,
+    the same object ``await child.get_credentials()`` returns, without the ``await`` and
+    with its real type (type stubs say ``AioCredentials | None``, and an
+    ``isinstance()`` check against them makes type checkers skip what follows)::
+
+        credentials = credentials_of(child)
+        print(credentials.expiry_time, credentials.refresh_stats.attempts)
+
+    No STS call is made: ``expiry_time`` is None until the first request fetches.
+
+    Args:
+        session: a session whose credentials this library refreshes.
+        kind: the type of credentials object expected (default:
+            :class:`AssumeRoleCredentials`).
+
+    Raises:
+        TypeError: ``session`` is not a session, or its credentials are not refreshed
+            by this library (a session you made yourself, say), or not of ``kind``.
+    """
+    botocore_session: Any = session
+    if not isinstance(botocore_session, AioSession):
+        botocore_session = getattr(session, "_session", None)  # an aioboto3.Session
+        if not isinstance(botocore_session, AioSession):
+            raise TypeError(
+                "credentials_of() takes an aiobotocore.session.AioSession or an "
+                f"aioboto3.Session, not {type(session).__name__}"
+            )
+    try:
+        resolver = botocore_session.get_component("credential_provider")
+    except Exception:  # botocore raises ValueError for a component it does not know
+        resolver = None
+    credentials = getattr(resolver, CREDENTIALS_ATTRIBUTE, None)
+    if credentials is None:
+        raise TypeError(
+            "credentials_of(): this session's credentials are not refreshed by "
+            "aio_assume_role_lib; pass a session returned by assume_role()"
+        )
+    if not isinstance(credentials, kind):
+        raise TypeError(
+            f"credentials_of(): this session's credentials object is of type "
+            f"{type(credentials).__name__}, not {getattr(kind, '__name__', kind)}"
+        )
+    return credentials
 
 
 _SIGNED_WITH = "aio_assume_role_lib.signed_with"

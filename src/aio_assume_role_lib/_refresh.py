@@ -552,6 +552,30 @@ class Refresher(Generic[T]):
         )
         return True
 
+    def _travel_to(self, window: Literal["advisory", "blocking", "expired"]) -> float:
+        """For tests (``aio_assume_role_lib.testing.time_travel``): move the cached value's
+        expiry and windows earlier, as if time had passed, so that now is the start of
+        ``window``. Nothing sleeps; the next value fetched has its own timings. Returns
+        the seconds moved (negative: back)."""
+        with self._mutex:
+            current = self._current
+            if current is None:
+                raise ValueError("nothing is cached yet: make one call with the session first")
+            advisory_at, blocking_at = current.advisory_at, current.blocking_at
+            if current.stale:  # invalidated: its windows were set to -inf
+                obtained_at = current.expiry - current.lifetime
+                advisory_at, blocking_at = self.policy.windows(obtained_at, current.expiry, 0.0)
+            target = {"advisory": advisory_at, "blocking": blocking_at, "expired": current.expiry}
+            shift = target[window] - self._clock()
+            self._current = _Current(
+                current.value,
+                current.expiry - shift,
+                current.lifetime,
+                advisory_at - shift,
+                blocking_at - shift,
+            )
+        return shift
+
     def _forget_flight_after_fork(self) -> None:
         self._mutex = threading.Lock()
         self._flight = None
@@ -612,6 +636,8 @@ class Refresher(Generic[T]):
             self.stats.served_expired += 1
 
     async def _run_flight(self, flight: _Flight) -> None:
+        if self._metrics is not None:
+            self._metrics.started("blocking" if flight.blocking else "advisory", self.stats)
         self._log(
             logging.INFO,
             "start",

@@ -1,3 +1,4 @@
+# mypy: warn-unreachable
 """What a user's ``mypy --strict`` infers from ``assume_role`` with an ``aioboto3.Session``.
 
 Stack S2 only (aioboto3 does not install beside aiobotocore 3.x), with types-aioboto3 and
@@ -14,7 +15,13 @@ from typing import TYPE_CHECKING, Any
 from aiobotocore.session import AioSession
 from typing_extensions import assert_type
 
-from aio_assume_role_lib import AssumeRoleCredentials, JSONFileCache, assume_role, patch_aioboto3
+from aio_assume_role_lib import (
+    AssumeRoleCredentials,
+    JSONFileCache,
+    assume_role,
+    credentials_of,
+    patch_aioboto3,
+)
 
 if TYPE_CHECKING:
     import aioboto3
@@ -38,8 +45,11 @@ async def check_a_child_is_an_aioboto3_session(parent: aioboto3.Session) -> None
     # a coroutine (boto3's method, calling aiobotocore's async one). When the stubs are
     # fixed, this ignore becomes unused and mypy says so.
     credentials = await child.get_credentials()  # type: ignore[misc]
-    assert isinstance(credentials, AssumeRoleCredentials)
-    assert_type(credentials.refresh_stats.successes, int)
+    assert_type(credentials, Any)
+    # credentials_of() is the typed way to the same object, without an await.
+    typed = credentials_of(child)
+    assert_type(typed, AssumeRoleCredentials)
+    assert_type(typed.refresh_stats.successes, int)
 
 
 async def check_the_botocore_session_of_a_child(parent: aioboto3.Session) -> None:

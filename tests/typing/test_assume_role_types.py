@@ -1,3 +1,4 @@
+# mypy: warn-unreachable
 """What a user's ``mypy --strict`` infers from ``assume_role`` and its results, on either stack.
 
 Checked by mypy (``python3 dev.py test`` runs it on stacks S1 and S2, with the stubs users
@@ -29,9 +30,11 @@ from aio_assume_role_lib import (
     RefreshPolicy,
     RefreshStats,
     assume_role,
+    credentials_of,
     get_role_arn,
     patch_aiobotocore,
 )
+from aio_assume_role_lib.testing import time_travel
 
 ROLE = "arn:aws:iam::123456789012:role/Reader"
 
@@ -86,11 +89,12 @@ async def check_caches(parent: AioSession, directory: str) -> None:
 
 
 async def check_the_credentials_object(child: AioSession) -> None:
-    # aiobotocore's stubs type get_credentials() as AioCredentials | None; a child's are
-    # always an AssumeRoleCredentials, which isinstance() tells mypy.
+    # aiobotocore's stubs type get_credentials() as AioCredentials | None, and with
+    # types-aiobotocore 3.x an isinstance() check against AssumeRoleCredentials makes
+    # mypy treat what follows as unreachable (so unchecked): credentials_of() is typed.
     assert_type(await child.get_credentials(), AioCredentials | None)
-    credentials = await child.get_credentials()
-    assert isinstance(credentials, AssumeRoleCredentials)
+    credentials = credentials_of(child)
+    assert_type(credentials, AssumeRoleCredentials)
     assert_type(credentials.refresh_stats, RefreshStats)
     assert_type(credentials.refresh_stats.attempts, int)
     assert_type(credentials.refresh_policy, RefreshPolicy)
@@ -102,6 +106,20 @@ async def check_the_credentials_object(child: AioSession) -> None:
     assert_type(await credentials.get_access_key(), str)
     assert_type(await credentials.get_secret_key(), str)
     assert_type(await credentials.get_token(), str)
+    # A misspelled attribute is caught (it was not, after the isinstance() pattern).
+    credentials.refresh_statz  # type: ignore[attr-defined]  # noqa: B018
+    # The kind of credentials object can be named (the library's other kinds plug in).
+    assert_type(credentials_of(child, AssumeRoleCredentials), AssumeRoleCredentials)
+    # Not sessions.
+    credentials_of(credentials)  # type: ignore[call-overload]
+    credentials_of("child")  # type: ignore[call-overload]
+
+
+def check_time_travel(child: AioSession) -> None:
+    assert_type(time_travel(child, "advisory"), float)
+    time_travel(child, "blocking")
+    time_travel(child, "expired")
+    time_travel(child, "later")  # type: ignore[arg-type]
 
 
 async def check_the_parent_attribute(parent: AioSession) -> None:

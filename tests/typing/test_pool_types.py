@@ -1,3 +1,4 @@
+# mypy: warn-unreachable
 """What a user's ``mypy --strict`` infers from ``ClientPool`` with types-aiobotocore installed.
 
 Checked by mypy, not run by pytest (nothing here is a test function, and the stub

@@ -49,6 +49,8 @@ What it does for tests:
   a 5xx, ``AccessDenied``, a dropped connection, a hang, a malformed body, or a response
   that trickles in over ~30 s.
 - :attr:`~LoopbackSTS.calls` records every request (no secrets in it).
+- :func:`time_travel` moves a session's credentials into the advisory or blocking window,
+  or past their expiry, without waiting, to test what a service does there.
 
 It does not: enforce trust or IAM policies (any known identity may assume any role),
 check an MFA code's value (any 6 digits pass), support presigned (query-string) SigV4,
@@ -63,5 +65,6 @@ from __future__ import annotations
 
 from ._faults import FAULTS, Fault
 from ._server import LoopbackSTS, STSCall
+from ._time_travel import Window, time_travel
 
-__all__ = ["FAULTS", "Fault", "LoopbackSTS", "STSCall"]
+__all__ = ["FAULTS", "Fault", "LoopbackSTS", "STSCall", "Window", "time_travel"]

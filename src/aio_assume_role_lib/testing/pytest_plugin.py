@@ -24,6 +24,10 @@ Fixtures (all function-scoped):
   environment (it signs with the root key).
 - ``loopback_aioboto3_session``: an ``aioboto3.Session`` made in that environment; the
   test is skipped when aioboto3 is not installed.
+
+To test what your code does as credentials age, without sleeping, use
+:func:`aio_assume_role_lib.testing.time_travel` on a session it made with
+``assume_role()``: ``time_travel(child, "advisory")`` (or ``"blocking"``, ``"expired"``).
 """
 
 from __future__ import annotations
