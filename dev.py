@@ -14,6 +14,9 @@ environment is rebuilt when pyproject.toml changes.
 Stacks:
     s1    newest aiobotocore 3.x, with the httpx backend and trio
     s2    newest aioboto3 (15.5.0), which pins aiobotocore 2.25.1
+    s3    Python >= 3.12 (found on this machine, see find_python_312), newest
+          aiobotocore and every adapter's extra: the AWS SDK for Python v4 adapter
+          needs 3.12; only the adapters' tests run there (ADAPTER_TESTS)
     moto  moto's STS server, in its own environment: moto wants a newer botocore
           than aiobotocore allows, so the tests run it as a subprocess from here.
 """
@@ -47,8 +50,26 @@ UV = "uv==0.13.9"
 
 # What each environment gets. "--group" names a PEP 735 group of pyproject.toml.
 STACKS: dict[str, list[str]] = {
-    "s1": ["-e", f"{ROOT}[trio]", "--group", "dev", "--group", "docs", "--group", "stubs-s1"],
-    "s2": ["-e", f"{ROOT}[aioboto3]", "--group", "dev", "--group", "stubs-s2"],
+    "s1": [
+        "-e",
+        f"{ROOT}[trio,httpx,httpx2,obstore]",
+        "--group",
+        "dev",
+        "--group",
+        "docs",
+        "--group",
+        "stubs-s1",
+    ],
+    "s2": ["-e", f"{ROOT}[aioboto3,httpx,httpx2,obstore]", "--group", "dev", "--group", "stubs-s2"],
+    # Python >= 3.12 (PYTHON_312_STACKS): the AWS SDK for Python v4 adapter's stack.
+    "s3": [
+        "-e",
+        f"{ROOT}[httpx,httpx2,obstore,sdk-v4]",
+        "--group",
+        "dev",
+        "--group",
+        "stubs-s1",
+    ],
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
     # Benchmarks run on stack s2 so that every anchor installs beside this library:
     # aws-assume-role-lib (sync, in the test group) and aioboto3-assume need boto3/aioboto3.
@@ -67,7 +88,10 @@ STACKS: dict[str, list[str]] = {
 }
 
 # The environments tests and benchmarks run from (many processes each).
-RUN_FROM = ("s1", "s2", "moto", "bench")
+RUN_FROM = ("s1", "s2", "s3", "moto", "bench")
+
+# Environments made with Python >= 3.12 instead of the Python running dev.py.
+PYTHON_312_STACKS = ("s3",)
 
 # Bumped when how environments are made changes (2: bytecode compiled at install), so
 # that existing ones are rebuilt.
@@ -138,12 +162,99 @@ def uv() -> Path | None:
     return found
 
 
-def create_env(env: Path) -> Path:
+def _python_version(python: str | Path) -> tuple[int, int] | None:
+    """(major, minor) of the interpreter ``python``, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = out.stdout.split()
+    if out.returncode or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+_python_312_cache: list[Path | None] = []
+
+
+def find_python_312() -> Path | None:
+    """A Python >= 3.12 on this machine (newest first), or None.
+
+    Looks at the Python running dev.py, then python3.14..python3.12 on PATH (a pyenv shim
+    there runs only if that version is active, so each candidate is run to check), then
+    pyenv's versions directory (``pyenv root``), then ``py -3.x`` (Windows), then
+    ``uv python find`` (uv finds interpreters it or others installed; it downloads none).
+    No path is hard-coded; ``DEV_PY_PYTHON312`` names one by hand.
+    """
+    if _python_312_cache:
+        return _python_312_cache[0]
+    candidates: list[str | Path] = []
+    if os.environ.get("DEV_PY_PYTHON312"):
+        candidates.append(os.environ["DEV_PY_PYTHON312"])
+    candidates.append(sys.executable)
+    minors = ("3.14", "3.13", "3.12")
+    candidates += [found for v in minors if (found := shutil.which(f"python{v}"))]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        versions = Path(root, "versions") if root else None
+        if versions is not None and versions.is_dir():
+            for v in minors:
+                for home in sorted(versions.glob(f"{v}.*"), reverse=True):
+                    candidates.append(_bin(home, "python"))
+    launcher = shutil.which("py")
+    if launcher and os.name == "nt":
+        for v in minors:
+            out = subprocess.run(
+                [launcher, f"-{v}", "-c", "import sys; print(sys.executable)"],
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(out.stdout.strip())
+    tool = uv()
+    if tool is not None:
+        out = subprocess.run(
+            [str(tool), "python", "find", "--no-python-downloads", ">=3.12"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            candidates.append(out.stdout.strip())
+    found: Path | None = None
+    for candidate in candidates:
+        version = _python_version(candidate)
+        if version is not None and version >= (3, 12):
+            found = Path(candidate)
+            break
+    _python_312_cache.append(found)
+    return found
+
+
+MISSING_PYTHON_312 = """
+################################################################################
+dev.py: NO PYTHON >= 3.12 FOUND: the environment {name} is SKIPPED, and with it the
+tests of the AWS SDK for Python v4 adapter (it needs 3.12). Looked at: this Python,
+python3.12+ on PATH, pyenv's versions, `py -3.12`, `uv python find`. Install one
+(e.g. `uv python install 3.12`, `pyenv install 3.12`) or set DEV_PY_PYTHON312.
+################################################################################
+"""
+
+
+def create_env(env: Path, python: str | Path = sys.executable) -> Path:
     """A fresh virtual environment at ``env`` (emptied if it exists); returns its python."""
     tool = uv()
     if tool is not None:
         # --seed: pip inside too, for whoever runs `python -m pip` in it by hand.
-        code = _run(tool, "venv", "-q", "--clear", "--seed", "--python", sys.executable, env)
+        code = _run(tool, "venv", "-q", "--clear", "--seed", "--python", python, env)
+    elif Path(python) != Path(sys.executable):
+        code = _run(python, "-m", "venv", "--clear", env)
+        code = code or _run(_bin(env, "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
     else:
         venv.EnvBuilder(with_pip=True, clear=True).create(env)
         code = _run(_bin(env, "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
@@ -168,19 +279,37 @@ def install(python: Path, *requirements: str | Path, compile_bytecode: bool = Fa
     return _run(*pip, *requirements, cwd=ROOT)
 
 
-def ensure_env(name: str) -> Path:
-    """Create .venv/<name> with the stack's packages, unless it is already up to date."""
+def ensure_env(name: str) -> Path | None:
+    """Create .venv/<name> with the stack's packages, unless it is already up to date.
+
+    None (after a loud message) for a Python >= 3.12 stack on a machine without one.
+    """
     env = VENVS / name
+    base: str | Path = sys.executable
+    if name in PYTHON_312_STACKS:
+        found = find_python_312()
+        if found is None:
+            print(MISSING_PYTHON_312.format(name=name), flush=True)
+            return None
+        base = found
     stamp = env / ".installed"
-    recipe = PYPROJECT.read_bytes() + repr((STACKS[name], ENV_FORMAT)).encode()
+    made_from = str(base) if name in PYTHON_312_STACKS else None
+    recipe = PYPROJECT.read_bytes() + repr((STACKS[name], ENV_FORMAT, made_from)).encode()
     wanted = hashlib.sha256(recipe).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted and _bin(env, "python").exists():
         return env
     print(f"== setting up .venv/{name}", flush=True)
-    python = create_env(env)
+    python = create_env(env, base)
     if install(python, *STACKS[name], compile_bytecode=name in RUN_FROM):
         sys.exit(f"dev.py: installing .venv/{name} failed")
     stamp.write_text(wanted)
+    return env
+
+
+def need_env(name: str) -> Path:
+    """``ensure_env`` for an environment every machine can make."""
+    env = ensure_env(name)
+    assert env is not None, name
     return env
 
 
@@ -236,7 +365,7 @@ sys.exit(0 if "License-Expression: Apache-2.0" in text else "no License-Expressi
 def package() -> list[str]:
     """Build, check and install the artifacts as a user would; return what failed."""
     failed: list[str] = []
-    tools = ensure_env("release")
+    tools = need_env("release")
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     build: list[str | Path] = [_bin(tools, "python"), "-m", "build", "--outdir", dist, ROOT]
@@ -331,7 +460,7 @@ def package() -> list[str]:
 
 
 def demo() -> int:
-    env = ensure_env("s1")
+    env = need_env("s1")
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
@@ -553,10 +682,10 @@ def test(pytest_args: list[str]) -> int:
 
 
 def bench(args: list[str]) -> int:
-    env = ensure_env("bench")
+    env = need_env("bench")
     # Stack S1 (aiobotocore 3.x) gives the headline figures; the bench environment (S2)
     # runs the anchors that need aioboto3 too, and draws the report from both runs.
-    s1 = ensure_env("s1")
+    s1 = need_env("s1")
     run_py = ROOT / "benchmarks" / "run.py"
     return _run(_bin(env, "python"), run_py, "--also", _bin(s1, "python"), *args, cwd=ROOT)
 
