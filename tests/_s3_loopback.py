@@ -65,6 +65,18 @@ class LoopbackS3:
         self._runner: web.AppRunner | None = None
         self._thread: threading.Thread | None = None
         self.port = 0
+        self._rejections: list[tuple[int, str]] = []
+        self._rejected_keys: dict[str, tuple[int, str]] = {}
+
+    def reject_key(self, access_key_id: str, code: str = "ExpiredToken", status: int = 400) -> None:
+        """Answer every request signed with ``access_key_id`` with this S3 error."""
+        with self._lock:
+            self._rejected_keys[access_key_id] = (status, code)
+
+    def reject_next(self, code: str, status: int = 400, count: int = 1) -> None:
+        """Answer the next ``count`` authenticated requests with this S3 error."""
+        with self._lock:
+            self._rejections += [(status, code)] * count
 
     @property
     def endpoint_url(self) -> str:
@@ -159,6 +171,13 @@ class LoopbackS3:
             self._record(request, None, None, code)
             return auth
         access_key, arn = auth
+        with self._lock:
+            rejection = self._rejected_keys.get(access_key)
+            if rejection is None and self._rejections:
+                rejection = self._rejections.pop(0)
+        if rejection is not None:
+            self._record(request, access_key, arn, rejection[1])
+            return _error(rejection[0], rejection[1], "Rejected by the test.")
         self._record(request, access_key, arn, "ok")
         bucket, _, key = unquote(request.path.lstrip("/")).partition("/")
         if request.method == "PUT":

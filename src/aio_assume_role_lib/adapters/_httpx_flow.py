@@ -17,7 +17,7 @@ from botocore.credentials import ReadOnlyCredentials
 
 from . import _loop_thread
 from ._core import INVALID_TOKEN_CODES, error_code
-from ._sigv4 import Signer
+from ._sigv4 import Signer, canonical_query
 from .sync import EventLoopThreadError, get_blocking
 
 # Statuses of "your token is expired or invalid": 403 (STS, S3, most query and XML
@@ -38,11 +38,16 @@ class Flow:
 
     def _sign(self, request: Any, credentials: ReadOnlyCredentials, body: bytes | None) -> None:
         url = request.url
+        params = list(url.params.multi_items())
+        if params:
+            # The query goes out in SigV4's own encoding (RFC 3986, a space as %20, not
+            # httpx's "+"), so that the service reads back exactly what was signed.
+            request.url = url.copy_with(query=canonical_query(params).encode())
         headers = self.signer.sign(
             credentials,
             request.method,
             str(url.copy_with(query=None)),
-            list(url.params.multi_items()),
+            params,
             request.headers.multi_items(),
             body,
         )

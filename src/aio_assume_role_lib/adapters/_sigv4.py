@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable
 from typing import Any, cast
+from urllib.parse import quote
 
 from botocore.auth import S3SigV4Auth
 from botocore.auth import SigV4Auth as BotocoreSigV4Auth
@@ -113,6 +114,13 @@ class Signer:
         return {
             name: request.headers[name] for name in _SIGNATURE_HEADERS if name in request.headers
         }
+
+
+def canonical_query(params: list[tuple[str, str]]) -> str:
+    """A query string in SigV4's canonical encoding (what botocore signs)."""
+    return "&".join(
+        f"{quote(key, safe='-_.~')}={quote(value, safe='-_.~')}" for key, value in sorted(params)
+    )
 
 
 def signed_with(authorization: str | None) -> str | None:
