@@ -64,9 +64,8 @@ def s3(sts: LoopbackSTS) -> Iterator[LoopbackS3]:
 
 
 @pytest.fixture
-async def child(sts: LoopbackSTS) -> AsyncIterator[Any]:
-    parent = AioSession()
-    yield await assume_role(parent, ROLE_A)
+async def child(sts: LoopbackSTS) -> Any:
+    return await assume_role(AioSession(), ROLE_A)
 
 
 def s3_store(s3: LoopbackS3, session: Any) -> Any:
@@ -222,9 +221,11 @@ async def test_httpx_sync_client_on_the_event_loop_thread_says_use_async_client(
     name: str, sts: LoopbackSTS, child: Any
 ) -> None:
     lib, adapter = flavour(name)
-    with lib.Client(auth=adapter.SigV4Auth(child, "sts")) as client:
-        with pytest.raises(EventLoopThreadError, match=rf"use {name}\.AsyncClient"):
-            client.post(sts.endpoint_url + "/", data=GET_CALLER_IDENTITY)
+    with (
+        lib.Client(auth=adapter.SigV4Auth(child, "sts")) as client,
+        pytest.raises(EventLoopThreadError, match=rf"use {name}\.AsyncClient"),
+    ):
+        client.post(sts.endpoint_url + "/", data=GET_CALLER_IDENTITY)
     assert sts.calls == []
 
 
