@@ -540,6 +540,7 @@ def run_concurrently(
 # they run at normal CPU priority, so that no CPU-bound job competes with them (test()).
 # The other test files run side by side with the static checks, in the background.
 TIMED_TESTS = (
+    "test_adapters_proof.py",
     "test_assume_role.py",
     "test_loopback_sts.py",
     "test_multiprocess.py",
@@ -564,16 +565,27 @@ MYPY_FILES: dict[str, tuple[str, ...]] = {
     "s1": ("src", "examples", *_TYPING_TESTS),
     # aioboto3 exists only on stack S2.
     "s2": ("src", "examples", *_TYPING_TESTS, "tests/typing/test_aioboto3_types.py"),
+    # The adapters against every consumer's package, the SDK v4 (3.12 syntax) included.
+    "s3": ("src/aio_assume_role_lib/adapters", "tests/typing/test_adapters_types.py"),
 }
+# mypy's python_version (pyproject.toml) is 3.10; the SDK v4's sources need 3.12.
+MYPY_ARGS: dict[str, tuple[str, ...]] = {"s3": ("--python-version", "3.12")}
 
+
+# What the s3 environment (Python >= 3.12) runs: the adapters' tests only, the AWS SDK
+# for Python v4's among them (everything else runs on s1 and s2).
+ADAPTER_TESTS = ("test_adapters.py", "test_adapters_proof.py", "test_adapters_sdk_v4.py")
 
 # The fuzzers: a part of their own, so that their minute of CPU on S1 runs beside the
 # other untimed tests instead of after them.
 FUZZ_TESTS = ("test_fuzz.py",)
 
 
-def _pytest(stack: str, pytest_args: list[str], part: str) -> list[str | Path]:
-    """pytest on one stack, for one part of the test files: timed, fuzz or untimed."""
+def _pytest(
+    stack: str, pytest_args: list[str], part: str, only: tuple[str, ...] | None = None
+) -> list[str | Path]:
+    """pytest on one stack, for one part of the test files: timed, fuzz or untimed
+    (of the files in ``only``, if given)."""
     # Every test module and folder of tests/ is in exactly one of the three parts.
     entries = sorted(
         path.name
@@ -583,6 +595,8 @@ def _pytest(stack: str, pytest_args: list[str], part: str) -> list[str | Path]:
     )
 
     def part_of(name: str) -> str:
+        if only is not None and name not in only:
+            return "none"
         return "timed" if name in TIMED_TESTS else "fuzz" if name in FUZZ_TESTS else "untimed"
 
     ignored = [name for name in entries if part_of(name) != part]
@@ -604,6 +618,8 @@ def test(pytest_args: list[str]) -> int:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(STACKS)) as making:
         envs = dict(zip(STACKS, making.map(ensure_env, STACKS), strict=True))
     stack_envs = {name: envs[name] for name in ("s1", "s2")}
+    # s3 (Python >= 3.12): the adapters' tests only; absent without a Python 3.12.
+    s3 = envs["s3"]
     moto = envs["moto"]
     os.environ["AIO_ARL_MOTO_SERVER"] = str(_bin(moto, "moto_server"))
     s1 = stack_envs["s1"]
@@ -626,21 +642,36 @@ def test(pytest_args: list[str]) -> int:
     timed: list[tuple[str, list[str | Path]]] = [
         (f"pytest {name}, timed tests", _pytest(name, pytest_args, "timed")) for name in stack_envs
     ]
+    if s3 is not None:
+        timed.append(("pytest s3, timed tests", _pytest("s3", pytest_args, "timed", ADAPTER_TESTS)))
     # The background, longest first.
     jobs: list[tuple[str, list[str | Path]]] = [
         (f"pytest {name}, untimed tests", _pytest(name, pytest_args, "untimed"))
         for name in stack_envs
     ]
+    if s3 is not None:
+        jobs.append(
+            ("pytest s3, untimed tests", _pytest("s3", pytest_args, "untimed", ADAPTER_TESTS))
+        )
+    # The adapters' benchmarks (the SDK v4 among them where s3 exists), smoke mode.
+    adapters_python = _bin(s3 if s3 is not None else s1, "python")
+    jobs.append(
+        (
+            "benchmarks: adapters, smoke mode",
+            [adapters_python, ROOT / "benchmarks" / "adapters.py", "--smoke"],
+        )
+    )
     jobs += [
         ("benchmarks, smoke mode (catches rot, not regressions)", [*dev, "bench", "--smoke"]),
         ("package: build, check, install the wheel per stack", [*dev, "package"]),
     ]
     jobs += [(f"pytest {name}, fuzzers", _pytest(name, pytest_args, "fuzz")) for name in stack_envs]
-    for name, env in stack_envs.items():
+    typed_envs = {**stack_envs, **({"s3": s3} if s3 is not None else {})}
+    for name, env in typed_envs.items():
         # A cache per stack: they see different aiobotocore versions and stubs.
         cache = ROOT / ".mypy_cache" / name
         mypy: list[str | Path] = [_bin(env, "mypy"), "--strict", "--cache-dir", cache]
-        jobs.append((f"mypy {name}", [*mypy, *MYPY_FILES[name]]))
+        jobs.append((f"mypy {name}", [*mypy, *MYPY_ARGS.get(name, ()), *MYPY_FILES[name]]))
     jobs += [
         ("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]),
         ("ruff check", [_bin(s1, "ruff"), "check", "src", "tests", "examples", "benchmarks"]),
@@ -662,7 +693,7 @@ def test(pytest_args: list[str]) -> int:
         for label, code in codes.items()
         if code and not (code == 5 and label.startswith("pytest"))
     ]
-    for name in stack_envs:
+    for name in typed_envs:
         parts = [code for label, code in codes.items() if label.startswith(f"pytest {name},")]
         if all(code == 5 for code in parts):
             failed.append(f"pytest {name} (no test selected)")
@@ -674,10 +705,15 @@ def test(pytest_args: list[str]) -> int:
         f"\ntimes: environments {environments - started:.0f} s, "
         f"checks and tests {time.monotonic() - environments:.0f} s"
     )
+    if s3 is None:
+        print(MISSING_PYTHON_312.format(name="s3"), flush=True)
     if failed:
         print("FAILED: " + ", ".join(failed))
         return 1
-    print("all checks passed on both stacks")
+    if s3 is None:
+        print("checks passed on s1 and s2; s3 (Python >= 3.12, the SDK v4 adapter) SKIPPED")
+        return 0
+    print("all checks passed on s1, s2 and s3")
     return 0
 
 
@@ -687,7 +723,13 @@ def bench(args: list[str]) -> int:
     # runs the anchors that need aioboto3 too, and draws the report from both runs.
     s1 = need_env("s1")
     run_py = ROOT / "benchmarks" / "run.py"
-    return _run(_bin(env, "python"), run_py, "--also", _bin(s1, "python"), *args, cwd=ROOT)
+    code = _run(_bin(env, "python"), run_py, "--also", _bin(s1, "python"), *args, cwd=ROOT)
+    # The adapters' figures (docs/other-clients.md quotes them), on Python >= 3.12 when
+    # there is one so that the SDK v4 is measured too.
+    adapters_env = ensure_env("s3") or s1
+    smoke = ["--smoke"] if "--smoke" in args else []
+    adapters_py = ROOT / "benchmarks" / "adapters.py"
+    return code or _run(_bin(adapters_env, "python"), adapters_py, *smoke, cwd=ROOT)
 
 
 def main(argv: list[str]) -> int:

@@ -38,7 +38,7 @@ class Flow:
 
     def _sign(self, request: Any, credentials: ReadOnlyCredentials, body: bytes | None) -> None:
         url = request.url
-        params = list(url.params.multi_items())
+        params = list(url.params.multi_items()) if url.query else []
         if params:
             # The query goes out in SigV4's own encoding (RFC 3986, a space as %20, not
             # httpx's "+"), so that the service reads back exactly what was signed.
@@ -46,12 +46,13 @@ class Flow:
         headers = self.signer.sign(
             credentials,
             request.method,
-            str(url.copy_with(query=None)),
+            str(url).partition("?")[0],  # (copy_with(query=None) parses the URL again)
             params,
             request.headers.multi_items(),
             body,
         )
-        request.headers.update(headers)
+        for name, value in headers.items():
+            request.headers[name] = value
 
     def _in_memory(self, request: Any) -> bool:
         return isinstance(request.stream, self.byte_stream)
