@@ -164,6 +164,9 @@ class LoopbackS3:
         return access_key, identity.arn
 
     async def _handle(self, request: web.BaseRequest) -> web.StreamResponse:
+        if request.headers.get("Expect", "").lower() == "100-continue":
+            # botocore's PutObject waits for it (aiohttp's low-level server sends none).
+            await request.writer.write(b"HTTP/1.1 100 Continue\r\n\r\n")
         body = await request.read()
         auth = self._authenticate(request, body)
         if isinstance(auth, web.Response):

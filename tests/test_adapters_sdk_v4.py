@@ -19,6 +19,7 @@ from aiobotocore.session import AioSession
 from aio_assume_role_lib import assume_role
 from aio_assume_role_lib.testing import LoopbackSTS
 
+from . import test_docs
 from .conftest import ROLE_A, caller_arn
 
 pytest.importorskip("aws_sdk_sts", reason="the AWS SDK for Python v4 needs Python >= 3.12")
@@ -30,6 +31,9 @@ from aws_sdk_sts.models import GetCallerIdentityInput
 from aio_assume_role_lib.adapters.sdk_v4 import CredentialsResolver
 
 pytestmark = pytest.mark.anyio
+
+# test_docs.py's fixture: the reader's environment (loopback STS and S3, ROLE_ARN, ...).
+docs_environment = test_docs.docs_environment
 
 
 async def sts_client(sts: LoopbackSTS, resolver: Any) -> AsyncSTSClient:
@@ -107,3 +111,15 @@ def test_sdk_v4_without_smithy_names_the_extra(monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.delitem(sys.modules, "aio_assume_role_lib.adapters.sdk_v4")
     with pytest.raises(ImportError, match=r"pip install 'aio-assume-role-lib\[sdk-v4\]'"):
         importlib.import_module("aio_assume_role_lib.adapters.sdk_v4")
+
+
+def test_docs_sdk_v4_program_runs(docs_environment: LoopbackSTS) -> None:
+    """docs/other-clients.md's SDK v4 program (``requires: aws_sdk_sts``: skipped by
+    test_docs.py on the 3.10/3.11 stacks) runs here, where the SDK is installed."""
+    blocks = [
+        block
+        for block in test_docs.BLOCKS_OF[test_docs.DOCS / "other-clients.md"]
+        if "aws_sdk_sts" in block.requirements
+    ]
+    assert len(blocks) == 1
+    test_docs.run_example(blocks[0], {"__name__": "__docs__"}, docs_environment)

@@ -48,6 +48,8 @@ from aiobotocore.session import AioSession
 from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib.testing import LoopbackSTS
 
+from ._s3_loopback import LoopbackS3
+
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
 EXAMPLES = ROOT / "examples"
@@ -230,6 +232,11 @@ def docs_environment(
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "123456")
     # The example services need the role to assume, as their "Run it" sections say.
     monkeypatch.setenv("ROLE_ARN", "arn:aws:iam::123456789012:role/Reader")
+    # docs/other-clients.md's S3 programs (httpx, obstore, s3fs) reach an S3-like
+    # loopback endpoint through the standard variable (and obstore's for plain HTTP).
+    s3 = LoopbackS3(sts).__enter__()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
     environ = dict(os.environ)
     loggers = {
         name: logger.level
@@ -246,6 +253,7 @@ def docs_environment(
     try:
         yield sts
     finally:
+        s3.__exit__(None, None, None)
         os.environ.clear()
         os.environ.update(environ)
         for name, level in loggers.items():
