@@ -318,6 +318,12 @@ async def test_obstore_provider_returns_the_credentials_with_their_expiry(
     assert answer["expires_at"].tzinfo is not None
     # The provider's repr shows no secret.
     assert frozen.secret_key not in repr(credential_provider(child))
+    # obstore asks on every request within 5 min of expiry: each answer is a read of the
+    # engine's cache, never a fetch of its own.
+    provider = credential_provider(child)
+    for _ in range(5):
+        assert (await provider())["access_key_id"] == frozen.access_key
+    assert sts.assume_role_count == 1
 
 
 async def test_obstore_follows_an_invalidation(
