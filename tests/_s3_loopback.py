@@ -3,6 +3,11 @@ real (S3's rules: path not normalized, ``X-Amz-Content-SHA256`` payload hash or
 ``UNSIGNED-PAYLOAD``) against the keys a LoopbackSTS issued, and records which access
 key and which identity signed each request.
 
+It also plays Amazon Bedrock's runtime for the recipes' tests (service ``bedrock``, the
+path URI-encoded once more as for every service but S3): ``POST /model/<id>/invoke``
+(Anthropic's Messages shape) and ``POST .../chat/completions`` (OpenAI's), each answering
+a fixed "hello".
+
 Objects live in memory; PUT, GET, HEAD and a ListObjectsV2 without paging are enough for
 obstore, s3fs and hand-written httpx requests. Errors come in S3's XML shape with S3's
 codes (``ExpiredToken``, ``InvalidAccessKeyId``, ``SignatureDoesNotMatch``).
@@ -33,6 +38,31 @@ class S3Call:
     caller_arn: str | None
     outcome: str
     time: float
+
+
+_ANTHROPIC_MESSAGE = {
+    "id": "msg_loopback",
+    "type": "message",
+    "role": "assistant",
+    "model": "loopback",
+    "content": [{"type": "text", "text": "hello"}],
+    "stop_reason": "end_turn",
+    "stop_sequence": None,
+    "usage": {"input_tokens": 1, "output_tokens": 1},
+}
+_OPENAI_COMPLETION = {
+    "id": "chatcmpl-loopback",
+    "object": "chat.completion",
+    "created": 0,
+    "model": "loopback",
+    "choices": [
+        {
+            "index": 0,
+            "message": {"role": "assistant", "content": "hello"},
+            "finish_reason": "stop",
+        }
+    ],
+}
 
 
 def _error(status: int, code: str, message: str) -> web.Response:
@@ -118,9 +148,11 @@ class LoopbackS3:
             )
         if identity.expiration is not None and time.time() >= identity.expiration:
             return _error(400, "ExpiredToken", "The provided token has expired.")
-        if service != "s3":
-            return _error(403, "SignatureDoesNotMatch", f"scoped to {service!r}, not 's3'")
+        if service not in ("s3", "bedrock"):
+            return _error(403, "SignatureDoesNotMatch", f"scoped to {service!r}")
         payload = request.headers.get("X-Amz-Content-SHA256", "")
+        if service != "s3" and not payload:
+            payload = hashlib.sha256(body).hexdigest()
         if payload != "UNSIGNED-PAYLOAD" and payload != hashlib.sha256(body).hexdigest():
             return _error(
                 400,
@@ -128,11 +160,12 @@ class LoopbackS3:
                 "The provided 'x-amz-content-sha256' header does not match what was computed.",
             )
         signed = fields.get("SignedHeaders", "").split(";")
+        path = request.raw_path.split("?", 1)[0]
         amz_date = request.headers.get("X-Amz-Date", "")
         canonical = "\n".join(
             [
                 request.method,
-                request.raw_path.split("?", 1)[0],
+                path if service == "s3" else quote(path, safe="/~"),
                 _canonical_query(request.rel_url.raw_query_string),
                 "".join(
                     f"{h}:{','.join(' '.join(v.split()) for v in request.headers.getall(h, []))}\n"
@@ -182,6 +215,10 @@ class LoopbackS3:
             self._record(request, access_key, arn, rejection[1])
             return _error(rejection[0], rejection[1], "Rejected by the test.")
         self._record(request, access_key, arn, "ok")
+        if request.method == "POST" and request.path.startswith("/model/"):
+            return web.json_response(_ANTHROPIC_MESSAGE)
+        if request.method == "POST" and request.path.endswith("/chat/completions"):
+            return web.json_response(_OPENAI_COMPLETION)
         bucket, _, key = unquote(request.path.lstrip("/")).partition("/")
         if request.method == "PUT":
             with self._lock:

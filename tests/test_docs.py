@@ -237,6 +237,9 @@ def docs_environment(
     s3 = LoopbackS3(sts).__enter__()
     monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
     monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    # ... and its Bedrock recipes a loopback Bedrock runtime (the same endpoint).
+    monkeypatch.setenv("AWS_BEDROCK_BASE_URL", s3.endpoint_url + "/openai/v1")
+    monkeypatch.setenv("ANTHROPIC_BEDROCK_BASE_URL", s3.endpoint_url)
     environ = dict(os.environ)
     loggers = {
         name: logger.level
