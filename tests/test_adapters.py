@@ -28,7 +28,7 @@ from aio_assume_role_lib import RefreshPolicy, RefreshTimeoutError, assume_role
 from aio_assume_role_lib.testing import LoopbackSTS
 
 from ._s3_loopback import LoopbackS3
-from .conftest import ROLE_A, caller_arn
+from .conftest import ASYNCIO_AND_TRIO, ROLE_A, caller_arn, httpx_parent
 
 httpx = pytest.importorskip("httpx")
 obstore = pytest.importorskip("obstore")
@@ -100,6 +100,24 @@ async def test_httpx_signs_as_the_childs_role(name: str, sts: LoopbackSTS, child
     assert arn_in(posted.text).startswith(ROLE_A_SESSION_ARN_PREFIX)
     assert arn_in(posted.text) == await caller_arn(child)
     assert sts.assume_role_count == 1  # shared with the child's own client
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_httpx2_async_client_on_asyncio_and_trio(
+    anyio_backend: str, sts: LoopbackSTS
+) -> None:
+    """The adapter awaits the engine on whichever loop runs it (trio: stack S1, where the
+    child's STS client uses aiobotocore's httpx backend)."""
+    lib, adapter = flavour("httpx2")
+    parent = httpx_parent() if anyio_backend == "trio" else AioSession()
+    child = await assume_role(parent, ROLE_A)
+    async with lib.AsyncClient(auth=adapter.SigV4Auth(child, "sts")) as client:
+        responses = [
+            await client.post(sts.endpoint_url + "/", data=GET_CALLER_IDENTITY) for _ in range(3)
+        ]
+    assert [r.status_code for r in responses] == [200] * 3
+    assert arn_in(responses[0].text).startswith(ROLE_A_SESSION_ARN_PREFIX)
+    assert sts.assume_role_count == 1
 
 
 @pytest.mark.parametrize("name", FLAVOURS)
