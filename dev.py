@@ -14,6 +14,9 @@ environment is rebuilt when pyproject.toml changes.
 Stacks:
     s1    newest aiobotocore 3.x, with the httpx backend and trio
     s2    newest aioboto3 (15.5.0), which pins aiobotocore 2.25.1
+    s3    Python >= 3.12 (found on this machine, see find_python_312), newest
+          aiobotocore and every adapter's extra: the AWS SDK for Python v4 adapter
+          needs 3.12; only the adapters' tests run there (ADAPTER_TESTS)
     moto  moto's STS server, in its own environment: moto wants a newer botocore
           than aiobotocore allows, so the tests run it as a subprocess from here.
 """
@@ -47,8 +50,26 @@ UV = "uv==0.13.9"
 
 # What each environment gets. "--group" names a PEP 735 group of pyproject.toml.
 STACKS: dict[str, list[str]] = {
-    "s1": ["-e", f"{ROOT}[trio]", "--group", "dev", "--group", "docs", "--group", "stubs-s1"],
-    "s2": ["-e", f"{ROOT}[aioboto3]", "--group", "dev", "--group", "stubs-s2"],
+    "s1": [
+        "-e",
+        f"{ROOT}[trio,httpx,httpx2,obstore]",
+        "--group",
+        "dev",
+        "--group",
+        "docs",
+        "--group",
+        "stubs-s1",
+    ],
+    "s2": ["-e", f"{ROOT}[aioboto3,httpx,httpx2,obstore]", "--group", "dev", "--group", "stubs-s2"],
+    # Python >= 3.12 (PYTHON_312_STACKS): the AWS SDK for Python v4 adapter's stack.
+    "s3": [
+        "-e",
+        f"{ROOT}[httpx,httpx2,obstore,sdk-v4]",
+        "--group",
+        "dev",
+        "--group",
+        "stubs-s1",
+    ],
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
     # Benchmarks run on stack s2 so that every anchor installs beside this library:
     # aws-assume-role-lib (sync, in the test group) and aioboto3-assume need boto3/aioboto3.
@@ -67,7 +88,10 @@ STACKS: dict[str, list[str]] = {
 }
 
 # The environments tests and benchmarks run from (many processes each).
-RUN_FROM = ("s1", "s2", "moto", "bench")
+RUN_FROM = ("s1", "s2", "s3", "moto", "bench")
+
+# Environments made with Python >= 3.12 instead of the Python running dev.py.
+PYTHON_312_STACKS = ("s3",)
 
 # Bumped when how environments are made changes (2: bytecode compiled at install), so
 # that existing ones are rebuilt.
@@ -138,12 +162,99 @@ def uv() -> Path | None:
     return found
 
 
-def create_env(env: Path) -> Path:
+def _python_version(python: str | Path) -> tuple[int, int] | None:
+    """(major, minor) of the interpreter ``python``, or None if it does not run."""
+    try:
+        out = subprocess.run(
+            [str(python), "-c", "import sys; print(*sys.version_info[:2])"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    parts = out.stdout.split()
+    if out.returncode or len(parts) != 2 or not all(p.isdigit() for p in parts):
+        return None
+    return int(parts[0]), int(parts[1])
+
+
+_python_312_cache: list[Path | None] = []
+
+
+def find_python_312() -> Path | None:
+    """A Python >= 3.12 on this machine (newest first), or None.
+
+    Looks at the Python running dev.py, then python3.14..python3.12 on PATH (a pyenv shim
+    there runs only if that version is active, so each candidate is run to check), then
+    pyenv's versions directory (``pyenv root``), then ``py -3.x`` (Windows), then
+    ``uv python find`` (uv finds interpreters it or others installed; it downloads none).
+    No path is hard-coded; ``DEV_PY_PYTHON312`` names one by hand.
+    """
+    if _python_312_cache:
+        return _python_312_cache[0]
+    candidates: list[str | Path] = []
+    if os.environ.get("DEV_PY_PYTHON312"):
+        candidates.append(os.environ["DEV_PY_PYTHON312"])
+    candidates.append(sys.executable)
+    minors = ("3.14", "3.13", "3.12")
+    candidates += [found for v in minors if (found := shutil.which(f"python{v}"))]
+    pyenv = shutil.which("pyenv")
+    if pyenv:
+        root = subprocess.run([pyenv, "root"], capture_output=True, text=True).stdout.strip()
+        versions = Path(root, "versions") if root else None
+        if versions is not None and versions.is_dir():
+            for v in minors:
+                for home in sorted(versions.glob(f"{v}.*"), reverse=True):
+                    candidates.append(_bin(home, "python"))
+    launcher = shutil.which("py")
+    if launcher and os.name == "nt":
+        for v in minors:
+            out = subprocess.run(
+                [launcher, f"-{v}", "-c", "import sys; print(sys.executable)"],
+                capture_output=True,
+                text=True,
+            )
+            if out.returncode == 0 and out.stdout.strip():
+                candidates.append(out.stdout.strip())
+    tool = uv()
+    if tool is not None:
+        out = subprocess.run(
+            [str(tool), "python", "find", "--no-python-downloads", ">=3.12"],
+            capture_output=True,
+            text=True,
+        )
+        if out.returncode == 0 and out.stdout.strip():
+            candidates.append(out.stdout.strip())
+    found: Path | None = None
+    for candidate in candidates:
+        version = _python_version(candidate)
+        if version is not None and version >= (3, 12):
+            found = Path(candidate)
+            break
+    _python_312_cache.append(found)
+    return found
+
+
+MISSING_PYTHON_312 = """
+################################################################################
+dev.py: NO PYTHON >= 3.12 FOUND: the environment {name} is SKIPPED, and with it the
+tests of the AWS SDK for Python v4 adapter (it needs 3.12). Looked at: this Python,
+python3.12+ on PATH, pyenv's versions, `py -3.12`, `uv python find`. Install one
+(e.g. `uv python install 3.12`, `pyenv install 3.12`) or set DEV_PY_PYTHON312.
+################################################################################
+"""
+
+
+def create_env(env: Path, python: str | Path = sys.executable) -> Path:
     """A fresh virtual environment at ``env`` (emptied if it exists); returns its python."""
     tool = uv()
     if tool is not None:
         # --seed: pip inside too, for whoever runs `python -m pip` in it by hand.
-        code = _run(tool, "venv", "-q", "--clear", "--seed", "--python", sys.executable, env)
+        code = _run(tool, "venv", "-q", "--clear", "--seed", "--python", python, env)
+    elif Path(python) != Path(sys.executable):
+        code = _run(python, "-m", "venv", "--clear", env)
+        code = code or _run(_bin(env, "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
     else:
         venv.EnvBuilder(with_pip=True, clear=True).create(env)
         code = _run(_bin(env, "python"), "-m", "pip", "install", "-q", "--upgrade", "pip")
@@ -168,19 +279,37 @@ def install(python: Path, *requirements: str | Path, compile_bytecode: bool = Fa
     return _run(*pip, *requirements, cwd=ROOT)
 
 
-def ensure_env(name: str) -> Path:
-    """Create .venv/<name> with the stack's packages, unless it is already up to date."""
+def ensure_env(name: str) -> Path | None:
+    """Create .venv/<name> with the stack's packages, unless it is already up to date.
+
+    None (after a loud message) for a Python >= 3.12 stack on a machine without one.
+    """
     env = VENVS / name
+    base: str | Path = sys.executable
+    if name in PYTHON_312_STACKS:
+        found = find_python_312()
+        if found is None:
+            print(MISSING_PYTHON_312.format(name=name), flush=True)
+            return None
+        base = found
     stamp = env / ".installed"
-    recipe = PYPROJECT.read_bytes() + repr((STACKS[name], ENV_FORMAT)).encode()
+    made_from = str(base) if name in PYTHON_312_STACKS else None
+    recipe = PYPROJECT.read_bytes() + repr((STACKS[name], ENV_FORMAT, made_from)).encode()
     wanted = hashlib.sha256(recipe).hexdigest()
     if stamp.exists() and stamp.read_text() == wanted and _bin(env, "python").exists():
         return env
     print(f"== setting up .venv/{name}", flush=True)
-    python = create_env(env)
+    python = create_env(env, base)
     if install(python, *STACKS[name], compile_bytecode=name in RUN_FROM):
         sys.exit(f"dev.py: installing .venv/{name} failed")
     stamp.write_text(wanted)
+    return env
+
+
+def need_env(name: str) -> Path:
+    """``ensure_env`` for an environment every machine can make."""
+    env = ensure_env(name)
+    assert env is not None, name
     return env
 
 
@@ -236,7 +365,7 @@ sys.exit(0 if "License-Expression: Apache-2.0" in text else "no License-Expressi
 def package() -> list[str]:
     """Build, check and install the artifacts as a user would; return what failed."""
     failed: list[str] = []
-    tools = ensure_env("release")
+    tools = need_env("release")
     dist = ROOT / "dist"
     shutil.rmtree(dist, ignore_errors=True)
     build: list[str | Path] = [_bin(tools, "python"), "-m", "build", "--outdir", dist, ROOT]
@@ -331,7 +460,7 @@ def package() -> list[str]:
 
 
 def demo() -> int:
-    env = ensure_env("s1")
+    env = need_env("s1")
     return _run(_bin(env, "python"), ROOT / "examples" / "demo.py")
 
 
@@ -411,6 +540,7 @@ def run_concurrently(
 # they run at normal CPU priority, so that no CPU-bound job competes with them (test()).
 # The other test files run side by side with the static checks, in the background.
 TIMED_TESTS = (
+    "test_adapters_proof.py",
     "test_assume_role.py",
     "test_loopback_sts.py",
     "test_multiprocess.py",
@@ -439,16 +569,27 @@ MYPY_FILES: dict[str, tuple[str, ...]] = {
     "s1": ("src", "examples", *_TYPING_TESTS),
     # aioboto3 exists only on stack S2.
     "s2": ("src", "examples", *_TYPING_TESTS, "tests/typing/test_aioboto3_types.py"),
+    # The adapters against every consumer's package, the SDK v4 (3.12 syntax) included.
+    "s3": ("src/aio_assume_role_lib/adapters", "tests/typing/test_adapters_types.py"),
 }
+# mypy's python_version (pyproject.toml) is 3.10; the SDK v4's sources need 3.12.
+MYPY_ARGS: dict[str, tuple[str, ...]] = {"s3": ("--python-version", "3.12")}
 
+
+# What the s3 environment (Python >= 3.12) runs: the adapters' tests only, the AWS SDK
+# for Python v4's among them (everything else runs on s1 and s2).
+ADAPTER_TESTS = ("test_adapters.py", "test_adapters_proof.py", "test_adapters_sdk_v4.py")
 
 # The fuzzers: a part of their own, so that their minute of CPU on S1 runs beside the
 # other untimed tests instead of after them.
 FUZZ_TESTS = ("test_fuzz.py",)
 
 
-def _pytest(stack: str, pytest_args: list[str], part: str) -> list[str | Path]:
-    """pytest on one stack, for one part of the test files: timed, fuzz or untimed."""
+def _pytest(
+    stack: str, pytest_args: list[str], part: str, only: tuple[str, ...] | None = None
+) -> list[str | Path]:
+    """pytest on one stack, for one part of the test files: timed, fuzz or untimed
+    (of the files in ``only``, if given)."""
     # Every test module and folder of tests/ is in exactly one of the three parts.
     entries = sorted(
         path.name
@@ -458,6 +599,8 @@ def _pytest(stack: str, pytest_args: list[str], part: str) -> list[str | Path]:
     )
 
     def part_of(name: str) -> str:
+        if only is not None and name not in only:
+            return "none"
         return "timed" if name in TIMED_TESTS else "fuzz" if name in FUZZ_TESTS else "untimed"
 
     ignored = [name for name in entries if part_of(name) != part]
@@ -479,6 +622,8 @@ def test(pytest_args: list[str]) -> int:
     with concurrent.futures.ThreadPoolExecutor(max_workers=len(STACKS)) as making:
         envs = dict(zip(STACKS, making.map(ensure_env, STACKS), strict=True))
     stack_envs = {name: envs[name] for name in ("s1", "s2")}
+    # s3 (Python >= 3.12): the adapters' tests only; absent without a Python 3.12.
+    s3 = envs["s3"]
     moto = envs["moto"]
     os.environ["AIO_ARL_MOTO_SERVER"] = str(_bin(moto, "moto_server"))
     s1 = stack_envs["s1"]
@@ -501,21 +646,36 @@ def test(pytest_args: list[str]) -> int:
     timed: list[tuple[str, list[str | Path]]] = [
         (f"pytest {name}, timed tests", _pytest(name, pytest_args, "timed")) for name in stack_envs
     ]
+    if s3 is not None:
+        timed.append(("pytest s3, timed tests", _pytest("s3", pytest_args, "timed", ADAPTER_TESTS)))
     # The background, longest first.
     jobs: list[tuple[str, list[str | Path]]] = [
         (f"pytest {name}, untimed tests", _pytest(name, pytest_args, "untimed"))
         for name in stack_envs
     ]
+    if s3 is not None:
+        jobs.append(
+            ("pytest s3, untimed tests", _pytest("s3", pytest_args, "untimed", ADAPTER_TESTS))
+        )
+    # The adapters' benchmarks (the SDK v4 among them where s3 exists), smoke mode.
+    adapters_python = _bin(s3 if s3 is not None else s1, "python")
+    jobs.append(
+        (
+            "benchmarks: adapters, smoke mode",
+            [adapters_python, ROOT / "benchmarks" / "adapters.py", "--smoke"],
+        )
+    )
     jobs += [
         ("benchmarks, smoke mode (catches rot, not regressions)", [*dev, "bench", "--smoke"]),
         ("package: build, check, install the wheel per stack", [*dev, "package"]),
     ]
     jobs += [(f"pytest {name}, fuzzers", _pytest(name, pytest_args, "fuzz")) for name in stack_envs]
-    for name, env in stack_envs.items():
+    typed_envs = {**stack_envs, **({"s3": s3} if s3 is not None else {})}
+    for name, env in typed_envs.items():
         # A cache per stack: they see different aiobotocore versions and stubs.
         cache = ROOT / ".mypy_cache" / name
         mypy: list[str | Path] = [_bin(env, "mypy"), "--strict", "--cache-dir", cache]
-        jobs.append((f"mypy {name}", [*mypy, *MYPY_FILES[name]]))
+        jobs.append((f"mypy {name}", [*mypy, *MYPY_ARGS.get(name, ()), *MYPY_FILES[name]]))
     jobs += [
         ("mkdocs build --strict", [_bin(s1, "mkdocs"), "build", "--strict", "-q"]),
         ("ruff check", [_bin(s1, "ruff"), "check", "src", "tests", "examples", "benchmarks"]),
@@ -537,6 +697,7 @@ def test(pytest_args: list[str]) -> int:
         for label, code in codes.items()
         if code and not (code == 5 and label.startswith("pytest"))
     ]
+    # (s3 runs a few files only: `dev.py test -k ...` may select nothing there.)
     for name in stack_envs:
         parts = [code for label, code in codes.items() if label.startswith(f"pytest {name},")]
         if all(code == 5 for code in parts):
@@ -553,20 +714,31 @@ def test(pytest_args: list[str]) -> int:
         f"\ntimes: environments {environments - started:.0f} s, "
         f"checks and tests {time.monotonic() - environments:.0f} s"
     )
+    if s3 is None:
+        print(MISSING_PYTHON_312.format(name="s3"), flush=True)
     if failed:
         print("FAILED: " + ", ".join(failed))
         return 1
-    print("all checks passed on both stacks")
+    if s3 is None:
+        print("checks passed on s1 and s2; s3 (Python >= 3.12, the SDK v4 adapter) SKIPPED")
+        return 0
+    print("all checks passed on s1, s2 and s3")
     return 0
 
 
 def bench(args: list[str]) -> int:
-    env = ensure_env("bench")
+    env = need_env("bench")
     # Stack S1 (aiobotocore 3.x) gives the headline figures; the bench environment (S2)
     # runs the anchors that need aioboto3 too, and draws the report from both runs.
-    s1 = ensure_env("s1")
+    s1 = need_env("s1")
     run_py = ROOT / "benchmarks" / "run.py"
-    return _run(_bin(env, "python"), run_py, "--also", _bin(s1, "python"), *args, cwd=ROOT)
+    code = _run(_bin(env, "python"), run_py, "--also", _bin(s1, "python"), *args, cwd=ROOT)
+    # The adapters' figures (docs/other-clients.md quotes them), on Python >= 3.12 when
+    # there is one so that the SDK v4 is measured too.
+    adapters_env = ensure_env("s3") or s1
+    smoke = ["--smoke"] if "--smoke" in args else []
+    adapters_py = ROOT / "benchmarks" / "adapters.py"
+    return code or _run(_bin(adapters_env, "python"), adapters_py, *smoke, cwd=ROOT)
 
 
 def main(argv: list[str]) -> int:

@@ -59,6 +59,7 @@ from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib.testing import LoopbackSTS
 
 from .conftest import HANG_SECONDS
+from ._s3_loopback import LoopbackS3
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"
@@ -280,6 +281,14 @@ def docs_environment(
     monkeypatch.setattr(getpass, "getpass", lambda prompt="", stream=None: "123456")
     # The example services need the role to assume, as their "Run it" sections say.
     monkeypatch.setenv("ROLE_ARN", "arn:aws:iam::123456789012:role/Reader")
+    # docs/other-clients.md's S3 programs (httpx, obstore, s3fs) reach an S3-like
+    # loopback endpoint through the standard variable (and obstore's for plain HTTP).
+    s3 = LoopbackS3(sts).__enter__()
+    monkeypatch.setenv("AWS_ENDPOINT_URL_S3", s3.endpoint_url)
+    monkeypatch.setenv("AWS_ALLOW_HTTP", "true")
+    # ... and its Bedrock recipes a loopback Bedrock runtime (the same endpoint).
+    monkeypatch.setenv("AWS_BEDROCK_BASE_URL", s3.endpoint_url + "/openai/v1")
+    monkeypatch.setenv("ANTHROPIC_BEDROCK_BASE_URL", s3.endpoint_url)
     environ = dict(os.environ)
     loggers = {
         name: logger.level
@@ -296,6 +305,7 @@ def docs_environment(
     try:
         yield sts
     finally:
+        s3.__exit__(None, None, None)
         os.environ.clear()
         os.environ.update(environ)
         for name, level in loggers.items():
