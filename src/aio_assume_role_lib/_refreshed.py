@@ -13,7 +13,7 @@ from typing import Any, Protocol, cast
 from aiobotocore.session import AioSession
 from botocore.credentials import ReadOnlyCredentials
 
-from ._credentials import AssumeRoleCredentials
+from ._credentials import CREDENTIALS_ATTRIBUTE, AssumeRoleCredentials
 from ._refresh import Refresher
 
 
@@ -49,11 +49,9 @@ def refreshed_credentials(session: Any, *, consumer: str) -> RefreshedCredential
     """
     botocore_session = _botocore_session(session)
     if botocore_session is not None:
+        # Where credentials_of() looks too: the resolver names the library's object.
         resolver = botocore_session.get_component("credential_provider")
-        held = getattr(resolver, "_credentials", None)  # assume_role's fixed resolver
-        if isinstance(held, _REFRESHED_TYPES):
-            return cast(RefreshedCredentials, held)
-        held = getattr(botocore_session, "_credentials", None)
+        held = getattr(resolver, CREDENTIALS_ATTRIBUTE, None)
         if isinstance(held, _REFRESHED_TYPES):
             return cast(RefreshedCredentials, held)
     raise TypeError(
