@@ -2,8 +2,10 @@
 
 It does what ``python -m aws_assume_role_lib`` does, with the same options, output and
 exit codes, and also runs a command with the credentials, chains roles, and takes
-``--region`` and ``--endpoint-url``. It uses only the package's public API, and the
-region-name check that ``assume_role()`` itself uses (one rule, one place).
+``--region`` and ``--endpoint-url``. It uses only the package's public API, and what it
+shares with the library (one rule, one place): the region-name check ``assume_role()``
+uses, the list of credential variables (``_environ``), and the Python-only phrases of
+the validation messages, which it words for a command line.
 """
 
 from __future__ import annotations
@@ -95,8 +97,10 @@ examples:
 
 exit codes:
   0         success; with a COMMAND, the COMMAND's exit code
-  2         bad usage or invalid AssumeRole parameters (nothing on stdout)
-  3         no credentials to assume the first role with, or a broken profile
+  2         bad usage or invalid AssumeRole parameters (nothing on stdout), or no
+            region for an STS endpoint URL
+  3         no credentials to assume the first role with, a broken profile, or a
+            credential_process that gave none
   4         AssumeRole failed, or its credentials had expired on arrival
   126, 127  COMMAND cannot be run, or is not found
 """
