@@ -1174,6 +1174,10 @@ PYTHON_WORDED = {
         "(--Policy escapes the rest)",
     ),
     "an empty --Policy": ([[ROLE, "--Policy", "{}"]], "leave the option out"),
+    "an MFA device in --additional-kwargs and no code": (
+        [[ROLE, "--additional-kwargs", '{"SerialNumber": "arn:aws:iam::123456789012:mfa/a"}']],
+        "needs --TokenCode",
+    ),
 }  # fmt: skip
 
 

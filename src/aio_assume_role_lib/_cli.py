@@ -292,7 +292,7 @@ class _Invocation:
     output_format: str
     command: list[str]
     assume_role_kwargs: dict[str, Any]
-    prompt_for_token_code: bool
+    mfa_serial_number: Any  # set when the MFA code is to be asked for on the terminal
 
 
 def _parse(argv: Sequence[str]) -> _Invocation:
@@ -342,11 +342,17 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         if options.PolicyArns is None and options.additional_kwargs.get("PolicyArns") == []:
             raise _UsageError(f"PolicyArns in --additional-kwargs {_EMPTY_NARROWING_VALUE}")
 
-    prompt_for_token_code = "SerialNumber" in assume_role_kwargs and (
-        "TokenCode" not in assume_role_kwargs
+    # An MFA device without a code: the code is asked for, whichever option named the
+    # device (otherwise the first fetch would fail, telling to pass a Python callable).
+    extra = options.additional_kwargs or {}
+    mfa_serial_number = assume_role_kwargs.get("SerialNumber", extra.get("SerialNumber"))
+    prompt_for_token_code = mfa_serial_number is not None and not (
+        "TokenCode" in assume_role_kwargs or "TokenCode" in extra
     )
     if prompt_for_token_code and not (sys.stdin is not None and sys.stdin.isatty()):
-        raise _UsageError("--SerialNumber needs --TokenCode when standard input is not a terminal")
+        raise _UsageError(
+            "an MFA --SerialNumber needs --TokenCode when standard input is not a terminal"
+        )
 
     return _Invocation(
         role_arns=options.role_arns,
@@ -356,7 +362,7 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         output_format=options.format or "env",
         command=command,
         assume_role_kwargs=assume_role_kwargs,
-        prompt_for_token_code=prompt_for_token_code,
+        mfa_serial_number=mfa_serial_number if prompt_for_token_code else None,
     )
 
 
@@ -511,8 +517,8 @@ async def _parent_session(invocation: _Invocation) -> AioSession:
 
 async def _assume_roles(invocation: _Invocation) -> _Credentials:
     kwargs = dict(invocation.assume_role_kwargs)
-    if invocation.prompt_for_token_code:
-        kwargs["TokenCode"] = _token_code_prompt(kwargs["SerialNumber"])
+    if invocation.mfa_serial_number is not None:
+        kwargs["TokenCode"] = _token_code_prompt(str(invocation.mfa_serial_number))
 
     try:
         session = await _parent_session(invocation)
