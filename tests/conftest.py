@@ -91,9 +91,8 @@ def service_data_parsed_once() -> Iterator[None]:
 
 
 @pytest.fixture(autouse=True)
-def clean_aws_env(isolated_aws_env: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    """Every test runs in the plugin's isolated AWS environment, with HOME there too."""
-    monkeypatch.setenv("HOME", str(isolated_aws_env))
+def clean_aws_env(isolated_aws_env: Path) -> Path:
+    """Every test runs in the plugin's isolated AWS environment (HOME there too)."""
     return isolated_aws_env
 
 

@@ -19,7 +19,12 @@ import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.credentials import AssumeRoleCredentialFetcher
-from botocore.exceptions import ClientError, NoCredentialsError, ParamValidationError
+from botocore.exceptions import (
+    ClientError,
+    NoCredentialsError,
+    NoRegionError,
+    ParamValidationError,
+)
 
 import aio_assume_role_lib
 from aio_assume_role_lib import (
@@ -298,6 +303,55 @@ async def test_linked_region_follows_the_parents_implicit_sources(
     child = await assume_role(parent, ROLE_A)
     monkeypatch.setenv("AWS_DEFAULT_REGION", "ca-central-1")
     assert region_of(child) == "ca-central-1"
+
+
+async def test_no_region_for_a_configured_sts_endpoint_is_an_error_at_the_call(
+    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The parent's STS client has no region to sign for: a clear NoRegionError at the
+    call (users' `except NoRegionError` still works), not at the first use."""
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    monkeypatch.setenv("AWS_REGION", "eu-west-1")  # botocore does not read it
+    parent = AioSession()
+    # The child's region does not help: its credentials come from the parent's STS client.
+    for region_name in (None, "eu-west-1", True, False):
+        with pytest.raises(NoRegionError) as raised:
+            await assume_role(parent, ROLE_A, region_name=region_name)
+    message = str(raised.value)
+    assert message.startswith("You must specify a region")  # botocore's own words, first
+    for fix in ("set_config_variable('region'", "region_name=", "AWS_DEFAULT_REGION"):
+        assert fix in message
+    assert "AWS_ENDPOINT_URL_STS" in message  # why a region is needed here
+    assert sts.calls == []
+
+    parent.set_config_variable("region", "eu-west-1")  # the fix the message names first
+    assert await caller_arn(await assume_role(parent, ROLE_A, RoleSessionName="fixed")) == (
+        "arn:aws:sts::111111111111:assumed-role/Reader/fixed"
+    )
+    monkeypatch.setenv("AWS_DEFAULT_REGION", "ap-south-1")  # and the variable
+    assert await caller_arn(await assume_role(AioSession(), ROLE_A, RoleSessionName="env"))
+    monkeypatch.delenv("AWS_DEFAULT_REGION")
+    config = AioConfig(region_name="eu-west-3")  # a default client config's region counts
+    configured = AioSession()
+    configured.set_default_client_config(config)
+    assert await caller_arn(await assume_role(configured, ROLE_A, RoleSessionName="config"))
+
+
+async def test_no_region_and_no_endpoint_url_uses_the_global_sts_endpoint(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """As in botocore and the sync library: STS needs no region for sts.amazonaws.com."""
+    monkeypatch.setenv("AWS_ACCESS_KEY_ID", "AKIDEXAMPLENOREGION0")
+    monkeypatch.setenv("AWS_SECRET_ACCESS_KEY", "no-region-secret")
+    parent = AioSession()
+    assert parent.get_config_variable("region") is None
+    await assume_role(parent, ROLE_A)  # no error
+    async with parent.create_client("sts") as client:  # what the credentials are fetched with
+        assert client.meta.endpoint_url == "https://sts.amazonaws.com"
+    # An ignored endpoint URL is no endpoint URL.
+    monkeypatch.setenv("AWS_ENDPOINT_URL_STS", "http://127.0.0.1:9")
+    monkeypatch.setenv("AWS_IGNORE_CONFIGURED_ENDPOINT_URLS", "true")
+    await assume_role(AioSession(), ROLE_A)
 
 
 # --- §3.6: chaining -----------------------------------------------------------------------------

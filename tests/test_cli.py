@@ -8,6 +8,7 @@ directory and no AWS_* variable from the developer's machine.
 from __future__ import annotations
 
 import contextlib
+import io
 import json
 import os
 import re
@@ -376,8 +377,75 @@ def test_command_runs_with_the_credentials_and_region(
     assert child["AWS_ACCESS_KEY_ID"] == call.issued_access_key_id
     assert child["AWS_SECRET_ACCESS_KEY"] != environ["AWS_SECRET_ACCESS_KEY"]
     assert child["AWS_SESSION_TOKEN"]
-    assert child["AWS_CREDENTIALS_EXPIRATION"] == utc(call.expiration)
+    # botocore's name for the expiry (the sync CLI's plural one is for --env only)
+    assert child["AWS_CREDENTIAL_EXPIRATION"] == utc(call.expiration)
+    assert "AWS_CREDENTIALS_EXPIRATION" not in child
     assert child["AWS_REGION"] == child["AWS_DEFAULT_REGION"] == "eu-west-2"
+
+
+# What a shell may hold from an earlier role, profile, container or web identity: each
+# could make the command's SDK use other credentials, or break the ones it is given.
+OUTSIDE_CREDENTIAL_VARIABLES = {
+    "AWS_ACCESS_KEY_ID": "AKIAOUTSIDESTALE0001",
+    "AWS_SECRET_ACCESS_KEY": "outside-stale-secret",
+    "AWS_SESSION_TOKEN": "outside-stale-session-token",
+    "AWS_SECURITY_TOKEN": "outside-stale-security-token",  # botocore reads it first
+    "AWS_CREDENTIAL_EXPIRATION": "2020-01-01T00:00:00Z",  # long past
+    "AWS_CREDENTIALS_EXPIRATION": "2020-01-01T00:00:00Z",
+    "AWS_SESSION_EXPIRATION": "2020-01-01T00:00:00Z",
+    "AWS_ACCOUNT_ID": "999999999999",
+    "AWS_PROFILE": "outside",  # a profile that does not exist
+    "AWS_DEFAULT_PROFILE": "outside",
+    "AWS_ROLE_ARN": "arn:aws:iam::999999999999:role/Outside",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": "/nonexistent/outside/token",
+    "AWS_ROLE_SESSION_NAME": "outside",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/outside",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI": "/outside",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN": "outside-token",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE": "/nonexistent/outside/authorization",
+    "AWS_CREDENTIAL_FILE": "/nonexistent/outside/ec2-credentials",
+}
+# A command that asks STS who it is with botocore's default chain, and lists its AWS_*.
+PRINT_CALLER_ARN_AND_AWS_NAMES = [
+    sys.executable,
+    "-c",
+    "import json, os, botocore.session; "
+    "arn = botocore.session.get_session().create_client('sts').get_caller_identity()['Arn']; "
+    "print(json.dumps([arn, sorted(k for k in os.environ if k[:4] == 'AWS_')]))",
+]
+
+
+@pytest.mark.parametrize("outside", ["stale expiry", "every credential variable"])
+def test_command_gets_only_the_assumed_credentials(
+    sts: LoopbackSTS, environ: dict[str, str], outside: str
+) -> None:
+    """Nothing from the outer environment that could choose or break credentials reaches
+    the command (a real botocore in a real child process): before, a stale outer
+    AWS_CREDENTIAL_EXPIRATION made its botocore refuse the fresh credentials."""
+    # The CLI's own parent comes from --profile, which botocore reads instead of the
+    # environment's credential variables; the command must see none of those.
+    key, secret = sts.root_credentials
+    del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+    Path(environ["AWS_SHARED_CREDENTIALS_FILE"]).write_text(
+        f"[dev]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    )
+    if outside == "stale expiry":
+        environ["AWS_CREDENTIAL_EXPIRATION"] = "2020-01-01T00:00:00Z"
+    else:
+        environ.update(OUTSIDE_CREDENTIAL_VARIABLES)
+    args = ["--profile", "dev", "--RoleSessionName", "only-these", ROLE]
+    args += ["--", *PRINT_CALLER_ARN_AND_AWS_NAMES]
+    result = run(args, environ, known_secrets=[sts.root_credentials[1]])
+    assert (result.returncode, result.stderr) == (0, ""), result.stderr[-2000:]
+    arn, names = json.loads(result.stdout)
+    assert arn == "arn:aws:sts::123456789012:assumed-role/Reader/only-these"
+    credential_names = set(names) & {*OUTSIDE_CREDENTIAL_VARIABLES, "AWS_CREDENTIAL_EXPIRATION"}
+    assert credential_names == {
+        "AWS_ACCESS_KEY_ID",
+        "AWS_SECRET_ACCESS_KEY",
+        "AWS_SESSION_TOKEN",
+        "AWS_CREDENTIAL_EXPIRATION",
+    }
 
 
 def test_command_gets_the_parent_region_and_acts_as_the_role(
@@ -967,3 +1035,166 @@ def test_terminal_signals_reach_the_command_once_not_twice(
     finally:
         os.close(main_fd)
         _stop(cli, command_pid)
+
+
+# --- hardening (issue 19) and CLI habits (issue 24) ----------------------------------------
+
+
+@pytest.mark.parametrize(
+    "credential_process",
+    [
+        "/nonexistent/aio-arl-credential-helper",
+        f"{sys.executable} -c \"print('this is not JSON')\"",
+    ],
+    ids=["not found", "unparsable output"],
+)
+def test_a_credential_process_that_gives_no_credentials_exits_3_with_one_line(
+    sts: LoopbackSTS, environ: dict[str, str], credential_process: str
+) -> None:
+    """Before: a 61-line traceback and exit 1 (not found), exit 2 (unparsable)."""
+    del environ["AWS_ACCESS_KEY_ID"], environ["AWS_SECRET_ACCESS_KEY"]
+    Path(environ["AWS_CONFIG_FILE"]).write_text(
+        f"[profile helper]\ncredential_process = {credential_process}\n"
+    )
+    result = run(["--profile", "helper", ROLE], environ)
+    assert (result.returncode, result.stdout) == (3, ""), result.stderr[-2000:]
+    assert result.stderr.startswith("aio-assume-role: Unable to locate credentials: ")
+    assert result.stderr.count("\n") == 1, result.stderr[-2000:]
+    assert "this is not JSON" not in result.stderr  # the helper's output is not quoted
+    assert sts.calls == []
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        [ROLE, "--", "echo", "a\x00b"],
+        [ROLE, "--", "ech\x00o"],
+        [ROLE, "--ExternalId", "ext\x00ernal"],
+        [ROLE, "--endpoint-url", "http://127.0.0.1:9/\x00"],
+    ],
+    ids=["in an argument", "in the program", "in an option", "in --endpoint-url"],
+)
+def test_a_nul_character_exits_2_with_one_line_before_any_credentials(
+    sts: LoopbackSTS, environ: dict[str, str], args: list[str]
+) -> None:
+    """main(argv) with a NUL (no OS argv can hold one): before, a ValueError escaped
+    main() from Popen, with the issued credentials in the raising frame's locals."""
+    stdout, stderr = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        for name, value in environ.items():
+            patch.setenv(name, value)
+        with contextlib.redirect_stdout(stdout), contextlib.redirect_stderr(stderr):
+            code = main(args)
+    assert (code, stdout.getvalue()) == (2, "")
+    assert stderr.getvalue().startswith("aio-assume-role: error: ")
+    assert "NUL" in stderr.getvalue()
+    assert stderr.getvalue().count("\n") == 1
+    assert sts.calls == []  # refused before any credentials were fetched
+
+
+def test_no_region_with_an_sts_endpoint_exits_2_naming_region(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    """Before: "You must specify a region." and exit 4 ("AssumeRole failed"), no call."""
+    del environ["AWS_DEFAULT_REGION"]
+    result = run([ROLE], environ)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert result.stderr.startswith("aio-assume-role: error: no region to call STS in")
+    assert "--region" in result.stderr
+    assert "AWS_DEFAULT_REGION" in result.stderr
+    assert result.stderr.count("\n") == 1
+    assert sts.calls == []
+
+    result = run(["--region", "eu-west-1", ROLE], environ)
+    assert (result.returncode, result.stderr) == (0, "")
+
+
+@pytest.mark.parametrize(
+    ("spelled", "meant"),
+    [
+        ("--role-session-name", "--RoleSessionName"),
+        ("--role_session_name=x", "--RoleSessionName"),
+        ("--rolesessionname", "--RoleSessionName"),
+        ("--duration-seconds", "--DurationSeconds"),
+        ("--policy-arns", "--PolicyArns"),
+        ("--additional_kwargs", "--additional-kwargs"),
+        ("--additionalKwargs", "--additional-kwargs"),
+        ("--EndpointUrl", "--endpoint-url"),
+        ("--Profile", "--profile"),
+    ],
+)
+def test_another_spelling_of_an_option_names_the_option(
+    environ: dict[str, str], run_in_process: Callable[..., Any], spelled: str, meant: str
+) -> None:
+    args = [ROLE, spelled] if "=" in spelled else [ROLE, spelled, "value"]
+    result = run_in_process(args, environ)
+    assert (result.returncode, result.stdout) == (2, "")
+    assert f"did you mean {meant}?" in result.stderr
+    assert result.stderr.count("\n") == 1
+    camel_case = meant[2:3].isupper()
+    assert ("CamelCase" in result.stderr) == camel_case
+
+
+@pytest.mark.parametrize(
+    ("region", "suggestion"),
+    [("eu-wset-1", "eu-west-1"), ("xx-nowhere-9", None)],
+)
+def test_a_region_botocore_does_not_know_is_a_warning(
+    sts: LoopbackSTS,
+    environ: dict[str, str],
+    run_in_process: Callable[..., Any],
+    region: str,
+    suggestion: str | None,
+) -> None:
+    result = run_in_process(["--region", region, "--json", ROLE], environ)
+    assert result.returncode == 0  # a warning, not an error: botocore may be older
+    assert json.loads(result.stdout)["AccessKeyId"]
+    [warning] = result.stderr.splitlines()
+    assert warning.startswith(f"aio-assume-role: warning: --region {region!r} is not a region")
+    assert (f"did you mean {suggestion}?" in warning) == (suggestion is not None)
+
+    known = run_in_process(["--region", "ap-southeast-2", "--json", ROLE], environ)
+    assert (known.returncode, known.stderr) == (0, "")
+
+
+# Errors whose library message speaks to Python callers (a function to call, a mapping,
+# a callable, None): the CLI says what to type instead.
+PYTHON_WORDED = {
+    "a role name for ROLE_ARN": ([["Reader"]], "ROLE_ARN is the role's whole ARN"),
+    "TokenCode of another type": (
+        [[ROLE, "--additional-kwargs"],
+         ['{"SerialNumber": "arn:aws:iam::123456789012:mfa/a", "TokenCode": 123456}']],
+        "6 digits (--TokenCode)",
+    ),
+    "Policy that is not JSON": (
+        [[ROLE, "--additional-kwargs", '{"Policy": "not json"}']], "a JSON object (--Policy)"
+    ),
+    "Policy with text beyond Latin-1": (
+        [[ROLE, "--additional-kwargs", '{"Policy": "{\\"Sid\\": \\"\\u20ac\\"}"}']],
+        "(--Policy escapes the rest)",
+    ),
+    "an empty --Policy": ([[ROLE, "--Policy", "{}"]], "leave the option out"),
+    "an MFA device in --additional-kwargs and no code": (
+        [[ROLE, "--additional-kwargs", '{"SerialNumber": "arn:aws:iam::123456789012:mfa/a"}']],
+        "needs --TokenCode",
+    ),
+}  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("parts", "wording"), list(PYTHON_WORDED.values()), ids=list(PYTHON_WORDED)
+)
+def test_error_hints_name_cli_options_not_python(
+    sts: LoopbackSTS,
+    environ: dict[str, str],
+    run_in_process: Callable[..., Any],
+    parts: list[list[str]],
+    wording: str,
+) -> None:
+    result = run_in_process([part for group in parts for part in group], environ)
+    assert (result.returncode, result.stdout) == (2, ""), result.stderr
+    assert wording in result.stderr
+    assert not re.search(r"\w\(\)", result.stderr), result.stderr  # get_role_arn()
+    for python in ("callable", "mapping", "json.dumps", "None", "additional_kwargs"):
+        assert python not in result.stderr
+    assert sts.calls == []

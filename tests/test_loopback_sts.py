@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
+import re
+import shlex
 import signal
 import socket
 import subprocess
@@ -31,6 +33,8 @@ from hypothesis import strategies as st
 from yarl import URL
 
 from aio_assume_role_lib.testing import FAULTS, LoopbackSTS, STSCall, _faults, _serve
+
+from .conftest import HANG_SECONDS
 
 T = TypeVar("T")
 
@@ -131,7 +135,24 @@ def test_root_get_caller_identity(session: AioSession, sts: LoopbackSTS) -> None
     assert identity["Account"] == "123456789012"
     assert identity["UserId"].startswith("AIDA")
     assert sts.endpoint_url.startswith("http://127.0.0.1:")
-    assert sts.root_credentials[0].startswith("AKIA")
+    assert sts.root_credentials[0].startswith("LOOPBACKROOT")
+    assert_looks_fake_to_secret_scanners(*sts.root_credentials)
+
+
+# What secret scanners match as an AWS access key id (gitleaks' and trufflehog's rules,
+# with every prefix of a real AWS id besides), and a real session token's first bytes.
+SCANNED_KEY_ID = re.compile(
+    r"(?:A3T[A-Z0-9]|AKIA|ASIA|ABIA|ACCA|AGPA|AIDA|AROA|AIPA|ANPA|ANVA|APKA)[A-Z0-9]{16}"
+)
+
+
+def assert_looks_fake_to_secret_scanners(*credentials: str) -> None:
+    """No part looks like a real AWS credential: a key id with no real prefix (before:
+    AKIA and ASIA, which scanners report), a token not starting as real ones do."""
+    for value in credentials:
+        assert not SCANNED_KEY_ID.search(value), value[:20]
+        assert value[:8].lower() == "loopback", value[:20]
+        assert not value.startswith("IQoJ")
 
 
 def test_account_id_and_keyword_only_arguments() -> None:
@@ -154,12 +175,15 @@ def test_assume_role_returns_working_credentials(session: AioSession, sts: Loopb
     before = time.time()
     response, identity = run(main)
     credentials = response["Credentials"]
-    assert credentials["AccessKeyId"].startswith("ASIA")
-    assert len(credentials["AccessKeyId"]) == 20
-    assert credentials["AccessKeyId"][4:].isupper()
+    assert credentials["AccessKeyId"].startswith("LOOPBACKTEMP")
+    assert len(credentials["AccessKeyId"]) == 20  # the real shape, which botocore takes
+    assert credentials["AccessKeyId"].isupper()
     assert credentials["AccessKeyId"].isalnum()
-    assert credentials["SecretAccessKey"]
+    assert len(credentials["SecretAccessKey"]) == 40
     assert credentials["SessionToken"]
+    assert_looks_fake_to_secret_scanners(
+        credentials["AccessKeyId"], credentials["SecretAccessKey"], credentials["SessionToken"]
+    )
     lifetime = credentials["Expiration"].timestamp() - before
     assert 3590 < lifetime < 3610  # DurationSeconds absent: one hour
     user = response["AssumedRoleUser"]
@@ -442,7 +466,7 @@ def test_fault(session: AioSession, sts: LoopbackSTS, fault: Any, expected: Any)
             )
     else:
         assert isinstance(error, expected)
-    assert after["Credentials"]["AccessKeyId"].startswith("ASIA")
+    assert after["Credentials"]["AccessKeyId"].startswith("LOOPBACKTEMP")
     assert [(c.action, c.outcome) for c in sts.calls] == [
         ("AssumeRole", fault),
         ("GetCallerIdentity", "ok"),
@@ -697,7 +721,7 @@ def test_mfa(session: AioSession, sts: LoopbackSTS) -> None:
         "pass code.",
     )
     assert no_code == no_serial == expected
-    assert ok["Credentials"]["AccessKeyId"].startswith("ASIA")
+    assert ok["Credentials"]["AccessKeyId"].startswith("LOOPBACKTEMP")
     assert sts.calls[-1].params["TokenCode"] == "123456"
 
 
@@ -927,6 +951,26 @@ def _free_port() -> int:
         return port
 
 
+ROOT_ARN = "arn:aws:iam::123456789012:user/loopback-root"
+# What a developer's shell may hold from earlier work.
+STALE_SHELL_CREDENTIALS = {
+    "AWS_ACCESS_KEY_ID": "AKIAOUTSIDESTALE0001",
+    "AWS_SECURITY_TOKEN": "outside-stale-security-token",
+    "AWS_SESSION_TOKEN": "outside-stale-session-token",
+    "AWS_CREDENTIAL_EXPIRATION": "2020-01-01T00:00:00Z",
+    "AWS_PROFILE": "outside",
+    "AWS_DEFAULT_PROFILE": "outside",
+    "AWS_ROLE_ARN": "arn:aws:iam::999999999999:role/Outside",
+    "AWS_WEB_IDENTITY_TOKEN_FILE": "/nonexistent/outside/token",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI": "http://127.0.0.1:9/outside",
+    "AWS_ENDPOINT_URL": "http://127.0.0.1:9",
+}
+PRINT_CALLER_ARN = (
+    "import botocore.session; "
+    "print(botocore.session.get_session().create_client('sts').get_caller_identity()['Arn'])"
+)
+
+
 @pytest.mark.parametrize("stop_signal", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
 def test_serve_command_prints_shell_lines_serves_and_stops_cleanly(
     session: AioSession, stop_signal: int
@@ -941,16 +985,26 @@ def test_serve_command_prints_shell_lines_serves_and_stops_cleanly(
     )
     try:
         lines = _read_lines(process.stdout, 5, timeout=60)
-        # What a POSIX shell makes of the lines: they must survive its quoting rules.
+        # What a POSIX shell makes of the lines: they must survive its quoting rules, and
+        # leave nothing of the shell's own credentials (before, a stale AWS_SECURITY_TOKEN
+        # was paired with the root key, and a stale AWS_CREDENTIAL_EXPIRATION kept).
+        outside = {"PATH": os.environ.get("PATH", ""), **STALE_SHELL_CREDENTIALS}
         shell = subprocess.run(
             ["sh", "-c", "\n".join([*lines, "env"])],
-            env={"PATH": os.environ.get("PATH", ""), "AWS_PROFILE": "outside"},
+            env=outside,
             capture_output=True,
             text=True,
             check=True,
         ).stdout
         environ = dict(line.split("=", 1) for line in shell.splitlines() if "=" in line)
-        assert "AWS_PROFILE" not in environ
+        assert not set(environ) & (set(STALE_SHELL_CREDENTIALS) - {"AWS_ACCESS_KEY_ID"})
+        # ... and a real botocore in that shell is the root user.
+        who = subprocess.run(
+            ["sh", "-c", "\n".join([*lines, f"exec {shlex.quote(sys.executable)} -c "
+                                  f"{shlex.quote(PRINT_CALLER_ARN)}"])],
+            env=outside, capture_output=True, text=True, timeout=HANG_SECONDS,
+        )  # fmt: skip
+        assert (who.returncode, who.stdout.strip()) == (0, ROOT_ARN), who.stderr[-2000:]
         assert environ["AWS_ENDPOINT_URL_STS"] == f"http://127.0.0.1:{port}"
         assert environ["AWS_DEFAULT_REGION"] == "us-east-1"
 
@@ -967,7 +1021,7 @@ def test_serve_command_prints_shell_lines_serves_and_stops_cleanly(
                 )
 
         identity, assumed = run(main)
-        assert identity["Arn"] == "arn:aws:iam::123456789012:user/loopback-root"
+        assert identity["Arn"] == ROOT_ARN
         lifetime = assumed["Credentials"]["Expiration"].timestamp() - time.time()
         assert 1234 - 60 < lifetime <= 1234  # --lifetime, not DurationSeconds' 3600
 
@@ -978,7 +1032,7 @@ def test_serve_command_prints_shell_lines_serves_and_stops_cleanly(
             process.kill()
             process.wait()
     assert process.stderr is not None
-    assert "LoopbackSTS stopped (2 requests served)" in process.stderr.read()
+    assert "LoopbackSTS stopped (3 requests served)" in process.stderr.read()
     with socket.socket() as sock:  # the port is free again
         sock.bind(("127.0.0.1", port))
 

@@ -229,6 +229,23 @@ def policy_arns_bare_string(w: World) -> None:
     assert "single str" in str(error)
 
 
+def empty_narrowing_refused(w: World) -> None:
+    # The sync library sends an empty PolicyArns: AssumeRole gets no policy ARN at all.
+    sync_access_key(sync.assume_role(boto3.Session(), ROLE, PolicyArns=[]))
+    assert not any(name.startswith("PolicyArns.member") for name in w.last_params())
+    calls = len(w.assume_role_calls())
+    for arguments in (
+        {"PolicyArns": []},
+        {"Policy": {}},
+        {"additional_kwargs": {"PolicyArns": []}},
+    ):
+        error = raises(lambda: our_assume(**arguments))  # noqa: B023 - called at once
+        assert isinstance(error, ParamValidationError), arguments
+        assert "it is empty" in str(error)
+    assert len(w.assume_role_calls()) == calls
+    run(lambda: our_access_key(our_assume(PolicyArns=[], validate=False)))  # sent, as there
+
+
 def conversions_policy_and_duration(w: World) -> None:
     policy = {"Version": "2012-10-17", "Statement": [{"Effect": "Allow", "Action": "*"}]}
     arguments: dict[str, Any] = {
@@ -856,6 +873,12 @@ CLAIMS = [
         "migrating",
         "a bare string PolicyArns is iterated there, an error here",
         policy_arns_bare_string,
+    ),
+    Claim(
+        "empty-narrowing",
+        "migrating",
+        "an empty PolicyArns or Policy is sent there, a validation error here",
+        empty_narrowing_refused,
     ),
     Claim(
         "conversions",

@@ -7,7 +7,7 @@ import copy
 import json
 import re
 import types
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from datetime import timedelta
 from typing import Any
 from unittest import mock
@@ -109,7 +109,6 @@ PARITY_CASES: list[dict[str, Any]] = [
     {"RoleSessionName": AUTOMATIC_ROLE_SESSION_NAME, "SourceIdentity": "alice"},
     {"PolicyArns": [READ_ONLY, {"arn": "arn:aws:iam::123456789012:policy/Mine"}]},
     {"PolicyArns": (READ_ONLY,)},
-    {"PolicyArns": []},
     {"Policy": POLICY},
     {"Policy": json.dumps(POLICY, indent=2)},
     {"DurationSeconds": 1800},
@@ -455,6 +454,8 @@ INVALID: list[tuple[dict[str, Any], str]] = [
     ({"Policy": "not json"}, "Policy"),
     ({"Policy": "[]"}, "Policy"),
     ({"Policy": ""}, "Policy"),
+    ({"Policy": {}}, "Policy"),
+    ({"PolicyArns": []}, "PolicyArns"),
     ({"Tags": {f"k{i}": "v" for i in range(51)}}, "Tags"),
     ({"Tags": {"k" * 129: "v"}}, "Tags[0].Key"),
     ({"Tags": {"": "v"}}, "Tags[0].Key"),
@@ -645,6 +646,44 @@ def test_what_the_sync_library_rejects_we_reject(kwargs: dict[str, Any], sync_re
     assert problems(**kwargs)
 
 
+# Deliberate differences: what the sync library sends and we refuse, with a reason.
+EMPTY_NARROWING: dict[str, tuple[Callable[[], dict[str, Any]], str]] = {
+    "PolicyArns=[]": (lambda: {"PolicyArns": []}, "PolicyArns"),
+    "PolicyArns=()": (lambda: {"PolicyArns": ()}, "PolicyArns"),
+    "PolicyArns=empty generator": (lambda: {"PolicyArns": (a for a in ())}, "PolicyArns"),
+    "Policy={}": (lambda: {"Policy": {}}, "Policy"),
+    "Policy='{ }'": (lambda: {"Policy": "{ }"}, "Policy"),
+    "PolicyArns=[] in additional_kwargs": (
+        lambda: {"additional_kwargs": {"PolicyArns": []}},
+        "PolicyArns",
+    ),
+    "Policy='{}' in additional_kwargs": (lambda: {"additional_kwargs": {"Policy": "{}"}}, "Policy"),
+}
+
+
+@pytest.mark.parametrize(("kwargs", "parameter"), EMPTY_NARROWING.values(), ids=EMPTY_NARROWING)
+def test_an_empty_narrowing_parameter_is_refused_which_the_sync_library_sends(
+    kwargs: Callable[[], dict[str, Any]], parameter: str, sync_request: Any
+) -> None:
+    """An empty PolicyArns or Policy narrows nothing: the session would get the role's full
+    permissions where the caller meant to narrow them (say, from a list that came out
+    empty). The sync library sends it; we refuse it and say why (docs/migrating.md)."""
+    sent = sync_request(ROLE_ARN, **kwargs())[parameter]
+    assert json.loads(sent) == {} if isinstance(sent, str) else list(sent) == []
+    with pytest.raises(ParamValidationError) as raised:
+        validate_args(prepare_args(ROLE_ARN, **kwargs()))
+    [line] = about(str(raised.value).splitlines(), parameter)
+    assert "it is empty" in line
+    assert "narrows the session's permissions" in line
+    assert "full permissions" in line
+
+
+def test_an_empty_policy_string_is_refused_saying_why_once() -> None:
+    lines = problems(Policy="")
+    assert len(lines) == 1, lines  # ours, not also botocore's "valid min length: 1"
+    assert "it is empty" in lines[0]
+
+
 # --- properties ------------------------------------------------------------------------------
 
 NAME_CHARS = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_+=,.@-"
@@ -693,9 +732,11 @@ valid_parameters = st.fixed_dictionaries(
         "RoleSessionName": session_names | st.just(AUTOMATIC_ROLE_SESSION_NAME),
         "SourceIdentity": session_names,
         "PolicyArns": st.lists(
-            policy_arns | policy_arns.map(lambda arn: {"arn": arn}), max_size=10
+            policy_arns | policy_arns.map(lambda arn: {"arn": arn}), min_size=1, max_size=10
         ),
-        "Policy": st.dictionaries(st.text(max_size=10), st.text(max_size=20), max_size=4)
+        "Policy": st.dictionaries(
+            st.text(max_size=10), st.text(max_size=20), min_size=1, max_size=4
+        )
         | st.just(POLICY),
         "DurationSeconds": st.integers(900, 43200)
         | st.timedeltas(timedelta(seconds=900), timedelta(seconds=43200)),
@@ -860,6 +901,7 @@ def test_agrees_with_the_sync_library(
 
 CACHE_KEY_CASES: list[dict[str, Any]] = [
     *PARITY_CASES,
+    {"PolicyArns": [], "validate": False},
     {"SerialNumber": "GAHT12345678", "TokenCode": "654321"},
     {"RoleSessionName": "", "validate": False},
     {"additional_kwargs": {"RoleSessionName": ""}, "validate": False},

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import sys
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
 
 import aiobotocore.session  # noqa: F401
 import pytest
@@ -15,9 +17,13 @@ import pytest
 # An inner run forgets the modules it imported (pytester restores sys.modules): import the
 # heavy ones here once, so that each run does not import them again.
 import aio_assume_role_lib.testing.pytest_plugin  # noqa: F401
+from aio_assume_role_lib import JSONFileCache
+from aio_assume_role_lib._fetch import cache_key
+from aio_assume_role_lib._params import prepare_args
 
 pytest_plugins = ["pytester"]
 
+ROLE = "arn:aws:iam::111111111111:role/Reader"
 ENABLE = 'pytest_plugins = ["aio_assume_role_lib.testing.pytest_plugin"]\n'
 # hypothesis's plugin imports all of hypothesis (seconds on a busy machine); not needed here.
 OPTIONS = ("-p", "no:cacheprovider", "-p", "no:hypothesispytest")
@@ -86,6 +92,79 @@ def test_isolation_alone_starts_no_server(isolated_aws_env):
     result.assert_outcomes(passed=2)
     # The test's changes are undone: the developer's environment is back.
     assert {name: os.environ.get(name) for name in outside_env} == outside_env
+
+
+def test_the_developers_home_is_neither_read_nor_written(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Code under test that caches in ``Path.home() / ".aws/cli/cache"`` (as the docs
+    suggest) must not use the developer's real cache: before, a planted entry there was
+    used (0 loopback calls) and loopback credentials were written next to it."""
+    real_home = tmp_path / "real-home"  # the developer's, as the plugin finds it
+    cache_dir = real_home / ".aws" / "cli" / "cache"
+    for name, value in {
+        "HOME": real_home,
+        "USERPROFILE": real_home,
+        "XDG_CONFIG_HOME": real_home / ".config",
+        "XDG_CACHE_HOME": real_home / ".cache",
+        "XDG_DATA_HOME": real_home / ".local" / "share",
+        "XDG_STATE_HOME": real_home / ".local" / "state",
+    }.items():
+        monkeypatch.setenv(name, str(value))
+    key = cache_key(prepare_args(ROLE, RoleSessionName="isolated"))
+    expires = datetime.now(timezone.utc) + timedelta(hours=1)
+    JSONFileCache(cache_dir)[key] = {
+        "Credentials": {
+            "AccessKeyId": "ASIAPLANTEDINREALHOME",
+            "SecretAccessKey": "planted-secret",
+            "SessionToken": "planted-token",
+            "Expiration": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        },
+        "AssumedRoleUser": {
+            "AssumedRoleId": "AROAPLANTED:isolated",
+            "Arn": "arn:aws:sts::111111111111:assumed-role/Reader/isolated",
+        },
+    }
+    before = {path.name: path.read_bytes() for path in cache_dir.iterdir()}
+
+    pytester.makepyfile(
+        ENABLE
+        + f"""
+import os
+from pathlib import Path
+
+import pytest
+
+from aio_assume_role_lib import JSONFileCache, assume_role
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+@pytest.mark.anyio
+async def test_cached_in_home(loopback_sts, loopback_parent_session, isolated_aws_env):
+    for name in ("HOME", "USERPROFILE", "XDG_CONFIG_HOME", "XDG_CACHE_HOME",
+                 "XDG_DATA_HOME", "XDG_STATE_HOME"):
+        assert Path(os.environ[name]).is_relative_to(isolated_aws_env), name
+    assert Path.home() == isolated_aws_env
+    cache = JSONFileCache(Path.home() / ".aws/cli/cache")
+    child = await assume_role(
+        loopback_parent_session, {ROLE!r}, RoleSessionName="isolated", cache=cache
+    )
+    credentials = await (await child.get_credentials()).get_frozen_credentials()
+    assert credentials.access_key != "ASIAPLANTEDINREALHOME"
+    assert loopback_sts.assume_role_count == 1
+    assert list((Path.home() / ".aws/cli/cache").glob("*.json"))  # written, but here
+"""
+    )
+    run(pytester).assert_outcomes(passed=1)
+    after = {path.name: path.read_bytes() for path in cache_dir.iterdir()}
+    assert after == before  # nothing written to the developer's cache
+    assert sorted(path.name for path in real_home.rglob("*")) == sorted(
+        [".aws", "cli", "cache", *before]
+    )
 
 
 def test_loopback_sts_is_stopped_after_each_test(pytester: pytest.Pytester) -> None:

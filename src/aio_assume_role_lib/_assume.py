@@ -34,7 +34,7 @@ from ._params import (
     validate_token_code,
 )
 from ._refresh import Refresher, RefreshPolicy
-from ._region import apply_region_mode
+from ._region import apply_region_mode, check_sts_region
 from ._sts import StsClients
 
 # Per parent, at most this many credentials objects and children are kept for reuse;
@@ -194,6 +194,7 @@ def _new_entry(
 def _new_child(
     parent: Any, credentials: AssumeRoleCredentials, region_name: str | bool | None
 ) -> Any:
+    check_sts_region(parent)  # the credentials are fetched with the parent's STS client
     child = AioSession()
     # Share the parent's loaded service data: a client made on the child then costs what
     # one made on the parent does, instead of loading every JSON model again.

@@ -2,8 +2,10 @@
 
 It does what ``python -m aws_assume_role_lib`` does, with the same options, output and
 exit codes, and also runs a command with the credentials, chains roles, and takes
-``--region`` and ``--endpoint-url``. It uses only the package's public API, and the
-region-name check that ``assume_role()`` itself uses (one rule, one place).
+``--region`` and ``--endpoint-url``. It uses only the package's public API, and what it
+shares with the library (one rule, one place): the region-name check ``assume_role()``
+uses, the list of credential variables (``_environ``), and the Python-only phrases of
+the validation messages, which it words for a command line.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import argparse
 import contextlib
 import dataclasses
 import datetime
+import difflib
 import getpass
 import json
 import os
@@ -27,12 +30,15 @@ from typing import Any, NoReturn, cast
 
 import anyio
 import anyio.to_thread
+import botocore
 import botocore.exceptions
 from aiobotocore.session import AioSession
 
 from aio_assume_role_lib import __version__, assume_role
 from aio_assume_role_lib._credentials import AssumeRoleCredentials
+from aio_assume_role_lib._environ import CREDENTIAL_VARIABLES
 from aio_assume_role_lib._names import is_region_name
+from aio_assume_role_lib._params import PYTHON_WORDING
 
 __all__ = ["main"]
 
@@ -48,18 +54,6 @@ EXIT_INTERRUPTED = 130
 
 # The sync library's format: UTC, no fraction, 'Z'.
 _EXPIRATION_FORMAT = "%Y-%m-%dT%H:%M:%SZ"
-
-# Variables that would make a command use other credentials or another profile than the
-# ones given to it.
-_STALE_VARIABLES = (
-    "AWS_ACCESS_KEY_ID",
-    "AWS_SECRET_ACCESS_KEY",
-    "AWS_SESSION_TOKEN",
-    "AWS_SECURITY_TOKEN",
-    "AWS_CREDENTIALS_EXPIRATION",
-    "AWS_PROFILE",
-    "AWS_DEFAULT_PROFILE",
-)
 
 _DESCRIPTION = """\
 Assume an IAM role and print its credentials, or run a command with them.
@@ -103,8 +97,10 @@ examples:
 
 exit codes:
   0         success; with a COMMAND, the COMMAND's exit code
-  2         bad usage or invalid AssumeRole parameters (nothing on stdout)
-  3         no credentials to assume the first role with, or a broken profile
+  2         bad usage or invalid AssumeRole parameters (nothing on stdout), or no
+            region for an STS endpoint URL
+  3         no credentials to assume the first role with, a broken profile, or a
+            credential_process that gave none
   4         AssumeRole failed, or its credentials had expired on arrival
   126, 127  COMMAND cannot be run, or is not found
 """
@@ -229,6 +225,9 @@ _ASSUME_ROLE_OPTIONS: tuple[tuple[str, Any, str | None, str | None], ...] = (
 )
 
 
+_ASSUME_ROLE_PARAMETERS = frozenset(name for name, *_ in _ASSUME_ROLE_OPTIONS)
+
+
 def _build_parser() -> _ArgumentParser:
     parser = _ArgumentParser(
         prog=PROG,
@@ -293,7 +292,7 @@ class _Invocation:
     output_format: str
     command: list[str]
     assume_role_kwargs: dict[str, Any]
-    prompt_for_token_code: bool
+    mfa_serial_number: Any  # set when the MFA code is to be asked for on the terminal
 
 
 def _parse(argv: Sequence[str]) -> _Invocation:
@@ -303,12 +302,21 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         arguments, command = arguments[:split], arguments[split + 1 :]
         if not command:
             raise _UsageError("expected a COMMAND after '--'")
+    # A NUL ends a C string: no program can be given one (Popen would raise ValueError),
+    # and no option value holds one. Refused before any credentials exist.
+    for index, argument in enumerate(command):
+        if "\x00" in argument:
+            raise _UsageError(f"COMMAND argument {index} contains a NUL character")
+    if any("\x00" in argument for argument in arguments):
+        raise _UsageError("an argument contains a NUL character")
 
+    parser = _build_parser()
     for argument in arguments:
         # argparse would turn the value of --region=-- into an empty list.
         if argument.startswith("--") and argument.endswith("=--"):
             raise _UsageError(f"{argument[:-3]} needs a value")
-    options = _build_parser().parse_intermixed_args(arguments)
+        _check_spelling(parser, argument)
+    options = parser.parse_intermixed_args(arguments)
     if options.endpoint_url is not None and not _is_http_url(options.endpoint_url):
         raise _UsageError("--endpoint-url must be an http:// or https:// URL with a host")
     if options.region is not None:
@@ -334,11 +342,17 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         if options.PolicyArns is None and options.additional_kwargs.get("PolicyArns") == []:
             raise _UsageError(f"PolicyArns in --additional-kwargs {_EMPTY_NARROWING_VALUE}")
 
-    prompt_for_token_code = "SerialNumber" in assume_role_kwargs and (
-        "TokenCode" not in assume_role_kwargs
+    # An MFA device without a code: the code is asked for, whichever option named the
+    # device (otherwise the first fetch would fail, telling to pass a Python callable).
+    extra = options.additional_kwargs or {}
+    mfa_serial_number = assume_role_kwargs.get("SerialNumber", extra.get("SerialNumber"))
+    prompt_for_token_code = mfa_serial_number is not None and not (
+        "TokenCode" in assume_role_kwargs or "TokenCode" in extra
     )
     if prompt_for_token_code and not (sys.stdin is not None and sys.stdin.isatty()):
-        raise _UsageError("--SerialNumber needs --TokenCode when standard input is not a terminal")
+        raise _UsageError(
+            "an MFA --SerialNumber needs --TokenCode when standard input is not a terminal"
+        )
 
     return _Invocation(
         role_arns=options.role_arns,
@@ -348,8 +362,28 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         output_format=options.format or "env",
         command=command,
         assume_role_kwargs=assume_role_kwargs,
-        prompt_for_token_code=prompt_for_token_code,
+        mfa_serial_number=mfa_serial_number if prompt_for_token_code else None,
     )
+
+
+def _spelling_key(option: str) -> str:
+    return option.lstrip("-").replace("-", "").replace("_", "").lower()
+
+
+def _check_spelling(parser: argparse.ArgumentParser, argument: str) -> None:
+    """Name the option meant by another spelling of it (``--role-session-name``)."""
+    if not argument.startswith("--") or argument == "--":
+        return
+    name = argument.split("=", 1)[0]
+    known = [option for action in parser._actions for option in action.option_strings]
+    if name in known:
+        return
+    meant = [option for option in known if _spelling_key(option) == _spelling_key(name)]
+    if meant:
+        how = ""
+        if meant[0][2:] in _ASSUME_ROLE_PARAMETERS:
+            how = " (AssumeRole options are spelled as AssumeRole's parameters, in CamelCase)"
+        raise _UsageError(f"unrecognized option {name[:80]!r}: did you mean {meant[0]}?{how}")
 
 
 def _is_http_url(text: str) -> bool:
@@ -416,16 +450,78 @@ _CREDENTIAL_SOURCE_ERRORS = (
 )
 _BAD_PARAMETER_ERRORS = (botocore.exceptions.ParamValidationError, ValueError, TypeError)
 
+# The library's messages speak to Python callers in places; these say it for the CLI.
+_CLI_WORDING = {
+    PYTHON_WORDING["role_arn_builder"]: " (ROLE_ARN is the role's whole ARN, not its name)",
+    PYTHON_WORDING["token_code_callable"]: " (--TokenCode)",
+    PYTHON_WORDING["policy_forms"]: "a JSON object (--Policy)",
+    PYTHON_WORDING["policy_escapes"]: "(--Policy escapes the rest)",
+    PYTHON_WORDING["leave_out"]: "leave the option out",
+    "parameter additional_kwargs": "--additional-kwargs",
+}
+
+_NO_REGION_FOR_STS = (
+    "no region to call STS in: with an STS endpoint URL (--endpoint-url, "
+    "AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or the config file), requests are signed for a "
+    "region; give --region, or set AWS_DEFAULT_REGION or the profile's region"
+)
+
+
+def _cli_wording(message: str) -> str:
+    for python, cli in _CLI_WORDING.items():
+        message = message.replace(python, cli)
+    return message
+
+
+def _first_line(error: BaseException) -> str:
+    return next(iter(str(error).splitlines()), "").strip()[:300] or type(error).__name__
+
+
+def _warn_if_unknown_region(session: AioSession, region: str) -> None:
+    """A warning, not an error: a region newer than this botocore is still a region."""
+    endpoints = session.get_data("endpoints")
+    known = {
+        name
+        for partition in endpoints.get("partitions", [])
+        for name in partition.get("regions", {})
+    }
+    if region in known:
+        return
+    close = difflib.get_close_matches(region, sorted(known), n=1)
+    hint = f"did you mean {close[0]}? " if close else ""
+    _report(
+        f"warning: --region {region!r} is not a region botocore {botocore.__version__} "
+        f"knows; {hint}using it anyway"
+    )
+
+
+async def _parent_session(invocation: _Invocation) -> AioSession:
+    """The session that assumes the first role, with its credentials loaded."""
+    session = AioSession(profile=invocation.profile)
+    if invocation.region:
+        session.set_config_variable("region", invocation.region)
+        _warn_if_unknown_region(session, invocation.region)
+    try:
+        await session.get_credentials()
+    except _CREDENTIAL_SOURCE_ERRORS:
+        raise
+    except Exception as error:
+        # A credential_process that is not found or prints no JSON, say: whatever the
+        # source, it gave no credentials. First line only, as it may quote its output.
+        raise _Failure(
+            EXIT_NO_CREDENTIALS,
+            f"Unable to locate credentials: {type(error).__name__}: {_first_line(error)}",
+        ) from None
+    return session
+
 
 async def _assume_roles(invocation: _Invocation) -> _Credentials:
     kwargs = dict(invocation.assume_role_kwargs)
-    if invocation.prompt_for_token_code:
-        kwargs["TokenCode"] = _token_code_prompt(kwargs["SerialNumber"])
+    if invocation.mfa_serial_number is not None:
+        kwargs["TokenCode"] = _token_code_prompt(str(invocation.mfa_serial_number))
 
     try:
-        session = AioSession(profile=invocation.profile)
-        if invocation.region:
-            session.set_config_variable("region", invocation.region)
+        session = await _parent_session(invocation)
         # assume_role checks the parameters and the parent's credentials; no STS call yet.
         last = len(invocation.role_arns) - 1
         for index, role_arn in enumerate(invocation.role_arns):
@@ -436,8 +532,10 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
         if not isinstance(error, botocore.exceptions.NoCredentialsError):
             message += f": {_one_line(error)}"
         raise _Failure(EXIT_NO_CREDENTIALS, message) from None
+    except botocore.exceptions.NoRegionError:
+        raise _UsageError(_NO_REGION_FOR_STS) from None
     except _BAD_PARAMETER_ERRORS as error:
-        raise _UsageError(_one_line(error)) from None
+        raise _UsageError(_cli_wording(_one_line(error))) from None
 
     try:
         # A child's credentials are always its AssumeRoleCredentials (never None).
@@ -454,8 +552,9 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
     except Exception as error:
         # First line only: botocore's parser errors go on to quote the response body,
         # which may hold credentials.
-        first_line = next(iter(str(error).splitlines()), "") or type(error).__name__
-        raise _Failure(EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {first_line}") from None
+        raise _Failure(
+            EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {_first_line(error)}"
+        ) from None
 
     expiration = _format_expiration(credentials.expiry_time)
     expiry = _epoch_seconds(credentials.expiry_time)
@@ -540,8 +639,18 @@ def _credential_process_json(credentials: _Credentials) -> str:
 
 
 def _command_environment(invocation: _Invocation, credentials: _Credentials) -> dict[str, str]:
-    environment = {k: v for k, v in os.environ.items() if k not in _STALE_VARIABLES}
-    environment.update(_credential_variables(credentials))
+    """COMMAND's environment: this one without any credential source, plus the role's.
+
+    The expiry goes under botocore's name for it, ``AWS_CREDENTIAL_EXPIRATION`` (not the
+    sync CLI's ``AWS_CREDENTIALS_EXPIRATION``, which no SDK reads).
+    """
+    environment = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+    environment["AWS_ACCESS_KEY_ID"] = credentials.access_key
+    environment["AWS_SECRET_ACCESS_KEY"] = credentials.secret_key
+    if credentials.token is not None:
+        environment["AWS_SESSION_TOKEN"] = credentials.token
+    if credentials.expiration:
+        environment["AWS_CREDENTIAL_EXPIRATION"] = credentials.expiration
     if credentials.region:
         environment["AWS_REGION"] = environment["AWS_DEFAULT_REGION"] = credentials.region
     if invocation.endpoint_url:

@@ -27,6 +27,7 @@ from botocore.exceptions import ParamValidationError
 from ._names import AUTOMATIC_ROLE_SESSION_NAME
 
 __all__ = [
+    "PYTHON_WORDING",
     "AssumeRoleArgs",
     "TokenCodeSource",
     "is_usable_token_code",
@@ -204,8 +205,25 @@ def _is_token_code_source(value: object) -> bool:
 def _token_code_type_problem(value: object) -> str:
     return (
         f"Invalid type for parameter TokenCode: {type(value).__name__}; it must be a "
-        f"string of 6 digits, or a callable (sync or async) that returns one."
+        f"string of 6 digits{_TOKEN_CODE_CALLABLE}."
     )
+
+
+# The parts of the messages that speak of Python (functions, mappings, callables): the
+# command line, where none of them exists, words them its own way (see _cli).
+_ROLE_ARN_BUILDER = " (get_role_arn() builds one)"
+_TOKEN_CODE_CALLABLE = ", or a callable (sync or async) that returns one"
+_POLICY_FORMS = "as a mapping or as JSON text"
+_POLICY_ESCAPES = "(json.dumps escapes the rest)"
+_LEAVE_OUT = "leave it out, or None,"
+PYTHON_WORDING = {
+    "role_arn_builder": _ROLE_ARN_BUILDER,
+    "token_code_callable": _TOKEN_CODE_CALLABLE,
+    "policy_forms": _POLICY_FORMS,
+    "policy_escapes": _POLICY_ESCAPES,
+    "leave_out": _LEAVE_OUT,
+}
+"""Each Python-only phrase of the validation messages, by what it says."""
 
 
 # Deeper than any AssumeRole parameter's shape (three levels at most) by far; a value
@@ -337,6 +355,8 @@ def validate_args(args: AssumeRoleArgs) -> None:
     token_code = args.token_code
     if token_code is not None:
         params["TokenCode"] = token_code if isinstance(token_code, str) else _TOKEN_CODE_PLACEHOLDER
+    if params.get("Policy") == "":
+        del params["Policy"]  # ours says why it may not be empty; botocore's gives a length
 
     reports: list[str] = []
     botocore_errors = botocore.validate.ParamValidator().validate(params, shape)
@@ -499,6 +519,16 @@ def _has_unencodable_text(value: object, depth: int = 0) -> bool:
     return False
 
 
+def _empty_narrowing_problem(name: str) -> str:
+    # The sync library sends these (an empty list, "{}"): a caller who meant to narrow the
+    # session, say from a list that came out empty, would get the role's full permissions.
+    return (
+        f"Invalid value for parameter {name}: it is empty; {name} narrows the session's "
+        f"permissions, and an empty one narrows nothing ({_LEAVE_OUT} if the role's full "
+        f"permissions are what you want)."
+    )
+
+
 class _StsRules:
     """Collects the problems STS would find that botocore's validator does not.
 
@@ -605,7 +635,7 @@ class _StsRules:
             # Too long to be a role ARN at all (path and name are at most 576 characters).
             self._check_size("RoleArn", len(value), 20, 2048, ("RoleArn",))
         elif not _ROLE_ARN.fullmatch(value):
-            hint = "" if value.startswith("arn:") else " (get_role_arn() builds one)"
+            hint = "" if value.startswith("arn:") else _ROLE_ARN_BUILDER
             self.problems.append(
                 f"Invalid value for parameter RoleArn: {_shown(value)} is not an IAM role "
                 f"ARN; it must look like arn:aws:iam::123456789012:role/RoleName or "
@@ -639,6 +669,8 @@ class _StsRules:
     def _check_policy_arns(self, value: object) -> None:
         if not isinstance(value, (list, tuple)):
             return
+        if not value:
+            self.problems.append(_empty_narrowing_problem("PolicyArns"))
         if len(value) > _MAX_POLICY_ARNS:
             self.problems.append(
                 f"Invalid length for parameter PolicyArns: {len(value)} ARNs; at most "
@@ -667,8 +699,11 @@ class _StsRules:
                 )
 
     def _check_policy(self, value: object) -> None:
-        if not isinstance(value, str) or not value:
-            return  # botocore reports the type, or the empty string
+        if value == "":
+            self.problems.append(_empty_narrowing_problem("Policy"))
+            return
+        if not isinstance(value, str):
+            return  # botocore reports the type
         self._check_size(
             "Policy",
             len(value),
@@ -680,21 +715,23 @@ class _StsRules:
         self._check_chars(
             "Policy",
             _NOT_POLICY_CHAR.findall(value),
-            "tab, newline, carriage return and U+0020 to U+00FF (json.dumps escapes the rest)",
+            f"tab, newline, carriage return and U+0020 to U+00FF {_POLICY_ESCAPES}",
         )
         try:
             document = json.loads(value)
         except ValueError as error:
             self.problems.append(
                 f"Invalid value for parameter Policy: it is not valid JSON ({error}); it must "
-                f"be a policy document, as a mapping or as JSON text."
+                f"be a policy document, {_POLICY_FORMS}."
             )
             return
         if not isinstance(document, dict):
             self.problems.append(
                 f"Invalid value for parameter Policy: it is JSON {type(document).__name__}, "
-                f"not an object; it must be a policy document, as a mapping or as JSON text."
+                f"not an object; it must be a policy document, {_POLICY_FORMS}."
             )
+        elif not document:
+            self.problems.append(_empty_narrowing_problem("Policy"))
 
     def _check_tag_key(self, name: str, key: str, model_path: tuple[str, ...]) -> None:
         self._check_size(name, len(key), 1, 128, model_path)

@@ -1,10 +1,35 @@
-"""Linking a child session's region to its parent's (``region_name=None``)."""
+"""A child session's region: linked to its parent's (``region_name=None``), and the one
+the parent's STS client needs."""
 
 from __future__ import annotations
 
 from typing import Any
 
-from botocore.configprovider import BaseProvider, ChainProvider, InstanceVarProvider
+from botocore.configprovider import (
+    BaseProvider,
+    ChainProvider,
+    ConfiguredEndpointProvider,
+    InstanceVarProvider,
+)
+from botocore.exceptions import NoRegionError
+
+
+class NoRegionForSTSError(NoRegionError):
+    """The parent session has no region, and its STS calls go to a configured endpoint.
+
+    A ``botocore.exceptions.NoRegionError``, so that handlers of that error catch it.
+    """
+
+    fmt = (
+        "You must specify a region: the parent session has none, and its STS calls go to a "
+        "configured endpoint URL (AWS_ENDPOINT_URL_STS, AWS_ENDPOINT_URL or endpoint_url in "
+        "the config file), where a request is signed for a region. A child's credentials "
+        "are fetched with its parent session, so give the parent a region: "
+        "AioSession().set_config_variable('region', 'eu-west-1') or "
+        "aioboto3.Session(region_name='eu-west-1'), AWS_DEFAULT_REGION (botocore does not "
+        "read AWS_REGION), or region in the profile. assume_role()'s region_name= sets "
+        "the child's region only."
+    )
 
 
 class _ParentRegionProvider(BaseProvider):
@@ -44,3 +69,30 @@ def apply_region_mode(child: Any, parent: Any, region_name: str | bool | None) -
             child.set_config_variable("region", region)
     elif isinstance(region_name, str):
         child.set_config_variable("region", region_name)
+
+
+def check_sts_region(parent: Any) -> None:
+    """Raise :class:`NoRegionForSTSError` if ``parent``'s STS client would have no region.
+
+    The STS client is ``parent.create_client("sts")``. Without a region botocore sends
+    it to the global endpoint (``sts.amazonaws.com``, signed for us-east-1), which works;
+    but a configured endpoint URL replaces that, and a request to it cannot be signed
+    without a region: every fetch would fail with botocore's bare ``NoRegionError``.
+    """
+    config = parent.get_default_client_config()
+    if config is not None and config.region_name is not None:
+        return
+    if parent.get_config_variable("region") is not None:
+        return
+    ignore_endpoints = config.ignore_configured_endpoint_urls if config is not None else None
+    if ignore_endpoints is None:
+        ignore_endpoints = parent.get_config_variable("ignore_configured_endpoint_urls")
+    if ignore_endpoints:
+        return
+    endpoint_url = ConfiguredEndpointProvider(
+        full_config=parent.full_config,
+        scoped_config=parent.get_scoped_config(),
+        client_name="sts",
+    ).provide()
+    if endpoint_url is not None:
+        raise NoRegionForSTSError()

@@ -16,6 +16,8 @@ import string
 from dataclasses import dataclass, field
 
 __all__ = [
+    "ISSUED_KEY_PREFIX",
+    "ROOT_KEY_PREFIX",
     "Identity",
     "expiration",
     "issue",
@@ -23,6 +25,16 @@ __all__ = [
 ]
 
 _ID_ALPHABET = string.ascii_uppercase + string.digits
+
+# Prefixes no real credential has, so that a secret scanner (and a person) sees at once
+# that these are fake: real access key ids begin with "A" (AKIA long-term, ASIA
+# temporary; the scanners' rules match those), real session tokens with "IQoJ". The
+# shapes stay the real ones' (20 characters of A-Z 0-9; 40; base64), which botocore
+# takes as they are.
+ROOT_KEY_PREFIX = "LOOPBACKROOT"
+ISSUED_KEY_PREFIX = "LOOPBACKTEMP"
+_SECRET_PREFIX = "loopback"
+_TOKEN_PREFIX = "LOOPBACKSESSIONTOKEN"
 
 
 @dataclass(frozen=True)
@@ -49,17 +61,17 @@ def _stable_id(prefix: str, seed: str, length: int = 17) -> str:
 
 
 def _secret_key() -> str:
-    return base64.b64encode(secrets.token_bytes(30)).decode()
+    return _SECRET_PREFIX + base64.b64encode(secrets.token_bytes(24)).decode()
 
 
 def _session_token() -> str:
-    return "IQoJb3JpZ2luX2VjE" + base64.b64encode(secrets.token_bytes(240)).decode()
+    return _TOKEN_PREFIX + base64.b64encode(secrets.token_bytes(240)).decode()
 
 
 def root_identity(account_id: str) -> Identity:
     """A fresh long-term key for ``arn:aws:iam::<account_id>:user/loopback-root``."""
     return Identity(
-        access_key_id=_random_id("AKIA", 16),
+        access_key_id=_random_id(ROOT_KEY_PREFIX, 20 - len(ROOT_KEY_PREFIX)),
         secret_access_key=_secret_key(),
         session_token=None,
         expiration=None,
@@ -86,7 +98,7 @@ def issue(
     """New temporary credentials for a session of the role, as ``AssumeRole`` issues them."""
     role_id = _stable_id("AROA", f"{partition}:{account}:{role_name}")
     return Identity(
-        access_key_id=_random_id("ASIA", 16),
+        access_key_id=_random_id(ISSUED_KEY_PREFIX, 20 - len(ISSUED_KEY_PREFIX)),
         secret_access_key=_secret_key(),
         session_token=_session_token(),
         expiration=expires,

@@ -20,14 +20,16 @@ import threading
 from collections.abc import Callable, Sequence
 from types import FrameType
 
+from .._environ import CREDENTIAL_VARIABLES
 from ._server import LoopbackSTS
 
 __all__ = ["main", "make_server", "shell_lines"]
 
 PROG = "python -m aio_assume_role_lib.testing"
 
-# Variables that would win over the exported ones (see LoopbackSTS.environ).
-_UNSET = ("AWS_PROFILE", "AWS_DEFAULT_PROFILE", "AWS_SESSION_TOKEN", "AWS_ENDPOINT_URL")
+# Besides every credential variable it does not export, the shell lines unset the
+# endpoint of every service (AWS_ENDPOINT_URL_STS, exported, is the only one wanted).
+_ALSO_UNSET = ("AWS_ENDPOINT_URL",)
 
 
 def _seconds(*, positive: bool) -> Callable[[str], float]:
@@ -81,9 +83,18 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def shell_lines(server: LoopbackSTS) -> list[str]:
-    """The ``unset`` and ``export`` lines that point a POSIX shell at ``server``."""
-    lines = ["unset " + " ".join(_UNSET)]
-    lines += [f"export {name}={shlex.quote(value)}" for name, value in server.environ().items()]
+    """The ``unset`` and ``export`` lines that point a POSIX shell at ``server``.
+
+    ``unset`` removes every variable through which an SDK could pick other credentials
+    than the root key exported, or spoil it: a stale ``AWS_SECURITY_TOKEN`` (botocore
+    reads it before ``AWS_SESSION_TOKEN``) would be paired with the root key, a stale
+    ``AWS_CREDENTIAL_EXPIRATION`` would make botocore call it expired, ``AWS_PROFILE``
+    or a web identity would win over it in some SDKs.
+    """
+    exported = server.environ()
+    unset = [name for name in (*CREDENTIAL_VARIABLES, *_ALSO_UNSET) if name not in exported]
+    lines = ["unset " + " ".join(unset)]
+    lines += [f"export {name}={shlex.quote(value)}" for name, value in exported.items()]
     return lines
 
 

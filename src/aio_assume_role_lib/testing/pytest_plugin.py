@@ -13,9 +13,14 @@ Fixtures (all function-scoped):
 - ``isolated_aws_env``: an AWS environment that cannot reach your own AWS setup: every
   ``AWS_*`` variable removed (``AWS_PROFILE``, keys, ``AWS_ENDPOINT_URL*``, ...),
   ``AWS_CONFIG_FILE`` and ``AWS_SHARED_CREDENTIALS_FILE`` pointing at files that do not
-  exist in a temporary directory (the fixture's value; write them to test profiles), and
+  exist in a temporary directory (the fixture's value; write them to test profiles),
   ``AWS_EC2_METADATA_DISABLED=true`` so that the credential chain never waits on an
-  instance metadata service.
+  instance metadata service, and the home directory in that temporary directory too:
+  ``HOME`` and ``USERPROFILE`` (so ``Path.home()`` and ``~``), ``XDG_CONFIG_HOME``,
+  ``XDG_CACHE_HOME``, ``XDG_DATA_HOME`` and ``XDG_STATE_HOME``. Code under test that
+  keeps a cache in ``Path.home() / ".aws/cli/cache"`` (or botocore's and the AWS CLI's
+  SSO and credential caches under ``~/.aws``) then neither reads your real entries nor
+  writes loopback credentials into them.
 - ``loopback_sts``: a running :class:`LoopbackSTS`, stopped after the test, with the
   isolated environment pointing at it: ``AWS_ENDPOINT_URL_STS``, its root key as
   ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, and ``AWS_DEFAULT_REGION=us-east-1``.
@@ -57,10 +62,12 @@ __all__ = [
 def isolated_aws_env(
     monkeypatch: pytest.MonkeyPatch, tmp_path_factory: pytest.TempPathFactory
 ) -> Path:
-    """An AWS environment with no ``AWS_*`` variable from outside; see the module docstring.
+    """An AWS environment with no ``AWS_*`` variable from outside, and a home directory of
+    its own; see the module docstring.
 
     Returns the temporary directory of ``AWS_CONFIG_FILE`` (``<dir>/config``) and
-    ``AWS_SHARED_CREDENTIALS_FILE`` (``<dir>/credentials``); neither file exists.
+    ``AWS_SHARED_CREDENTIALS_FILE`` (``<dir>/credentials``; neither file exists), which
+    is also ``HOME`` (``USERPROFILE`` on Windows), with the XDG base directories in it.
     """
     directory = tmp_path_factory.mktemp("aws")
     for name in list(os.environ):
@@ -69,7 +76,24 @@ def isolated_aws_env(
     monkeypatch.setenv("AWS_CONFIG_FILE", str(directory / "config"))
     monkeypatch.setenv("AWS_SHARED_CREDENTIALS_FILE", str(directory / "credentials"))
     monkeypatch.setenv("AWS_EC2_METADATA_DISABLED", "true")
+    # The developer's home holds real caches (~/.aws/cli/cache, ~/.aws/sso/cache, ...):
+    # code under test must neither read them nor write loopback credentials into them.
+    # (On Windows, Python's expanduser reads USERPROFILE before HOMEDRIVE + HOMEPATH.)
+    for name in _HOME_VARIABLES:
+        monkeypatch.setenv(name, str(directory))
+    for name, relative in _XDG_DIRECTORIES.items():
+        monkeypatch.setenv(name, str(directory / relative))
     return directory
+
+
+_HOME_VARIABLES = ("HOME", "USERPROFILE")
+# The XDG base directories, where their defaults are under HOME.
+_XDG_DIRECTORIES = {
+    "XDG_CONFIG_HOME": ".config",
+    "XDG_CACHE_HOME": ".cache",
+    "XDG_DATA_HOME": ".local/share",
+    "XDG_STATE_HOME": ".local/state",
+}
 
 
 @pytest.fixture
