@@ -10,6 +10,7 @@ import logging
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
 from ._credentials import AssumeRoleCredentials
+from ._endpoint import ContainerCredentialsEndpoint, serve_container_credentials
 from ._names import (
     AUTOMATIC_ROLE_SESSION_NAME,
     generate_lambda_session_name,
@@ -27,6 +28,7 @@ __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
     "ClientPool",
     "ClientPoolClosedError",
+    "ContainerCredentialsEndpoint",
     "AssumeRoleCredentials",
     "JSONFileCache",
     "RefreshPolicy",
@@ -40,4 +42,5 @@ __all__ = [
     "get_role_arn",
     "patch_aioboto3",
     "patch_aiobotocore",
+    "serve_container_credentials",
 ]

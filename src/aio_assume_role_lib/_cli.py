@@ -13,11 +13,14 @@ import contextlib
 import dataclasses
 import datetime
 import getpass
+import ipaddress
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -26,11 +29,12 @@ from types import FrameType
 from typing import Any, NoReturn, cast
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import botocore.exceptions
 from aiobotocore.session import AioSession
 
-from aio_assume_role_lib import __version__, assume_role
+from aio_assume_role_lib import __version__, assume_role, serve_container_credentials
 from aio_assume_role_lib._credentials import AssumeRoleCredentials
 from aio_assume_role_lib._names import is_region_name
 
@@ -281,6 +285,7 @@ def _build_parser() -> _ArgumentParser:
         metavar="JSON",
         help="more AssumeRole parameters, a JSON object (the options above win)",
     )
+    _add_container_options(parser)
     return parser
 
 
@@ -294,6 +299,7 @@ class _Invocation:
     command: list[str]
     assume_role_kwargs: dict[str, Any]
     prompt_for_token_code: bool
+    container: _ContainerOptions | None = None
 
 
 def _parse(argv: Sequence[str]) -> _Invocation:
@@ -340,6 +346,7 @@ def _parse(argv: Sequence[str]) -> _Invocation:
     if prompt_for_token_code and not (sys.stdin is not None and sys.stdin.isatty()):
         raise _UsageError("--SerialNumber needs --TokenCode when standard input is not a terminal")
 
+    container = _container_options(options, command)
     return _Invocation(
         role_arns=options.role_arns,
         profile=options.profile,
@@ -349,6 +356,7 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         command=command,
         assume_role_kwargs=assume_role_kwargs,
         prompt_for_token_code=prompt_for_token_code,
+        container=container,
     )
 
 
@@ -664,6 +672,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     try:
         invocation = _parse(arguments)
+        if invocation.container is not None:
+            return _serve_container_credentials(invocation, invocation.container)
         with _sts_endpoint(invocation.endpoint_url):
             credentials = anyio.run(_assume_roles, invocation)
         if invocation.command:
@@ -693,3 +703,217 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
+
+
+# --- --container-credentials: serve the role to COMMAND, or as a sidecar ----------------
+
+# Every variable that would give COMMAND's SDK other credentials than the endpoint's (the
+# container provider comes late in every SDK's default chain), or another endpoint.
+_CONTAINER_STALE_VARIABLES = (
+    *_STALE_VARIABLES,
+    "AWS_CREDENTIAL_EXPIRATION",
+    "AWS_ROLE_ARN",
+    "AWS_ROLE_SESSION_NAME",
+    "AWS_WEB_IDENTITY_TOKEN_FILE",
+    "AWS_CONTAINER_CREDENTIALS_RELATIVE_URI",
+    "AWS_CONTAINER_CREDENTIALS_FULL_URI",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN",
+    "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
+)
+_DEFAULT_LISTEN = ("127.0.0.1", 0)
+EXIT_CANNOT_LISTEN = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _ContainerOptions:
+    host: str
+    port: int
+    allow_non_loopback: bool
+    token_file: str | None
+
+
+def _add_container_options(parser: _ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "container credentials (serve the role over the protocol every AWS SDK reads)"
+    )
+    group.add_argument(
+        "--container-credentials",
+        action="store_true",
+        help="serve the last role's refreshing credentials on a local endpoint: to COMMAND "
+        "(through AWS_CONTAINER_CREDENTIALS_FULL_URI and a token file), or without a "
+        "COMMAND as a sidecar until SIGTERM, printing the variables to export",
+    )
+    group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="the address to serve on (default 127.0.0.1 and a free port); loopback only "
+        "unless --allow-non-loopback",
+    )
+    group.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="allow --listen on an address other processes or machines can reach",
+    )
+    group.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="write the authorization token there (mode 0600; removed on exit); default "
+        "with a COMMAND: a file in a private temporary directory",
+    )
+
+
+def _container_options(options: argparse.Namespace, command: list[str]) -> _ContainerOptions | None:
+    if not options.container_credentials:
+        for flag, value in (
+            ("--listen", options.listen),
+            ("--allow-non-loopback", options.allow_non_loopback or None),
+            ("--token-file", options.token_file),
+        ):
+            if value is not None:
+                raise _UsageError(f"{flag} needs --container-credentials")
+        return None
+    if options.format is not None:
+        raise _UsageError(f"--{options.format} cannot be used with --container-credentials")
+    host, port = _DEFAULT_LISTEN
+    if options.listen is not None:
+        host, port = _listen_address(options.listen)
+    if not ipaddress.ip_address(host).is_loopback and not options.allow_non_loopback:
+        raise _UsageError(
+            f"--listen {options.listen}: not a loopback address; any process or machine that "
+            "reaches it could ask for the credentials (add --allow-non-loopback if meant)"
+        )
+    if options.token_file is not None and not options.token_file:
+        raise _UsageError("--token-file needs a value")
+    return _ContainerOptions(host, port, options.allow_non_loopback, options.token_file)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, colon, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text, 10)
+    except ValueError:
+        address, port = None, -1
+    if not colon or address is None or not 0 <= port <= 65535 or not port_text.isdigit():
+        raise _UsageError(
+            f"--listen {text[:80]!r}: expected IP:PORT, such as 127.0.0.1:9911 or [::1]:9911"
+        )
+    return str(address), port
+
+
+async def _container_session(invocation: _Invocation) -> Any:
+    """The last role's session, its first credentials fetched (errors as the CLI's)."""
+    kwargs = dict(invocation.assume_role_kwargs)
+    if invocation.prompt_for_token_code:
+        kwargs["TokenCode"] = _token_code_prompt(kwargs["SerialNumber"])
+    try:
+        session = AioSession(profile=invocation.profile)
+        if invocation.region:
+            session.set_config_variable("region", invocation.region)
+        last = len(invocation.role_arns) - 1
+        for index, role_arn in enumerate(invocation.role_arns):
+            session = await assume_role(session, role_arn, **(kwargs if index == last else {}))
+    except _CREDENTIAL_SOURCE_ERRORS as error:
+        message = "Unable to locate credentials"
+        if not isinstance(error, botocore.exceptions.NoCredentialsError):
+            message += f": {_one_line(error)}"
+        raise _Failure(EXIT_NO_CREDENTIALS, message) from None
+    except _BAD_PARAMETER_ERRORS as error:
+        raise _UsageError(_one_line(error)) from None
+    try:
+        # Fetched now, so that a role that cannot be assumed fails here, before COMMAND
+        # starts or the sidecar says it is ready.
+        credentials = cast(AssumeRoleCredentials, await session.get_credentials())
+        await credentials.get_frozen_credentials()
+    except botocore.exceptions.NoCredentialsError:
+        raise _Failure(EXIT_NO_CREDENTIALS, "Unable to locate credentials") from None
+    except botocore.exceptions.ClientError as error:
+        code = error.response.get("Error", {}).get("Code", "Unknown")
+        message = error.response.get("Error", {}).get("Message", "")
+        raise _Failure(
+            EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role [{code}]: {_one_line(message)}"
+        ) from None
+    except Exception as error:
+        first_line = next(iter(str(error).splitlines()), "") or type(error).__name__
+        raise _Failure(EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {first_line}") from None
+    return session
+
+
+def _serve_arguments(options: _ContainerOptions, token_file: str | None) -> dict[str, Any]:
+    return {
+        "host": options.host,
+        "port": options.port,
+        "allow_non_loopback": options.allow_non_loopback,
+        "token_file": token_file,
+    }
+
+
+@contextlib.contextmanager
+def _listening(options: _ContainerOptions) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise _Failure(
+            EXIT_CANNOT_LISTEN,
+            f"cannot listen on {options.host}:{options.port}: "
+            f"{error.strerror or type(error).__name__}",
+        ) from None
+
+
+def _container_command_environment(invocation: _Invocation) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in _CONTAINER_STALE_VARIABLES}
+    # The shared credentials file comes before the container endpoint in every SDK's
+    # chain: a [default] profile there would win over the role.
+    environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    if invocation.region:
+        environment["AWS_REGION"] = environment["AWS_DEFAULT_REGION"] = invocation.region
+    if invocation.endpoint_url:
+        environment["AWS_ENDPOINT_URL_STS"] = invocation.endpoint_url
+    return environment
+
+
+def _serve_container_credentials(invocation: _Invocation, options: _ContainerOptions) -> int:
+    environment = _container_command_environment(invocation)
+    # The STS endpoint stays set while the endpoint serves: every refresh needs it.
+    with _sts_endpoint(invocation.endpoint_url):
+        if not invocation.command:
+            return anyio.run(_serve_sidecar, invocation, options)
+        # The endpoint's event loop runs in a thread; this one runs COMMAND and passes
+        # signals on to it (only the main thread gets signals).
+        with anyio.from_thread.start_blocking_portal() as portal:
+            session = portal.call(_container_session, invocation)
+            with tempfile.TemporaryDirectory(prefix="aio-assume-role-") as directory:
+                token_file = options.token_file or os.path.join(directory, "token")
+                with (
+                    _listening(options),
+                    portal.wrap_async_context_manager(
+                        serve_container_credentials(
+                            session, **_serve_arguments(options, token_file)
+                        )
+                    ) as endpoint,
+                ):
+                    environment.update(endpoint.environ())
+                    return _run_command(invocation.command, environment)
+
+
+async def _serve_sidecar(invocation: _Invocation, options: _ContainerOptions) -> int:
+    stop_signals = [signal.SIGTERM, signal.SIGINT]
+    if hasattr(signal, "SIGHUP"):
+        stop_signals.append(signal.SIGHUP)
+    with anyio.open_signal_receiver(*stop_signals) as received:
+        session = await _container_session(invocation)
+        with _listening(options):
+            server = serve_container_credentials(
+                session, **_serve_arguments(options, options.token_file)
+            )
+            async with server as endpoint:
+                exports = [
+                    f"export {name}={shlex.quote(value)}"
+                    for name, value in endpoint.environ().items()
+                ]
+                print("\n".join(exports), flush=True)
+                async for _ in received:
+                    break
+    return 0
