@@ -412,6 +412,7 @@ def run_concurrently(
 # The other test files run side by side with the static checks, in the background.
 TIMED_TESTS = (
     "test_assume_role.py",
+    "test_endpoint.py",
     "test_loopback_sts.py",
     "test_multiprocess.py",
     "test_refresh.py",

@@ -398,6 +398,11 @@ class _Server:
                 await self._serve_connection(stream)
         except (anyio.BrokenResourceError, anyio.ClosedResourceError, OSError):
             pass  # the client went away
+        except Exception as error:
+            # One connection's bug must not stop the endpoint for every other process.
+            _log.error(
+                "container-credentials endpoint: a connection failed (%s)", type(error).__name__
+            )
         finally:
             self._connections -= 1
 
