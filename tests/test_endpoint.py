@@ -95,6 +95,12 @@ async def request(
     return int(head.split(b" ")[1]), body
 
 
+def iso_milliseconds(epoch: float) -> str:
+    """What STS writes: ``2026-12-07T01:12:45.929Z`` (truncated to the millisecond)."""
+    moment = datetime.datetime.fromtimestamp(epoch, datetime.timezone.utc)
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
 @pytest.fixture
 async def child(sts: LoopbackSTS) -> Any:
     return await assume_role(make_parent(), ROLE_A, RoleSessionName="endpoint")
@@ -143,8 +149,7 @@ async def test_expiration_is_the_credentials_real_expiry(sts: LoopbackSTS, child
         status, body = await request(endpoint)
     assert status == 200
     issued = [call.expiration for call in sts.calls if call.action == "AssumeRole"]
-    expected = datetime.datetime.fromtimestamp(int(issued[0] or 0), datetime.timezone.utc)
-    assert json.loads(body)["Expiration"] == expected.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert json.loads(body)["Expiration"] == iso_milliseconds(issued[0] or 0.0)
 
 
 async def test_keys_and_expiration_served_together_across_a_refresh(sts: LoopbackSTS) -> None:
@@ -161,9 +166,7 @@ async def test_keys_and_expiration_served_together_across_a_refresh(sts: Loopbac
                 assert status == 200
                 answers.append(json.loads(body))
     issued = {
-        call.issued_access_key_id: datetime.datetime.fromtimestamp(
-            int(call.expiration or 0), datetime.timezone.utc
-        ).strftime("%Y-%m-%dT%H:%M:%SZ")
+        call.issued_access_key_id: iso_milliseconds(call.expiration or 0.0)
         for call in sts.calls
         if call.action == "AssumeRole"
     }

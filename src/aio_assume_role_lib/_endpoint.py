@@ -309,9 +309,14 @@ def expiration_of(credentials: Any, now: float) -> str:
         seconds = expiry.timestamp()
     else:
         seconds = now + _UNKNOWN_EXPIRY_SECONDS
-    return datetime.datetime.fromtimestamp(seconds, datetime.timezone.utc).strftime(
-        "%Y-%m-%dT%H:%M:%SZ"
+    # Milliseconds, as STS writes it, truncated: never a moment later than the truth.
+    # Whole seconds would move it up to 1 s earlier, and SDKs refuse credentials that
+    # a refresh returned already "expired" (botocore raises): short lifetimes, whose
+    # blocking window is a tenth of the lifetime, met that.
+    moment = datetime.datetime.fromtimestamp(
+        math.floor(seconds * 1000) / 1000, datetime.timezone.utc
     )
+    return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
 
 
 class _Request:
