@@ -175,6 +175,47 @@ async def test_keys_and_expiration_served_together_across_a_refresh(sts: Loopbac
         assert answer["Expiration"] == issued[answer["AccessKeyId"]]
 
 
+async def test_keys_and_expiration_stay_paired_when_a_refresh_lands_in_between() -> None:
+    """A refresh that completes between reading the keys and the expiry is seen."""
+
+    class RefreshingWhileAsked:
+        def __init__(self) -> None:
+            self.current = ("KEY1", datetime.datetime(2030, 1, 1, tzinfo=datetime.timezone.utc))
+
+        async def get_frozen_credentials(self) -> Any:
+            key = self.current[0]
+            if key == "KEY1":  # the refresh lands just after the keys were handed out
+                self.current = ("KEY2", datetime.datetime(2031, 1, 1, tzinfo=datetime.timezone.utc))
+            return type("Frozen", (), {"access_key": key, "secret_key": "s", "token": "t"})()
+
+        @property
+        def expiry_time(self) -> datetime.datetime:
+            return self.current[1]
+
+    async with serve_container_credentials(RefreshingWhileAsked()) as endpoint:
+        status, body = await request(endpoint)
+    assert status == 200
+    served = json.loads(body)
+    assert (served["AccessKeyId"], served["Expiration"]) == ("KEY2", "2031-01-01T00:00:00.000Z")
+
+
+async def test_one_failing_connection_does_not_stop_the_endpoint(
+    child: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    parse_head = endpoint_module._parse_head
+
+    def crash_on_marker(head: bytes) -> Any:
+        if b"X-Crash" in head:
+            raise RuntimeError("a bug in the handler")
+        return parse_head(head)
+
+    monkeypatch.setattr(endpoint_module, "_parse_head", crash_on_marker)
+    async with serve_container_credentials(child) as endpoint:
+        with pytest.raises(IndexError):  # closed without an answer
+            await request(endpoint, extra="X-Crash: 1\r\n")
+        assert (await request(endpoint))[0] == 200
+
+
 @pytest.mark.skipif(not HAS_TRIO, reason="trio and httpx are installed on stack S1 only")
 @pytest.mark.parametrize("anyio_backend", ["trio"])
 async def test_serves_on_trio(sts: LoopbackSTS) -> None:
@@ -273,6 +314,10 @@ async def test_requests_are_bounded(child: Any) -> None:
         big = "X-Padding: " + "a" * 9000 + "\r\n"
         assert (await request(endpoint, extra=big))[0] == 431
         assert (await request(endpoint, extra="X-A: b\r\n" * 40))[0] == 431
+        # a head that never ends is cut off at the bound, not buffered until the timeout
+        endless = b"GET /credentials HTTP/1.1\r\nX-Padding: " + b"a" * 9_000
+        with anyio.fail_after(endpoint_module.HEAD_TIMEOUT_SECONDS / 2):
+            assert (await request(endpoint, raw=endless))[0] == 431
         # GET on the one path only (after the token: nothing is said to strangers)
         assert (await request(endpoint, method="POST"))[0] == 405
         assert (await request(endpoint, path="/other"))[0] == 404

@@ -428,9 +428,8 @@ class _Server:
                         buffer += await stream.receive(4096)
                     except anyio.EndOfStream:
                         return
-                head, separator, buffer = buffer.partition(b"\r\n\r\n")
-                if not separator:
-                    head = None
+                if b"\r\n\r\n" in buffer:
+                    head, _, buffer = buffer.partition(b"\r\n\r\n")
             if head is None:
                 if len(buffer) > MAX_HEAD_BYTES:
                     await self._send(stream, 431, keep_alive=False)
