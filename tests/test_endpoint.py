@@ -527,7 +527,13 @@ def test_sdk_clients_as_command_through_an_sts_outage(sts: LoopbackSTS) -> None:
 def test_command_gets_only_the_endpoint_and_its_exit_code_passes_through(
     sts: LoopbackSTS, tmp_path: Path
 ) -> None:
+    # Keys in the shared credentials file come before the endpoint in the SDK's chain.
+    key, secret = sts.root_credentials
+    (tmp_path / "credentials").write_text(
+        f"[default]\naws_access_key_id = {key}\naws_secret_access_key = {secret}\n"
+    )
     planted = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"),
         "AWS_ROLE_ARN": "arn:aws:iam::999999999999:role/Other",
         "AWS_ROLE_SESSION_NAME": "other",
         "AWS_WEB_IDENTITY_TOKEN_FILE": str(tmp_path / "web-identity"),
@@ -564,6 +570,24 @@ def test_command_gets_only_the_endpoint_and_its_exit_code_passes_through(
         "AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE",
     } <= set(seen["names"])
     assert sts.assume_role_count == 1
+
+
+def test_a_role_that_cannot_be_assumed_fails_before_command_runs(
+    sts: LoopbackSTS, tmp_path: Path
+) -> None:
+    sts.fail_next("access_denied")
+    marker = tmp_path / "ran"
+    command = [sys.executable, "-c", f"open({str(marker)!r}, 'w')"]
+    result = subprocess.run(
+        [*CLI, "--container-credentials", ROLE_A, "--", *command],
+        env=cli_environ(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
+    assert result.returncode == 4
+    assert "AccessDenied" in result.stderr
+    assert not marker.exists()
 
 
 # COMMAND for the signal and kill tests: prints its endpoint, then waits for a signal.
