@@ -10,15 +10,19 @@ from __future__ import annotations
 import contextlib
 import datetime
 import hmac
+import http.server
+import importlib.util
 import json
 import logging
 import os
+import re
 import signal
 import socket
 import stat
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -453,13 +457,73 @@ async def main():
 sys.exit(asyncio.run(main()))
 """
 
-# COMMAND: both clients at once; fails if either did.
-BOTH_CLIENTS = f"""
+OBSTORE_LOOP = """
+import sys, time
+import obstore
+from obstore.store import S3Store
+# S3Store reads the environment: the container endpoint's variables, nothing else.
+store = S3Store("bucket", endpoint=sys.argv[2], region="us-east-1", client_options={"allow_http": True})
+failures = 0
+while time.time() < float(sys.argv[1]):
+    try:
+        assert bytes(obstore.get(store, "object").bytes()) == b"hello"
+    except Exception as error:
+        failures += 1
+        print("obstore:", type(error).__name__, str(error)[:200], file=sys.stderr)
+    time.sleep(0.2)
+print("obstore failures", failures)
+sys.exit(1 if failures else 0)
+"""
+
+HAS_OBSTORE = importlib.util.find_spec("obstore") is not None
+
+# COMMAND: every client at once; fails if any did.
+ALL_CLIENTS = f"""
 import subprocess, sys
 loops = [{BOTOCORE_LOOP!r}, {AIOBOTOCORE_LOOP!r}]
-workers = [subprocess.Popen([sys.executable, "-c", loop, sys.argv[1]]) for loop in loops]
+if len(sys.argv) > 2:
+    loops.append({OBSTORE_LOOP!r})
+workers = [subprocess.Popen([sys.executable, "-c", loop, *sys.argv[1:]]) for loop in loops]
 sys.exit(max(worker.wait() for worker in workers))
 """
+
+
+class S3Stub:
+    """GET of any object answers b"hello"; records (time, access key id) of each request.
+
+    Signatures are not checked (LoopbackSTS checks those of the STS clients); the test
+    checks that each key was issued by STS and used before it expired.
+    """
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[float, str]] = []
+        stub = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                found = re.search(r"Credential=([^/]+)/", self.headers.get("Authorization", ""))
+                stub.requests.append((time.time(), found.group(1) if found else ""))
+                self.send_response(200)
+                self.send_header("Content-Length", "5")
+                self.send_header("ETag", '"5d41402abc4b2a76b9719d911017c592"')
+                self.send_header("Last-Modified", "Mon, 07 Dec 2026 00:00:00 GMT")
+                self.end_headers()
+                self.wfile.write(b"hello")
+
+            def log_message(self, format: str, *args: Any) -> None:
+                pass
+
+        self._server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self._server.server_address[1]}"
+        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
+
+    def __enter__(self) -> S3Stub:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._server.shutdown()
+        self._server.server_close()
 
 
 def cli_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
@@ -473,6 +537,44 @@ def test_sdk_clients_as_command_through_an_sts_outage(sts: LoopbackSTS) -> None:
     lifetime, duration = 20.0, 50.0
     sts.credential_lifetime = lifetime
     deadline = time.time() + duration
+    s3 = S3Stub()
+    obstore_arguments = [s3.url] if HAS_OBSTORE else []
+    with s3:
+        stdout, calls = _run_clients_through_an_outage(
+            sts, lifetime, duration, [str(deadline), *obstore_arguments]
+        )
+    assert "botocore failures 0" in stdout
+    assert "aiobotocore failures 0" in stdout
+
+    identity_calls = [call for call in calls if call.action == "GetCallerIdentity"]
+    assert len(identity_calls) > 200  # two clients, 5 a second each, ~48 s
+    assert {call.outcome for call in identity_calls} == {"ok"}
+    keys_used = {call.access_key_id for call in identity_calls}
+    assume_roles = [call for call in calls if call.action == "AssumeRole"]
+    expiry_of = {c.issued_access_key_id: c.expiration for c in assume_roles if c.outcome == "ok"}
+    assert keys_used <= set(expiry_of)
+    assert len(keys_used) >= 3  # 50 s of 20 s credentials: the first and two refreshes
+    if HAS_OBSTORE:
+        assert "obstore failures 0" in stdout
+        assert len(s3.requests) > 100
+        for moment, key in s3.requests:
+            assert moment < (expiry_of[key] or 0.0)  # an issued key, used before it expired
+        assert len({key for _, key in s3.requests}) >= 3
+    failed = [call for call in assume_roles if call.outcome != "ok"]
+    assert 1 <= len(failed) <= 3  # the outage was met, and retried only a few times
+    # About one AssumeRole per lifetime: a refresh every 16-18 s, never more.
+    elapsed = assume_roles[-1].time - assume_roles[0].time
+    assert len(expiry_of) <= 2 + elapsed / (lifetime * 0.8)
+    print(
+        f"\nendpoint: {len(identity_calls)} STS calls by 2 SDKs and {len(s3.requests)} obstore "
+        f"reads over {duration:.0f} s of {lifetime:.0f} s credentials, {len(expiry_of)} "
+        f"AssumeRole, {len(failed)} failed in the outage, {len(keys_used)} keys used"
+    )
+
+
+def _run_clients_through_an_outage(
+    sts: LoopbackSTS, lifetime: float, duration: float, arguments: list[str]
+) -> tuple[str, list[Any]]:
     process = subprocess.Popen(
         [
             *CLI,
@@ -481,8 +583,8 @@ def test_sdk_clients_as_command_through_an_sts_outage(sts: LoopbackSTS) -> None:
             "--",
             sys.executable,
             "-c",
-            BOTH_CLIENTS,
-            str(deadline),
+            ALL_CLIENTS,
+            *arguments,
         ],
         env=cli_environ(),
         stdout=subprocess.PIPE,
@@ -499,29 +601,8 @@ def test_sdk_clients_as_command_through_an_sts_outage(sts: LoopbackSTS) -> None:
         calls_before_recovery = sts.calls
         sts.reset()
         stdout, stderr = process.communicate(timeout=duration + HANG_SECONDS)
-    calls = calls_before_recovery + sts.calls
     assert process.returncode == 0, stderr[-3000:]
-    assert "botocore failures 0" in stdout
-    assert "aiobotocore failures 0" in stdout
-
-    identity_calls = [call for call in calls if call.action == "GetCallerIdentity"]
-    assert len(identity_calls) > 200  # two clients, 5 a second each, ~48 s
-    assert {call.outcome for call in identity_calls} == {"ok"}
-    keys_used = {call.access_key_id for call in identity_calls}
-    assume_roles = [call for call in calls if call.action == "AssumeRole"]
-    issued = {call.issued_access_key_id for call in assume_roles if call.outcome == "ok"}
-    assert keys_used <= issued
-    assert len(keys_used) >= 3  # 50 s of 20 s credentials: the first and two refreshes
-    failed = [call for call in assume_roles if call.outcome != "ok"]
-    assert 1 <= len(failed) <= 3  # the outage was met, and retried only a few times
-    # About one AssumeRole per lifetime: a refresh every 16-18 s, never more.
-    elapsed = assume_roles[-1].time - assume_roles[0].time
-    assert len(issued) <= 2 + elapsed / (lifetime * 0.8)
-    print(
-        f"\nendpoint: {len(identity_calls)} calls by 2 SDKs over {duration:.0f} s of "
-        f"{lifetime:.0f} s credentials, {len(issued)} AssumeRole, {len(failed)} failed in "
-        f"the outage, {len(keys_used)} keys used"
-    )
+    return stdout, calls_before_recovery + sts.calls
 
 
 def test_command_gets_only_the_endpoint_and_its_exit_code_passes_through(
