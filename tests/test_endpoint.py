@@ -341,14 +341,32 @@ async def test_rate_is_bounded_by_a_token_bucket(child: Any) -> None:
         assert await request(endpoint, token=None) == (429, b"")
 
 
-def test_token_bucket_refills_at_its_rate() -> None:
+def test_token_bucket_refills_at_its_rate_and_queues_a_short_wait() -> None:
     now = [0.0]
     bucket = endpoint_module._TokenBucket(1000.0, lambda: now[0])
-    assert sum(bucket.take() for _ in range(1500)) == 1000
+
+    def taken(count: int, max_wait: float = 0.0) -> list[float]:
+        return [w for w in (bucket.take(max_wait) for _ in range(count)) if w is not None]
+
+    assert taken(1500) == [0.0] * 1000  # a burst of one second's worth
     now[0] += 0.1
-    assert sum(bucket.take() for _ in range(1500)) == 100
+    assert len(taken(1500)) == 100
     now[0] += 60.0
-    assert sum(bucket.take() for _ in range(1500)) == 1000
+    assert len(taken(1500)) == 1000
+    # With waiting allowed: the next ones are spread out at the rate, up to max_wait.
+    waits = taken(1500, max_wait=0.5)
+    assert len(waits) == 500
+    assert waits[0] == pytest.approx(0.001)
+    assert waits[-1] == pytest.approx(0.5)
+
+
+async def test_over_the_rate_requests_with_the_token_wait_their_turn(child: Any) -> None:
+    async with serve_container_credentials(child, requests_per_second=10) as endpoint:
+        started = time.monotonic()
+        statuses = [(await request(endpoint))[0] for _ in range(15)]
+        elapsed = time.monotonic() - started
+    assert statuses == [200] * 15
+    assert elapsed >= 0.4  # 10 at once, then one every 0.1 s
 
 
 async def test_connections_are_bounded(child: Any) -> None:
@@ -764,6 +782,23 @@ def test_sidecar_serves_until_sigterm(sts: LoopbackSTS, tmp_path: Path) -> None:
         assert process.wait(timeout=HANG_SECONDS) == 0
     assert not token_file.exists()
     assert not _listening(_port_of(url))
+
+
+def test_cli_address_in_use_exits_1(sts: LoopbackSTS) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        result = subprocess.run(
+            [*CLI, "--container-credentials", "--listen", f"127.0.0.1:{port}", ROLE_A],
+            env=cli_environ(),
+            capture_output=True,
+            text=True,
+            timeout=HANG_SECONDS,
+        )
+    assert result.returncode == 1
+    assert f"cannot start the endpoint on 127.0.0.1:{port}" in result.stderr
+    assert result.stdout == ""
 
 
 @pytest.mark.parametrize(

@@ -857,8 +857,9 @@ def _listening(options: _ContainerOptions) -> Iterator[None]:
     except OSError as error:
         raise _Failure(
             EXIT_CANNOT_LISTEN,
-            f"cannot listen on {options.host}:{options.port}: "
-            f"{error.strerror or type(error).__name__}",
+            f"cannot start the endpoint on {options.host}:{options.port}: "
+            + (f"{error.filename}: " if error.filename else "")
+            + (error.strerror or type(error).__name__),
         ) from None
 
 

@@ -55,7 +55,10 @@ IDLE_TIMEOUT_SECONDS = 30.0
 # How long a request may wait for credentials (the first fetch, or a blocking refresh):
 # the engine's own deadline (30 s per refresh) ends it sooner.
 ANSWER_TIMEOUT_SECONDS = 60.0
-DEFAULT_REQUESTS_PER_SECOND = 1000.0
+DEFAULT_REQUESTS_PER_SECOND = 2000.0
+# Over the rate, a request with the token waits for its turn this long at most (SDKs give
+# up on the endpoint after 1-2 s); one without it is refused at once.
+MAX_RATE_WAIT_SECONDS = 0.5
 # Without a known expiry (credentials that never expire), SDKs still need an Expiration.
 _UNKNOWN_EXPIRY_SECONDS = 3600.0
 _TOKEN_BYTES = 32  # 256 bits
@@ -85,7 +88,12 @@ class _Credentials(Protocol):
 
 
 class _TokenBucket:
-    """At most ``rate`` requests a second on average, ``rate`` at once (a 1-second burst)."""
+    """At most ``rate`` requests a second on average, ``rate`` at once (a 1-second burst).
+
+    :meth:`take` hands out the next token even before it has been earned, when that
+    moment is at most ``max_wait`` seconds away: the caller waits until then. Requests are
+    then spread out at the rate instead of refused, as long as the queue is short.
+    """
 
     def __init__(self, rate: float, clock: Callable[[], float]) -> None:
         self._rate = rate
@@ -94,14 +102,16 @@ class _TokenBucket:
         self._clock = clock
         self._updated = clock()
 
-    def take(self) -> bool:
+    def take(self, max_wait: float = 0.0) -> float | None:
+        """Seconds to wait before going on (0: at once), or None: refused."""
         now = self._clock()
         self._tokens = min(self._capacity, self._tokens + (now - self._updated) * self._rate)
         self._updated = now
-        if self._tokens < 1.0:
-            return False
+        wait = max(0.0, (1.0 - self._tokens) / self._rate)
+        if wait > max_wait:
+            return None
         self._tokens -= 1.0
-        return True
+        return wait
 
 
 class ContainerCredentialsEndpoint:
@@ -196,7 +206,8 @@ async def serve_container_credentials(
         allow_non_loopback: allow binding an address other than loopback (any process
             that can reach it and has the token gets the credentials).
         requests_per_second: the token bucket: at most this many requests a second on
-            average, with bursts of as many (default 1000); more get HTTP 429.
+            average, with bursts of as many (default 2000). Over that, a request with
+            the token waits its turn up to 0.5 s; others, and longer waits, get HTTP 429.
 
     Raises:
         ValueError: a bad argument, before anything is bound or fetched.
@@ -450,9 +461,15 @@ class _Server:
 
     async def _answer(self, request: _Request) -> tuple[int, bytes]:
         status = self._refusal(request)
+        # Every request counts against the rate; only one with the token may wait.
+        wait = self._bucket.take(MAX_RATE_WAIT_SECONDS if status is None else 0.0)
+        if wait is None:
+            status = 429
         if status is not None:
             self._endpoint.requests_refused += 1
             return status, b""
+        if wait:
+            await anyio.sleep(wait)
         try:
             with anyio.fail_after(ANSWER_TIMEOUT_SECONDS):
                 body = await self._credentials_body()
@@ -472,8 +489,6 @@ class _Server:
 
     def _refusal(self, request: _Request) -> int | None:
         """The status refusing ``request``, or None to serve it. Order matters."""
-        if not self._bucket.take():
-            return 429
         # DNS rebinding: a web page whose name now resolves to 127.0.0.1 sends its own
         # name as Host. Only our own address (and localhost) are accepted.
         if request.headers.get("host", "").lower() not in self._allowed_hosts:
