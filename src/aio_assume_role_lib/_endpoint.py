@@ -31,6 +31,7 @@ from typing import Any, Protocol
 
 import anyio
 import anyio.abc
+import anyio.to_thread
 
 __all__ = [
     "ContainerCredentialsEndpoint",
