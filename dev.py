@@ -542,6 +542,7 @@ def run_concurrently(
 TIMED_TESTS = (
     "test_adapters_proof.py",
     "test_assume_role.py",
+    "test_endpoint.py",
     "test_loopback_sts.py",
     "test_multiprocess.py",
     "test_refresh.py",

@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from _contenders import LABELS, ORDER, SHORT_LABELS, THIS
+from _endpoint_scenarios import render_endpoint_section
 from _pool_scenarios import render_pool_section
 from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS as _S_SCENARIOS
@@ -316,6 +317,7 @@ def render_markdown(
     headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
     out.extend(render_pool_section(headline_rows, config))
     out.extend(render_process_section(headline_rows, config))
+    out.extend(render_endpoint_section(headline_rows, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "

@@ -17,7 +17,8 @@ Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 ca
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
 through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``
 (S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory) and
-``_pool_scenarios.py`` (P1-P4: ClientPool).
+``_pool_scenarios.py`` (P1-P4: ClientPool), ``_process_scenarios.py`` (M1-M2: processes)
+and ``_endpoint_scenarios.py`` (E1-E2: the container-credentials endpoint).
 """
 
 from __future__ import annotations
@@ -35,6 +36,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from _contenders import make_contenders
+from _endpoint_scenarios import ENDPOINT_SCENARIOS
 from _pool_scenarios import POOL_SCENARIOS
 from _process_scenarios import PROCESS_SCENARIOS
 from _report import StackRun, render_charts, render_markdown, this_stack
@@ -42,7 +44,9 @@ from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
 from _stability_scenarios import STABILITY_SCENARIOS
 from _sts_process import RemoteSTS
 
-ALL_SCENARIOS = SCENARIOS + STABILITY_SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS
+ALL_SCENARIOS = (
+    SCENARIOS + STABILITY_SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS + ENDPOINT_SCENARIOS
+)
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [
     "aio-assume-role-lib",

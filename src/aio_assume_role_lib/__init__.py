@@ -10,6 +10,7 @@ import logging
 from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
 from ._cache import JSONFileCache
 from ._credentials import AssumeRoleCredentials, credentials_of
+from ._endpoint import ContainerCredentialsEndpoint, serve_container_credentials
 from ._metrics import configure_telemetry
 from ._names import (
     AUTOMATIC_ROLE_SESSION_NAME,
@@ -28,6 +29,7 @@ __all__ = [
     "AUTOMATIC_ROLE_SESSION_NAME",
     "ClientPool",
     "ClientPoolClosedError",
+    "ContainerCredentialsEndpoint",
     "AssumeRoleCredentials",
     "JSONFileCache",
     "RefreshPolicy",
@@ -43,4 +45,5 @@ __all__ = [
     "get_role_arn",
     "patch_aioboto3",
     "patch_aiobotocore",
+    "serve_container_credentials",
 ]

@@ -16,11 +16,14 @@ import dataclasses
 import datetime
 import difflib
 import getpass
+import ipaddress
 import json
 import os
+import shlex
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.parse
@@ -29,12 +32,14 @@ from types import FrameType
 from typing import Any, NoReturn, cast
 
 import anyio
+import anyio.from_thread
 import anyio.to_thread
 import botocore
 import botocore.exceptions
 from aiobotocore.session import AioSession
+from botocore.credentials import ReadOnlyCredentials
 
-from aio_assume_role_lib import __version__, assume_role
+from aio_assume_role_lib import __version__, assume_role, serve_container_credentials
 from aio_assume_role_lib._credentials import AssumeRoleCredentials
 from aio_assume_role_lib._environ import CREDENTIAL_VARIABLES
 from aio_assume_role_lib._names import is_region_name
@@ -280,6 +285,7 @@ def _build_parser() -> _ArgumentParser:
         metavar="JSON",
         help="more AssumeRole parameters, a JSON object (the options above win)",
     )
+    _add_container_options(parser)
     return parser
 
 
@@ -293,6 +299,7 @@ class _Invocation:
     command: list[str]
     assume_role_kwargs: dict[str, Any]
     mfa_serial_number: Any  # set when the MFA code is to be asked for on the terminal
+    container: _ContainerOptions | None = None
 
 
 def _parse(argv: Sequence[str]) -> _Invocation:
@@ -354,6 +361,7 @@ def _parse(argv: Sequence[str]) -> _Invocation:
             "an MFA --SerialNumber needs --TokenCode when standard input is not a terminal"
         )
 
+    container = _container_options(options, command)
     return _Invocation(
         role_arns=options.role_arns,
         profile=options.profile,
@@ -363,6 +371,7 @@ def _parse(argv: Sequence[str]) -> _Invocation:
         command=command,
         assume_role_kwargs=assume_role_kwargs,
         mfa_serial_number=mfa_serial_number if prompt_for_token_code else None,
+        container=container,
     )
 
 
@@ -515,7 +524,12 @@ async def _parent_session(invocation: _Invocation) -> AioSession:
     return session
 
 
-async def _assume_roles(invocation: _Invocation) -> _Credentials:
+async def _assumed_session(
+    invocation: _Invocation,
+) -> tuple[Any, AssumeRoleCredentials, ReadOnlyCredentials]:
+    """The last role's session, its credentials object and its first credentials, fetched
+    now (so that a role that cannot be assumed fails before anything else happens), with
+    every error turned into the CLI's exit codes."""
     kwargs = dict(invocation.assume_role_kwargs)
     if invocation.mfa_serial_number is not None:
         kwargs["TokenCode"] = _token_code_prompt(str(invocation.mfa_serial_number))
@@ -526,7 +540,6 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
         last = len(invocation.role_arns) - 1
         for index, role_arn in enumerate(invocation.role_arns):
             session = await assume_role(session, role_arn, **(kwargs if index == last else {}))
-        region = session.get_config_variable("region")
     except _CREDENTIAL_SOURCE_ERRORS as error:
         message = "Unable to locate credentials"
         if not isinstance(error, botocore.exceptions.NoCredentialsError):
@@ -555,7 +568,12 @@ async def _assume_roles(invocation: _Invocation) -> _Credentials:
         raise _Failure(
             EXIT_ASSUME_ROLE_FAILED, f"Error when assuming role: {_first_line(error)}"
         ) from None
+    return session, credentials, frozen
 
+
+async def _assume_roles(invocation: _Invocation) -> _Credentials:
+    session, credentials, frozen = await _assumed_session(invocation)
+    region = session.get_config_variable("region")
     expiration = _format_expiration(credentials.expiry_time)
     expiry = _epoch_seconds(credentials.expiry_time)
     now = _now()
@@ -773,6 +791,8 @@ def main(argv: list[str] | None = None) -> int:
     arguments = sys.argv[1:] if argv is None else argv
     try:
         invocation = _parse(arguments)
+        if invocation.container is not None:
+            return _serve_container_credentials(invocation, invocation.container)
         with _sts_endpoint(invocation.endpoint_url):
             credentials = anyio.run(_assume_roles, invocation)
         if invocation.command:
@@ -802,3 +822,173 @@ def main(argv: list[str] | None = None) -> int:
 
 def _report(message: str) -> None:
     print(f"{PROG}: {message}", file=sys.stderr)
+
+
+# --- --container-credentials: serve the role to COMMAND, or as a sidecar ----------------
+
+_DEFAULT_LISTEN = ("127.0.0.1", 0)
+EXIT_CANNOT_LISTEN = 1
+
+
+@dataclasses.dataclass(frozen=True)
+class _ContainerOptions:
+    host: str
+    port: int
+    allow_non_loopback: bool
+    token_file: str | None
+
+
+def _add_container_options(parser: _ArgumentParser) -> None:
+    group = parser.add_argument_group(
+        "container credentials (serve the role over the protocol every AWS SDK reads)"
+    )
+    group.add_argument(
+        "--container-credentials",
+        action="store_true",
+        help="serve the last role's refreshing credentials on a local endpoint: to COMMAND "
+        "(through AWS_CONTAINER_CREDENTIALS_FULL_URI and a token file), or without a "
+        "COMMAND as a sidecar until SIGTERM, printing the variables to export",
+    )
+    group.add_argument(
+        "--listen",
+        metavar="HOST:PORT",
+        help="the address to serve on (default 127.0.0.1 and a free port); loopback only "
+        "unless --allow-non-loopback",
+    )
+    group.add_argument(
+        "--allow-non-loopback",
+        action="store_true",
+        help="allow --listen on an address other processes or machines can reach",
+    )
+    group.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="write the authorization token there (mode 0600; removed on exit); default "
+        "with a COMMAND: a file in a private temporary directory",
+    )
+
+
+def _container_options(options: argparse.Namespace, command: list[str]) -> _ContainerOptions | None:
+    if not options.container_credentials:
+        for flag, value in (
+            ("--listen", options.listen),
+            ("--allow-non-loopback", options.allow_non_loopback or None),
+            ("--token-file", options.token_file),
+        ):
+            if value is not None:
+                raise _UsageError(f"{flag} needs --container-credentials")
+        return None
+    if options.format is not None:
+        raise _UsageError(f"--{options.format} cannot be used with --container-credentials")
+    host, port = _DEFAULT_LISTEN
+    if options.listen is not None:
+        host, port = _listen_address(options.listen)
+    if not ipaddress.ip_address(host).is_loopback and not options.allow_non_loopback:
+        raise _UsageError(
+            f"--listen {options.listen}: not a loopback address; any process or machine that "
+            "reaches it could ask for the credentials (add --allow-non-loopback if meant)"
+        )
+    if options.token_file is not None and not options.token_file:
+        raise _UsageError("--token-file needs a value")
+    return _ContainerOptions(host, port, options.allow_non_loopback, options.token_file)
+
+
+def _listen_address(text: str) -> tuple[str, int]:
+    host, colon, port_text = text.rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    try:
+        address = ipaddress.ip_address(host)
+        port = int(port_text, 10)
+    except ValueError:
+        address, port = None, -1
+    if not colon or address is None or not 0 <= port <= 65535 or not port_text.isdigit():
+        raise _UsageError(
+            f"--listen {text[:80]!r}: expected IP:PORT, such as 127.0.0.1:9911 or [::1]:9911"
+        )
+    return str(address), port
+
+
+async def _container_session(invocation: _Invocation) -> Any:
+    """The last role's session, its first credentials fetched (errors as the CLI's)."""
+    session, _, _ = await _assumed_session(invocation)
+    return session
+
+
+def _serve_arguments(options: _ContainerOptions, token_file: str | None) -> dict[str, Any]:
+    return {
+        "host": options.host,
+        "port": options.port,
+        "allow_non_loopback": options.allow_non_loopback,
+        "token_file": token_file,
+    }
+
+
+@contextlib.contextmanager
+def _listening(options: _ContainerOptions) -> Iterator[None]:
+    try:
+        yield
+    except OSError as error:
+        raise _Failure(
+            EXIT_CANNOT_LISTEN,
+            f"cannot start the endpoint on {options.host}:{options.port}: "
+            + (f"{error.filename}: " if error.filename else "")
+            + (error.strerror or type(error).__name__),
+        ) from None
+
+
+def _container_command_environment(invocation: _Invocation) -> dict[str, str]:
+    environment = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+    # The shared credentials file comes before the container endpoint in every SDK's
+    # chain: a [default] profile there would win over the role.
+    environment["AWS_SHARED_CREDENTIALS_FILE"] = os.devnull
+    if invocation.region:
+        environment["AWS_REGION"] = environment["AWS_DEFAULT_REGION"] = invocation.region
+    if invocation.endpoint_url:
+        environment["AWS_ENDPOINT_URL_STS"] = invocation.endpoint_url
+    return environment
+
+
+def _serve_container_credentials(invocation: _Invocation, options: _ContainerOptions) -> int:
+    environment = _container_command_environment(invocation)
+    # The STS endpoint stays set while the endpoint serves: every refresh needs it.
+    with _sts_endpoint(invocation.endpoint_url):
+        if not invocation.command:
+            return anyio.run(_serve_sidecar, invocation, options)
+        # The endpoint's event loop runs in a thread; this one runs COMMAND and passes
+        # signals on to it (only the main thread gets signals).
+        with anyio.from_thread.start_blocking_portal() as portal:
+            session = portal.call(_container_session, invocation)
+            with tempfile.TemporaryDirectory(prefix="aio-assume-role-") as directory:
+                token_file = options.token_file or os.path.join(directory, "token")
+                with (
+                    _listening(options),
+                    portal.wrap_async_context_manager(
+                        serve_container_credentials(
+                            session, **_serve_arguments(options, token_file)
+                        )
+                    ) as endpoint,
+                ):
+                    environment.update(endpoint.environ())
+                    return _run_command(invocation.command, environment)
+
+
+async def _serve_sidecar(invocation: _Invocation, options: _ContainerOptions) -> int:
+    stop_signals = [signal.SIGTERM, signal.SIGINT]
+    if hasattr(signal, "SIGHUP"):
+        stop_signals.append(signal.SIGHUP)
+    with anyio.open_signal_receiver(*stop_signals) as received:
+        session = await _container_session(invocation)
+        with _listening(options):
+            server = serve_container_credentials(
+                session, **_serve_arguments(options, options.token_file)
+            )
+            async with server as endpoint:
+                exports = [
+                    f"export {name}={shlex.quote(value)}"
+                    for name, value in endpoint.environ().items()
+                ]
+                print("\n".join(exports), flush=True)
+                async for _ in received:
+                    break
+    return 0
