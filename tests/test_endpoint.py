@@ -39,6 +39,7 @@ from aio_assume_role_lib import (
 )
 from aio_assume_role_lib import _endpoint as endpoint_module
 from aio_assume_role_lib.testing import LoopbackSTS
+from aio_assume_role_lib.testing._identities import ISSUED_KEY_PREFIX
 
 from .conftest import HANG_SECONDS, HAS_TRIO, ROLE_A, httpx_parent, make_parent
 
@@ -227,7 +228,7 @@ async def test_serves_on_trio(sts: LoopbackSTS) -> None:
     async with serve_container_credentials(child) as endpoint:
         status, body = await request(endpoint)
     assert status == 200
-    assert json.loads(body)["AccessKeyId"].startswith("ASIA")
+    assert json.loads(body)["AccessKeyId"].startswith(ISSUED_KEY_PREFIX)
 
 
 async def test_a_fetch_that_fails_is_a_500_without_detail(
