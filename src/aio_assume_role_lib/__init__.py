@@ -7,7 +7,13 @@ and refreshed in the background before they expire, once for every task that use
 
 import logging
 
-from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
+from ._assume import (
+    assume_role,
+    patch_aioboto3,
+    patch_aiobotocore,
+    set_sharing_limits,
+    sharing_stats,
+)
 from ._cache import JSONFileCache
 from ._credentials import AssumeRoleCredentials
 from ._names import (
@@ -40,4 +46,6 @@ __all__ = [
     "get_role_arn",
     "patch_aioboto3",
     "patch_aiobotocore",
+    "set_sharing_limits",
+    "sharing_stats",
 ]

@@ -12,7 +12,10 @@ instruments, all with the attribute ``aws.role.arn``:
   without a new request;
 * ``aio_assume_role.refresh.waits`` (counter): callers that waited for a refresh;
 * ``aio_assume_role.credentials.seconds_to_expiry`` (gauge): per credentials object that
-  is alive, seconds until the cached credentials expire (negative once expired).
+  is alive, seconds until the cached credentials expire (negative once expired);
+* ``aio_assume_role.sharing.evictions`` (counter): entries a parent's sharing tables
+  dropped to stay within their limits, with ``table`` (``credentials`` or ``children``)
+  and no role attribute.
 
 No secret is ever an attribute: only the role ARN, outcomes and error codes.
 """
@@ -64,6 +67,7 @@ class RefreshMetrics:
 
     _instruments: ClassVar[_Instruments | None] = None
     _live: ClassVar[weakref.WeakSet[RefreshMetrics]] = weakref.WeakSet()
+    _evictions: ClassVar[Any] = None
 
     def __init__(self, role_arn: str) -> None:
         self._attributes = {ROLE_ATTRIBUTE: role_arn}
@@ -102,3 +106,18 @@ class RefreshMetrics:
     def waited(self) -> None:
         if self._instruments is not None:
             self._instruments.waits.add(1, self._attributes)
+
+    @staticmethod
+    def evicted(table: str, count: int) -> None:
+        """Count ``count`` entries dropped from a parent's sharing ``table``."""
+        if _otel_metrics is None:
+            return
+        counter = RefreshMetrics._evictions
+        if counter is None:
+            meter = _otel_metrics.get_meter("aio_assume_role_lib", __version__)
+            counter = RefreshMetrics._evictions = meter.create_counter(
+                "aio_assume_role.sharing.evictions",
+                unit="{entry}",
+                description="Entries dropped from a parent's sharing tables",
+            )
+        counter.add(count, {"table": table})
