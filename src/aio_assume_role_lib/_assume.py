@@ -47,7 +47,7 @@ logger = logging.getLogger("aio_assume_role_lib.sharing")
 # one lives on while someone holds it). A child costs far less than an STS call to
 # rebuild, so children are fewer: one dropped is rebuilt from the kept credentials.
 DEFAULT_MAX_CREDENTIALS = 10_000
-DEFAULT_MAX_CHILDREN = 1_000
+DEFAULT_MAX_CHILDREN = 10_000
 # Evictions are logged at most once per this many seconds per parent (once per burst).
 EVICTION_LOG_INTERVAL_SECONDS = 60.0
 
@@ -106,10 +106,12 @@ class _Shared:
         """The child under ``child_key``, now the most recently used with its credentials
         (or None). Called with the lock held."""
         child = self.children.get(child_key)
-        if child is None or child_key[0] not in self.entries:
-            return None
-        self.children.move_to_end(child_key)
-        self.entries.move_to_end(child_key[0])
+        if child is not None:
+            try:
+                self.entries.move_to_end(child_key[0])
+            except KeyError:  # never while children <= credentials (see limit())
+                return None
+            self.children.move_to_end(child_key)
         return child
 
     def put(self, table: str, key: tuple[Any, ...], value: Any) -> None:
@@ -150,6 +152,7 @@ class _Shared:
 
 
 _monotonic = time.monotonic
+_DEFAULT_POLICY = RefreshPolicy()
 
 
 def _check_limit(name: str, value: Any) -> None:
@@ -297,7 +300,7 @@ def _access_key(credentials: Any) -> object:
 def _new_entry(
     shared: _Shared, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> _Entry:
-    policy = refresh or RefreshPolicy()
+    policy = refresh or _DEFAULT_POLICY
     # A shared cache's lock is waited for at most half a try, so the STS call still fits.
     lock_timeout = min(policy.try_timeout_seconds, policy.attempt_timeout_seconds) / 2
     fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache, lock_timeout=lock_timeout)
@@ -305,7 +308,7 @@ def _new_entry(
         fetcher,
         prepare=fetcher.prepare,
         after_success=fetcher.after_success,
-        policy=refresh,
+        policy=policy,
         classify_error=classify_error,
         describe_error=describe_error,
         error_code=error_code,
@@ -526,18 +529,18 @@ async def assume_role(
         )
         if region_name is True:  # the child is the one made with the parent's region now
             front_key += (parent.get_config_variable("region"),)
-        try:
-            hash(front_key)
-        except TypeError:  # unhashable arguments (a list of ARNs, a mapping)
-            front_key = None
-        if front_key is not None and shared is not None:
-            with shared.lock:
-                child_key = shared.front.get(front_key)
-                child = None if child_key is None else shared.touch(child_key)
-            if child is not None:
-                if await parent.get_credentials() is None:
-                    raise NoCredentialsError()
-                return child
+        if shared is not None:
+            try:
+                with shared.lock:
+                    child_key = shared.front.get(front_key)
+                    child = None if child_key is None else shared.touch(child_key)
+            except TypeError:  # unhashable arguments (a list of ARNs, a mapping)
+                front_key = None
+            else:
+                if child is not None:
+                    if await parent.get_credentials() is None:
+                        raise NoCredentialsError()
+                    return child
     _check_options(region_name, cache, refresh)
     args = prepare_args(
         RoleArn,
@@ -595,8 +598,14 @@ async def assume_role(
             child.assume_role_parent_session = session
             shared.put("children", child_key, child)
         if front_key is not None:
-            shared.front[front_key] = child_key
-            shared.front.move_to_end(front_key)
+            try:
+                shared.front[front_key] = child_key
+            except TypeError:  # unhashable arguments (a list of ARNs, a mapping)
+                pass
+            else:
+                shared.front.move_to_end(front_key)
+                while len(shared.front) > shared.limit("children"):
+                    shared.front.popitem(last=False)
     return child
 
 
