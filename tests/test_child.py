@@ -172,6 +172,8 @@ async def test_a_child_owns_its_configuration(sts: LoopbackSTS) -> None:
     child.session_var_map["max_attempts"] = (None, None, 7, int)
     assert child.get_config_variable("max_attempts") == 7
     assert sibling.get_config_variable("max_attempts") is None
+    assert sibling.session_var_map["max_attempts"] != child.session_var_map["max_attempts"]
+    assert AioSession().session_var_map["max_attempts"] == sibling.session_var_map["max_attempts"]
     assert sibling.get_config_variable("region") == "eu-west-1"
     assert child.get_config_variable("region") == "ap-south-1"
     assert child.get_component("config_store") is not sibling.get_component("config_store")
