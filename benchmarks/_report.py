@@ -23,6 +23,7 @@ from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS as _S_SCENARIOS
 from _scenarios import Config, Row, Scenario
 from _stability_scenarios import STABILITY_SCENARIOS, format_stability
+from _tenant_scenarios import render_tenant_section
 
 # The scenarios with a row per contender: the summary table, the details, the charts.
 SCENARIOS = _S_SCENARIOS + STABILITY_SCENARIOS
@@ -316,6 +317,7 @@ def render_markdown(
     headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
     out.extend(render_pool_section(headline_rows, config))
     out.extend(render_process_section(headline_rows, config))
+    out.extend(render_tenant_section(headline_rows, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "
