@@ -443,7 +443,7 @@ PANELS: dict[str, list[Panel]] = {
             label=_s2_label,
         )
     ],
-    "S3": [Panel("S3", "median per call (µs)", _headline, 1e-6, _fixed(100e-6))],
+    "S3": [Panel("S3", "median per call (µs)", _headline, 1e-6, _fixed(2e-6))],
     "S4": [Panel("S4", "child / parent create_client time", _headline, target=_fixed(1.2))],
     "S5": [
         Panel("S5", "loop lag the refresh adds, median (ms)", _headline, 1e-3, _fixed(5e-3)),

@@ -183,7 +183,9 @@ async def run_t4(ctx: Context) -> list[Row]:
     sizes = _sizes(ctx.config)
     ctx.reset_server()
     rows = []
-    for mode in (LIBRARY, BEFORE):
+    # Only this library: before issue 21 the tables held 256 entries, bounded too, but
+    # each child was a whole AioSession (~10 ms, more under tracemalloc) to stream.
+    for mode in (LIBRARY,):
         tenants = sizes["t4"]
         result = await _run_worker(ctx, mode, "stream", tenants, 1, _role(ctx, "t4", mode))
         if result is None:
