@@ -16,7 +16,7 @@ from aiobotocore.hooks import AioHierarchicalEmitter
 from aiobotocore.session import AioSession
 
 from aio_assume_role_lib import assume_role
-from aio_assume_role_lib._child import ChildTemplate, LayeredEmitter, _merged_prefix_search
+from aio_assume_role_lib._child import ChildTemplate, LayeredEmitter
 from aio_assume_role_lib.testing import LoopbackSTS
 
 from .conftest import ROLE_A, caller_arn
@@ -84,7 +84,7 @@ def test_layered_emitter_finds_what_a_copy_with_the_same_registrations_finds(see
     for event in [*EVENTS, "before-call.s3.GetObject", "x.y.z", "before-call"]:
         expected = handlers_of(plain, event)
         if layered._plain is None:
-            found = list(_merged_prefix_search(base._handlers, layered._handlers, event))
+            found = list(layered._handlers.prefix_search(event))
         else:
             found = handlers_of(layered._plain, event)
         assert found == expected, event

@@ -29,6 +29,7 @@ from typing import Any
 
 from aiobotocore.hooks import AioHierarchicalEmitter
 from aiobotocore.session import AioSession
+from botocore import hooks as _botocore_hooks
 from botocore import session as _botocore_session
 from botocore.configprovider import ConfigValueStore, create_botocore_default_config_mapping
 from botocore.hooks import EventAliaser
@@ -111,6 +112,28 @@ def _merged_prefix_search(base: Any, own: Any, event_name: str) -> deque[Any]:
     return collected
 
 
+class _LayeredTrie:
+    """The handler trie of a :class:`LayeredEmitter`: registrations go to its own trie,
+    searches walk the base's and its own (so botocore's ``_emit`` finds both, cached or
+    not)."""
+
+    def __init__(self, base: Any) -> None:
+        self.base = base
+        self.own = _botocore_hooks._PrefixTrie()  # type: ignore[attr-defined]
+
+    def append_item(self, key: str, value: Any, section: Any = None) -> None:
+        if section is None:
+            self.own.append_item(key, value)
+        else:
+            self.own.append_item(key, value, section=section)
+
+    def remove_item(self, key: str, value: Any) -> None:
+        self.own.remove_item(key, value)
+
+    def prefix_search(self, key: str) -> deque[Any]:
+        return _merged_prefix_search(self.base, self.own, key)
+
+
 def _registered_at(trie: Any, event_name: str, handler: Any) -> bool:
     node = trie._root
     for part in event_name.split("."):
@@ -141,6 +164,7 @@ class LayeredEmitter(_Emitter):  # type: ignore[misc]
     def __init__(self, base: Any = None) -> None:
         super().__init__()
         self._base: Any = base if base is not None else AioHierarchicalEmitter()
+        self._handlers: Any = _LayeredTrie(self._base._handlers)  # type: ignore[union-attr]
         self._ops: list[tuple[str, tuple[Any, ...]]] = []
         self._plain: Any = None
 
@@ -165,7 +189,7 @@ class LayeredEmitter(_Emitter):  # type: ignore[misc]
         if self._plain is None:
             self._plain = self._replayed()
             self._ops = []
-            self._handlers: Any = type(self._handlers)()
+            self._handlers = _LayeredTrie(self._base._handlers)
             self._unique_id_handlers: dict[Any, Any] = {}
             self._lookup_cache: dict[str, Any] = {}
         return self._plain
@@ -213,10 +237,6 @@ class LayeredEmitter(_Emitter):  # type: ignore[misc]
     ) -> Any:
         if self._plain is not None:
             return await self._plain._emit(event_name, kwargs, stop_on_response)
-        if event_name not in self._lookup_cache:
-            self._lookup_cache[event_name] = _merged_prefix_search(
-                self._base._handlers, self._handlers, event_name
-            )
         return await super()._emit(event_name, kwargs, stop_on_response)
 
     def __copy__(self) -> Any:
