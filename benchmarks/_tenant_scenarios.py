@@ -54,8 +54,8 @@ def _sizes(config: Config) -> dict[str, int]:
     # 256 tenants; a fresh STS client per fetch for the dict) run fewer tenants in T1.
     return {
         "t1": 10_000,
-        "t1_slow": 2_000,
-        "t1_dict": 500,
+        "t1_slow": 1_000,
+        "t1_dict": 200,
         "t2": 1_000,
         "t2_large": 10_000,
         "t4": 100_000,
