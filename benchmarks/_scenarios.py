@@ -775,8 +775,8 @@ SCENARIOS = [
         "S3",
         "repeat `await assume_role(parent, arn)` (warm)",
         "median per call",
-        "median <= 100 us",
-        lambda row: row.headline is not None and row.headline <= 100e-6,
+        "median <= 2 us",
+        lambda row: row.headline is not None and row.headline <= 2e-6,
         run_repeat,
         lambda c: (
             f"after one first call, up to {_n(c.repeat_calls)} sequential repeat calls with "

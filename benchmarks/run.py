@@ -17,8 +17,9 @@ Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 ca
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
 through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``
 (S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory) and
-``_pool_scenarios.py`` (P1-P4: ClientPool), ``_process_scenarios.py`` (M1-M2: processes)
-and ``_endpoint_scenarios.py`` (E1-E2: the container-credentials endpoint).
+``_pool_scenarios.py`` (P1-P4: ClientPool), ``_process_scenarios.py`` (M1-M2: processes),
+``_endpoint_scenarios.py`` (E1-E2: the container-credentials endpoint) and
+``_tenant_scenarios.py`` (T1, T2, T4: many tenants on one parent).
 """
 
 from __future__ import annotations
@@ -43,9 +44,15 @@ from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
 from _stability_scenarios import STABILITY_SCENARIOS
 from _sts_process import RemoteSTS
+from _tenant_scenarios import TENANT_SCENARIOS
 
 ALL_SCENARIOS = (
-    SCENARIOS + STABILITY_SCENARIOS + POOL_SCENARIOS + PROCESS_SCENARIOS + ENDPOINT_SCENARIOS
+    SCENARIOS
+    + STABILITY_SCENARIOS
+    + POOL_SCENARIOS
+    + PROCESS_SCENARIOS
+    + ENDPOINT_SCENARIOS
+    + TENANT_SCENARIOS
 )
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = [

@@ -30,10 +30,11 @@ import aio_assume_role_lib
 from aio_assume_role_lib import (
     AUTOMATIC_ROLE_SESSION_NAME,
     JSONFileCache,
-    _assume,
     assume_role,
     patch_aioboto3,
     patch_aiobotocore,
+    set_sharing_limits,
+    sharing_stats,
 )
 from aio_assume_role_lib.testing import LoopbackSTS
 
@@ -420,19 +421,17 @@ async def test_sharing_never_keeps_parents_alive(sts: LoopbackSTS) -> None:
     assert all(p() is None and c() is None for p, c in refs)
 
 
-async def test_sharing_per_parent_is_bounded(
-    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    monkeypatch.setattr(_assume, "MAX_SHARED_PER_PARENT", 8)
+async def test_sharing_per_parent_is_bounded(sts: LoopbackSTS) -> None:
     parent = AioSession()
+    set_sharing_limits(parent, max_credentials=8, max_children=8)
     first = weakref.ref(await assume_role(parent, ROLE_A, RoleSessionName="n-0"))
     for i in range(1, 40):
         await assume_role(parent, ROLE_A, RoleSessionName=f"n-{i}")
     gc.collect()
     assert first() is None
-    shared = parent.__dict__[_assume._SHARED_ATTRIBUTE]
-    assert len(shared.entries) == 8
-    assert len(shared.children) == 8
+    stats = sharing_stats(parent)
+    assert (stats["credentials"], stats["children"]) == (8, 8)
+    assert (stats["credentials_evicted"], stats["children_evicted"]) == (32, 32)
 
 
 async def test_patch_aiobotocore_adds_a_method(sts: LoopbackSTS) -> None:
@@ -477,6 +476,8 @@ def test_public_names() -> None:
             "get_role_arn",
             "patch_aioboto3",
             "patch_aiobotocore",
+            "set_sharing_limits",
+            "sharing_stats",
         ]
     )
     assert os.path.exists(os.path.join(os.path.dirname(aio_assume_role_lib.__file__), "py.typed"))

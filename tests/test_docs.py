@@ -58,8 +58,8 @@ from aiobotocore.session import AioSession
 from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from .conftest import HANG_SECONDS
 from ._s3_loopback import LoopbackS3
+from .conftest import HANG_SECONDS
 
 ROOT = Path(__file__).resolve().parent.parent
 DOCS = ROOT / "docs"

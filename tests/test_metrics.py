@@ -361,3 +361,19 @@ async def test_credentials_served_expired_are_counted(reader: Any, sts: Loopback
         for name in ("served_stale", "served_expired")
     }
     assert counted == {"served_stale": [1], "served_expired": [1]}
+
+
+async def test_sharing_evictions_are_counted(reader: Any, sts: LoopbackSTS) -> None:
+    from aio_assume_role_lib import set_sharing_limits
+
+    before = {
+        table: total(reader, "aio_assume_role.sharing.evictions", table=table)
+        for table in ("credentials", "children")
+    }
+    parent = make_parent()
+    set_sharing_limits(parent, max_credentials=6, max_children=2)
+    for tenant in range(10):
+        await assume_role(parent, ROLE_A, ExternalId=f"tenant-{tenant}")
+    for table, dropped in (("credentials", 4), ("children", 8)):
+        counted = total(reader, "aio_assume_role.sharing.evictions", table=table)
+        assert counted - before[table] == dropped

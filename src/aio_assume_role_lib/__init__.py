@@ -7,7 +7,13 @@ and refreshed in the background before they expire, once for every task that use
 
 import logging
 
-from ._assume import assume_role, patch_aioboto3, patch_aiobotocore
+from ._assume import (
+    assume_role,
+    patch_aioboto3,
+    patch_aiobotocore,
+    set_sharing_limits,
+    sharing_stats,
+)
 from ._cache import JSONFileCache
 from ._credentials import AssumeRoleCredentials, credentials_of
 from ._endpoint import ContainerCredentialsEndpoint, serve_container_credentials
@@ -46,4 +52,6 @@ __all__ = [
     "patch_aioboto3",
     "patch_aiobotocore",
     "serve_container_credentials",
+    "set_sharing_limits",
+    "sharing_stats",
 ]

@@ -10,8 +10,10 @@ is bounded, so nothing global grows with the number of parents or argument sets.
 from __future__ import annotations
 
 import json
+import logging
 import sys
 import threading
+import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -21,6 +23,7 @@ from aiobotocore.session import AioSession
 from botocore.exceptions import NoCredentialsError, ParamValidationError
 
 from ._cache import CredentialCache
+from ._child import ChildTemplate
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
 from ._fetch import AssumeRoleFetcher, classify_error, describe_error, error_code
 from ._metrics import RefreshMetrics
@@ -34,15 +37,23 @@ from ._params import (
     validate_token_code,
 )
 from ._refresh import Refresher, RefreshPolicy
-from ._region import apply_region_mode, check_sts_region
+from ._region import apply_region_mode, check_sts_region, link_region_in
 from ._sts import StsClients
 
-# Per parent, at most this many credentials objects and children are kept for reuse;
-# the least recently used go first (and live on only while someone still holds them).
-MAX_SHARED_PER_PARENT = 256
+logger = logging.getLogger("aio_assume_role_lib.sharing")
+
+# Per parent, at most this many credentials objects (each with its refresher and fetcher)
+# and child sessions are kept for reuse, the least recently used dropped first (a dropped
+# one lives on while someone holds it). A child costs far less than an STS call to
+# rebuild, so children are fewer: one dropped is rebuilt from the kept credentials.
+DEFAULT_MAX_CREDENTIALS = 10_000
+DEFAULT_MAX_CHILDREN = 10_000
+# Evictions are logged at most once per this many seconds per parent (once per burst).
+EVICTION_LOG_INTERVAL_SECONDS = 60.0
 
 _SHARED_ATTRIBUTE = "_aio_assume_role_lib_shared"
 _create_shared_lock = threading.Lock()
+_default_limits = {"credentials": DEFAULT_MAX_CREDENTIALS, "children": DEFAULT_MAX_CHILDREN}
 
 
 class _Entry:
@@ -56,13 +67,22 @@ class _Entry:
 
 class _Shared:
     """What one parent session shares between calls: credentials and children (both LRU),
-    and the STS clients that fetch the credentials."""
+    the STS clients that fetch the credentials, and the template children are made from.
+
+    ``front`` maps a repeat call's raw arguments straight to its child's key, skipping
+    conversion and the canonical key (it only holds calls that succeeded before)."""
 
     def __init__(self, parent: Any) -> None:
         self.sts_clients = StsClients(parent)
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self.children: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        self.front: OrderedDict[tuple[Any, ...], tuple[Any, ...]] = OrderedDict()
+        self.template: ChildTemplate | None = None
+        self.limits: dict[str, int] = {}  # this parent's own, over _default_limits
+        self.evicted = {"credentials": 0, "children": 0}
+        self.children_rebuilt = 0
+        self._evictions_logged_at: float | None = None
 
     @staticmethod
     def of(session: Any, parent: Any) -> _Shared:
@@ -75,18 +95,131 @@ class _Shared:
                     shared = session.__dict__[_SHARED_ATTRIBUTE] = _Shared(parent)
         return shared
 
+    def limit(self, table: str) -> int:
+        credentials = self.limits.get("credentials", _default_limits["credentials"])
+        if table == "credentials":
+            return credentials
+        # A child without its credentials kept would make a second credentials object.
+        return min(self.limits.get("children", _default_limits["children"]), credentials)
 
-def _lru_get(table: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...]) -> Any:
-    value = table.get(key)
-    if value is not None:
-        table.move_to_end(key)
-    return value
+    def touch(self, child_key: tuple[Any, ...]) -> Any:
+        """The child under ``child_key``, now the most recently used with its credentials
+        (or None). Called with the lock held."""
+        child = self.children.get(child_key)
+        if child is not None:
+            try:
+                self.entries.move_to_end(child_key[0])
+            except KeyError:  # never while children <= credentials (see limit())
+                return None
+            self.children.move_to_end(child_key)
+        return child
+
+    def put(self, table: str, key: tuple[Any, ...], value: Any) -> None:
+        """Add to ``table`` and drop its least recently used beyond the limit (lock held)."""
+        self.table(table)[key] = value
+        self.trim(table)
+
+    def table(self, name: str) -> OrderedDict[tuple[Any, ...], Any]:
+        return self.entries if name == "credentials" else self.children
+
+    def trim(self, table: str) -> None:
+        entries = self.table(table)
+        limit = self.limit(table)
+        dropped = 0
+        while len(entries) > limit:
+            entries.popitem(last=False)
+            dropped += 1
+        if table == "children":
+            while len(self.front) > limit:
+                self.front.popitem(last=False)
+        if dropped:
+            self.evicted[table] += dropped
+            RefreshMetrics.evicted(table, dropped)
+            now = _monotonic()
+            logged_at = self._evictions_logged_at
+            if logged_at is None or now - logged_at >= EVICTION_LOG_INTERVAL_SECONDS:
+                self._evictions_logged_at = now
+                logger.debug(
+                    "A parent session's sharing table is full: dropping the least recently "
+                    "used (%d credentials and %d children dropped so far; limits %d and %d; "
+                    "further drops in the next %g s are not logged)",
+                    self.evicted["credentials"],
+                    self.evicted["children"],
+                    self.limit("credentials"),
+                    self.limit("children"),
+                    EVICTION_LOG_INTERVAL_SECONDS,
+                )
 
 
-def _lru_put(table: OrderedDict[tuple[Any, ...], Any], key: tuple[Any, ...], value: Any) -> None:
-    table[key] = value
-    if len(table) > MAX_SHARED_PER_PARENT:
-        table.popitem(last=False)
+_monotonic = time.monotonic
+_DEFAULT_POLICY = RefreshPolicy()
+
+
+def _check_limit(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ValueError(f"{name} must be a whole number >= 1, not {value!r}")
+
+
+def set_sharing_limits(
+    session: Any = None, *, max_credentials: int | None = None, max_children: int | None = None
+) -> None:
+    """Set how many credentials objects and children a parent session keeps for reuse.
+
+    ``await assume_role(parent, ...)`` keeps, per parent session, the credentials of each
+    argument set (a tenant's role and ``ExternalId``, say) and the child made with them,
+    so that a repeat call makes no STS call and returns the same child. Both tables are
+    bounded, least recently used dropped first: at most ``max_credentials`` credentials
+    objects (default 10,000) and ``max_children`` children (default 1,000, never more
+    than ``max_credentials``). A dropped child whose credentials are kept is rebuilt from
+    them in tens of microseconds, without an STS call; dropped credentials cost an STS
+    call on their next use. Anything dropped lives on while you hold it.
+
+    Args:
+        session: the parent (an ``AioSession`` or an ``aioboto3.Session``), or None to
+            set the default of every parent without limits of its own.
+        max_credentials: credentials objects kept (None: leave unchanged).
+        max_children: children kept (None: leave unchanged).
+    """
+    if max_credentials is not None:
+        _check_limit("max_credentials", max_credentials)
+    if max_children is not None:
+        _check_limit("max_children", max_children)
+    new = {
+        name: value
+        for name, value in (("credentials", max_credentials), ("children", max_children))
+        if value is not None
+    }
+    if session is None:
+        _default_limits.update(new)
+        return
+    parent, _ = _botocore_session_of(session)
+    shared = _Shared.of(session, parent)
+    with shared.lock:
+        shared.limits.update(new)
+        shared.trim("credentials")
+        shared.trim("children")
+
+
+def sharing_stats(session: Any) -> dict[str, int]:
+    """Counters of a parent session's sharing tables, e.g. to export as metrics.
+
+    Keys: ``credentials`` and ``children`` (how many are kept now), ``max_credentials``
+    and ``max_children`` (the limits in force), ``credentials_evicted`` and
+    ``children_evicted`` (how many were dropped to stay within the limits, ever), and
+    ``children_rebuilt`` (children made again from kept credentials, without STS).
+    """
+    parent, _ = _botocore_session_of(session)
+    shared = _Shared.of(session, parent)
+    with shared.lock:
+        return {
+            "credentials": len(shared.entries),
+            "children": len(shared.children),
+            "max_credentials": shared.limit("credentials"),
+            "max_children": shared.limit("children"),
+            "credentials_evicted": shared.evicted["credentials"],
+            "children_evicted": shared.evicted["children"],
+            "children_rebuilt": shared.children_rebuilt,
+        }
 
 
 def _aioboto3_session_class() -> type | None:
@@ -167,7 +300,7 @@ def _access_key(credentials: Any) -> object:
 def _new_entry(
     shared: _Shared, args: AssumeRoleArgs, cache: Any, refresh: RefreshPolicy | None
 ) -> _Entry:
-    policy = refresh or RefreshPolicy()
+    policy = refresh or _DEFAULT_POLICY
     # A shared cache's lock is waited for at most half a try, so the STS call still fits.
     lock_timeout = min(policy.try_timeout_seconds, policy.attempt_timeout_seconds) / 2
     fetcher = AssumeRoleFetcher(shared.sts_clients, args, cache=cache, lock_timeout=lock_timeout)
@@ -176,7 +309,7 @@ def _new_entry(
         prepare=fetcher.prepare,
         after_success=fetcher.after_success,
         loaded_from_cache=fetcher.loaded_from_cache,
-        policy=refresh,
+        policy=policy,
         classify_error=classify_error,
         describe_error=describe_error,
         error_code=error_code,
@@ -192,19 +325,37 @@ def _new_entry(
 
 
 def _new_child(
-    parent: Any, credentials: AssumeRoleCredentials, region_name: str | bool | None
+    shared: _Shared, parent: Any, credentials: AssumeRoleCredentials, region_name: str | bool | None
 ) -> Any:
+    """A child session using ``credentials`` (called with ``shared.lock`` held)."""
     check_sts_region(parent)  # the credentials are fetched with the parent's STS client
-    child = AioSession()
+    template = shared.template
+    if template is None:
+        template = shared.template = ChildTemplate(parent)
     # Share the parent's loaded service data: a client made on the child then costs what
     # one made on the parent does, instead of loading every JSON model again.
-    child.register_component("data_loader", parent.get_component("data_loader"))
-    child.register_component("credential_provider", _FixedCredentialResolver(credentials))
+    data_loader = parent.get_component("data_loader")
+    resolver = _FixedCredentialResolver(credentials)
+    # Its default client config too: e.g. the httpx backend, which trio needs.
     default_config = parent.get_default_client_config()
-    if default_config is not None:  # e.g. the httpx backend, which trio needs
-        child.set_default_client_config(default_config)
+    if template.light:
+        link = None
+        if region_name is None:  # the link is set when the child's config store is built
+
+            def link(store: Any, child: Any) -> None:
+                link_region_in(store, child, parent)
+
+        child = template.new_session(resolver, data_loader, default_config, link)
+        if region_name is not None:
+            apply_region_mode(child, parent, region_name)
+    else:  # a botocore this module does not know: a whole session, as before
+        child = AioSession()
+        child.register_component("data_loader", data_loader)
+        child.register_component("credential_provider", resolver)
+        if default_config is not None:
+            child.set_default_client_config(default_config)
+        apply_region_mode(child, parent, region_name)
     register_expired_token_hook(child, credentials)
-    apply_region_mode(child, parent, region_name)
     return child
 
 
@@ -353,6 +504,45 @@ async def assume_role(
         default client config (e.g. an httpx backend) and the parent's loaded service data.
     """
     parent, is_aioboto3 = _botocore_session_of(session)
+    shared: _Shared | None = session.__dict__.get(_SHARED_ATTRIBUTE)
+    front_key: tuple[Any, ...] | None = None
+    if TokenCode is None and additional_kwargs is None:
+        # A repeat call: its raw arguments lead straight to its child. Only calls that
+        # succeeded are in the table, so there is nothing to convert or validate again.
+        # Types are part of the key where equal values of two types behave differently.
+        front_key = (
+            RoleArn,
+            RoleSessionName,
+            PolicyArns,
+            Policy,
+            DurationSeconds,
+            type(DurationSeconds),
+            Tags,
+            TransitiveTagKeys,
+            ExternalId,
+            SerialNumber,
+            SourceIdentity,
+            region_name,
+            type(region_name),
+            validate,
+            None if cache is None else id(cache),
+            refresh,
+            is_aioboto3,
+        )
+        if region_name is True:  # the child is the one made with the parent's region now
+            front_key += (parent.get_config_variable("region"),)
+        if shared is not None:
+            try:
+                with shared.lock:
+                    child_key = shared.front.get(front_key)
+                    child = None if child_key is None else shared.touch(child_key)
+            except TypeError:  # unhashable arguments (a list of ARNs, a mapping)
+                front_key = None
+            else:
+                if child is not None:
+                    if await parent.get_credentials() is None:
+                        raise NoCredentialsError()
+                    return child
     _check_options(region_name, cache, refresh)
     args = prepare_args(
         RoleArn,
@@ -373,8 +563,8 @@ async def assume_role(
 
     shared = _Shared.of(session, parent)
     key = _credentials_key(args, cache, refresh)
-    with shared.lock:
-        entry: _Entry | None = _lru_get(shared.entries, key)
+    with shared.lock:  # a look only: the entry becomes recent with its child, below
+        entry: _Entry | None = shared.entries.get(key)
     if validate:
         if entry is None or not entry.validated:
             validate_args(args)
@@ -387,10 +577,11 @@ async def assume_role(
     else:
         region_key = region_name
     with shared.lock:
-        entry = _lru_get(shared.entries, key)
+        entry = shared.entries.get(key)
+        kept = entry is not None
         if entry is None:
             entry = _new_entry(shared, args, cache, refresh)
-            _lru_put(shared.entries, key, entry)
+            shared.put("credentials", key, entry)
         if validate:
             entry.validated = True
         # The shared credentials keep the code source they were made with: one caller's
@@ -399,12 +590,24 @@ async def assume_role(
         if entry.fetcher.token_code is None and is_usable_token_code(args):
             entry.fetcher.set_token_code(args.token_code)  # type: ignore[arg-type]
         child_key = (key, region_key, is_aioboto3)
-        child = _lru_get(shared.children, child_key)
+        child = shared.touch(child_key) if kept else None
         if child is None:
-            child_botocore = _new_child(parent, entry.credentials, region_name)
+            if kept:
+                shared.entries.move_to_end(key)
+                shared.children_rebuilt += 1
+            child_botocore = _new_child(shared, parent, entry.credentials, region_name)
             child = _wrap_aioboto3(child_botocore) if is_aioboto3 else child_botocore
             child.assume_role_parent_session = session
-            _lru_put(shared.children, child_key, child)
+            shared.put("children", child_key, child)
+        if front_key is not None:
+            try:
+                shared.front[front_key] = child_key
+            except TypeError:  # unhashable arguments (a list of ARNs, a mapping)
+                pass
+            else:
+                shared.front.move_to_end(front_key)
+                while len(shared.front) > shared.limit("children"):
+                    shared.front.popitem(last=False)
     return child
 
 

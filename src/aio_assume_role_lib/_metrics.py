@@ -19,7 +19,10 @@ instruments, all with the attribute ``aws.role.arn`` (unless turned off with
   role (two children with different session names or policies, say);
 * ``aio_assume_role.credentials.served_stale`` and ``.served_expired`` (observable
   counters, the ``RefreshStats`` of the same name), with the gauge's attributes: cached
-  credentials served after a failed refresh, and of those the ones past their expiry.
+  credentials served after a failed refresh, and of those the ones past their expiry;
+* ``aio_assume_role.sharing.evictions`` (counter): entries a parent's sharing tables
+  dropped to stay within their limits, with ``table`` (``credentials`` or ``children``)
+  and no role attribute.
 
 Cardinality: the counters have one series per role (times the few values of ``outcome``,
 ``window`` and ``error.type``); the gauge one per live credentials object. Every
@@ -204,6 +207,7 @@ class RefreshMetrics:
 
     _instruments: ClassVar[_Instruments | None] = None
     _live: ClassVar[weakref.WeakSet[RefreshMetrics]] = weakref.WeakSet()
+    _evictions: ClassVar[Any] = None
 
     def __init__(self, role_arn: str) -> None:
         self._role = bounded_value(role_arn)
@@ -310,6 +314,21 @@ class RefreshMetrics:
         self._waiters += 1
         if self._instruments is not None:
             self._instruments.waits.add(1, self._attributes)
+
+    @staticmethod
+    def evicted(table: str, count: int) -> None:
+        """Count ``count`` entries dropped from a parent's sharing ``table``."""
+        if _otel_metrics is None:
+            return
+        counter = RefreshMetrics._evictions
+        if counter is None:
+            meter = _otel_metrics.get_meter("aio_assume_role_lib", __version__)
+            counter = RefreshMetrics._evictions = meter.create_counter(
+                "aio_assume_role.sharing.evictions",
+                unit="{entry}",
+                description="Entries dropped from a parent's sharing tables",
+            )
+        counter.add(count, {"table": table})
 
 
 class _Slots:

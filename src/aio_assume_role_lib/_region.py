@@ -51,7 +51,12 @@ def link_region(child: Any, parent: Any) -> None:
     Both are botocore sessions. The child's own ``set_config_variable("region", ...)``
     (and so ``region_name`` on an aioboto3 child) still overrides the link.
     """
-    child.get_component("config_store").set_config_provider(
+    link_region_in(child.get_component("config_store"), child, parent)
+
+
+def link_region_in(config_store: Any, child: Any, parent: Any) -> None:
+    """:func:`link_region` on ``child``'s configuration store, given (while it is built)."""
+    config_store.set_config_provider(
         "region",
         ChainProvider(
             providers=[InstanceVarProvider("region", child), _ParentRegionProvider(parent)]
