@@ -462,6 +462,7 @@ def test_public_names() -> None:
             "ClientPool",
             "ClientPoolClosedError",
             "AssumeRoleCredentials",
+            "ContainerCredentialsEndpoint",
             "JSONFileCache",
             "RefreshPolicy",
             "RefreshStats",
@@ -476,6 +477,7 @@ def test_public_names() -> None:
             "get_role_arn",
             "patch_aioboto3",
             "patch_aiobotocore",
+            "serve_container_credentials",
             "set_sharing_limits",
             "sharing_stats",
         ]
