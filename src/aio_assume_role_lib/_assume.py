@@ -10,8 +10,10 @@ is bounded, so nothing global grows with the number of parents or argument sets.
 from __future__ import annotations
 
 import json
+import os
 import sys
 import threading
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -43,6 +45,19 @@ MAX_SHARED_PER_PARENT = 256
 
 _SHARED_ATTRIBUTE = "_aio_assume_role_lib_shared"
 _create_shared_lock = threading.Lock()
+_all_shared: weakref.WeakSet[_Shared] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    # Held by a thread of the parent process, they would be held forever in the child.
+    global _create_shared_lock
+    _create_shared_lock = threading.Lock()
+    for shared in list(_all_shared):
+        shared.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class _Entry:
@@ -63,6 +78,7 @@ class _Shared:
         self.lock = threading.Lock()
         self.entries: OrderedDict[tuple[Any, ...], _Entry] = OrderedDict()
         self.children: OrderedDict[tuple[Any, ...], Any] = OrderedDict()
+        _all_shared.add(self)
 
     @staticmethod
     def of(session: Any, parent: Any) -> _Shared:

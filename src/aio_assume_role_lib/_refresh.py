@@ -602,6 +602,8 @@ class Refresher(Generic[T]):
             self.stats.served_expired += 1
 
     async def _run_flight(self, flight: _Flight) -> None:
+        # Looked up now: a flight collected with its closed loop has no backend to ask.
+        cancelled = anyio.get_cancelled_exc_class()
         self._log(
             logging.INFO,
             "start",
@@ -611,7 +613,7 @@ class Refresher(Generic[T]):
         )
         try:
             value, expiry = await self._refresh(flight)
-        except anyio.get_cancelled_exc_class():
+        except cancelled:
             # Only the end of its event loop cancels a detached flight.
             self._end_flight(flight)
             flight.finish(error=_Abandoned())
@@ -779,10 +781,12 @@ class Refresher(Generic[T]):
             if kind == "non_recoverable":
                 delay = self.policy.error_memory(rand)
             else:
+                # Credentials a service rejected as expired count as expired here: new
+                # ones must come within seconds of the source recovering.
                 delay = self.policy.backoff(
                     self._consecutive_failures,
                     None if current is None else current.lifetime,
-                    seconds_left,
+                    0.0 if current is not None and current.stale else seconds_left,
                     rand,
                 )
             self._failure = _Failure(error, kind, self._monotonic() + delay)
