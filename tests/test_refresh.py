@@ -868,7 +868,8 @@ def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
     try:
         asyncio.run_coroutine_threadsafe(refresher.get(), loop)
         assert started.wait(HANG_SECONDS)
-        assert loop.is_running() and refresher._flight is not None
+        assert loop.is_running()
+        assert refresher._flight is not None
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
@@ -908,10 +909,11 @@ def test_flights_left_in_a_closed_loop_do_not_keep_their_refreshers() -> None:
     loop = asyncio.new_event_loop()
 
     async def start() -> None:
+        callers = []  # dropped when start() returns: only the loop references them
         for _ in range(20):
             refresher: Refresher[int] = Refresher(hang)
             refs.append(weakref.ref(refresher))
-            asyncio.ensure_future(refresher.get())
+            callers.append(asyncio.ensure_future(refresher.get()))
         await asyncio.sleep(0.01)
 
     loop.run_until_complete(start())

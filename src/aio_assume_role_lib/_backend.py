@@ -47,7 +47,7 @@ def _forget_tasks_of_closed_loops(phase: str, info: dict[str, Any]) -> None:
     try:
         for task in [t for t in list(states.keys()) if t.get_loop().is_closed()]:
             states.pop(task, None)
-    except Exception:  # noqa: S110 - best effort, never an error inside the collector
+    except Exception:  # best effort: never an error inside the collector
         pass
 
 

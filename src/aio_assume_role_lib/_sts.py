@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import gc
 import itertools
 import os
 import ssl
@@ -205,6 +206,22 @@ def _release(tokens: set[int]) -> None:
             _close_synchronously(entry[1])
         # Otherwise dropping the last reference lets the loop's async-generator hook
         # schedule the close on that loop.
+
+
+def _close_holders_of_closed_loops(phase: str, info: dict[str, Any]) -> None:
+    """A garbage-collector callback: close the HTTP sessions of loops that were closed
+    without finalizing them. An HTTP session references its loop, and a loop closed with
+    refreshes pending references them (and their parents) from its tasks: held here,
+    they would never be collected."""
+    del info
+    if phase != "start":
+        return
+    for token, (is_closed, holder) in list(_open.items()):
+        if is_closed() and _open.pop(token, None) is not None:
+            _close_synchronously(holder)
+
+
+gc.callbacks.append(_close_holders_of_closed_loops)
 
 
 class _Held:
