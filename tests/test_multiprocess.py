@@ -465,7 +465,7 @@ async def test_a_hung_lock_file_open_is_abandoned_after_the_wait(
     take = _cache._try_lock
 
     def hung_open(path: str, held: list[int]) -> None:
-        answered.wait(HANG_SECONDS)
+        answered.wait(3)
         take(path, held)
 
     monkeypatch.setattr(_cache, "_try_lock", hung_open)
@@ -481,3 +481,47 @@ async def test_a_hung_lock_file_open_is_abandoned_after_the_wait(
         await anyio.sleep(0.01)
     async with JSONFileCache(tmp_path).alock("key", 1.0) as again:
         assert again  # nobody kept it
+
+
+class _ExactSharedCache(dict):  # type: ignore[type-arg]
+    """A shared cache that keeps expiry times exactly (the file cache drops fractions of a
+    second, as botocore's does): an entry it hands back can be *equal* to ours."""
+
+    locking = True
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cache_key: str, wait_seconds: float) -> Any:
+        yield True
+
+    async def aget(self, cache_key: str) -> Any:
+        return self.get(cache_key)
+
+    async def aset(self, cache_key: str, value: Any) -> None:
+        self[cache_key] = value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["file", "exact"])
+async def test_an_advisory_refresh_through_a_shared_cache_gets_new_credentials(
+    sts: LoopbackSTS, tmp_path: Path, kind: str
+) -> None:
+    # The cache holds the credentials this process wrote itself: an advisory refresh must
+    # not take them back from there as if another process had renewed them.
+    sts.credential_lifetime = 900
+    early = RefreshPolicy(min_use_seconds=1, advisory_window_seconds=899, jitter_fraction=0)
+    cache: Any = JSONFileCache(tmp_path) if kind == "file" else _ExactSharedCache()
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="own-entry", cache=cache, refresh=early
+    )
+    credentials = await botocore_session(child).get_credentials()
+    first = await credentials.get_frozen_credentials()
+    assert len(cache) == 1 if kind == "exact" else _the_entry(tmp_path).exists()
+    await anyio.sleep(1.2)  # into the advisory window
+    assert await credentials.get_frozen_credentials() == first  # starts the refresh
+    for _ in range(int(HANG_SECONDS * 100)):
+        if credentials.refresh_stats.attempts >= 2 and credentials._refresher._flight is None:
+            break
+        await anyio.sleep(0.01)
+    second = await credentials.get_frozen_credentials()
+    assert sts.assume_role_count == 2
+    assert second.access_key != first.access_key

@@ -728,10 +728,14 @@ def test_counters_are_exact_under_contention_from_many_threads() -> None:
     try:
         for t in threads:
             t.start()
-        for _ in range(int(HANG_SECONDS * 100)):
-            if refresher.stats.waits == 400 or all(not t.is_alive() for t in threads):
+        for _ in range(int(HANG_SECONDS * 100)):  # until every loop waits for the flight
+            flight = refresher._flight
+            if (flight is not None and len(flight._events) == 8) or not any(
+                t.is_alive() for t in threads
+            ):
                 break
             time.sleep(0.01)
+        time.sleep(0.5)  # the loops' other callers join in the same turn of their loop
         release.set()
         for t in threads:
             t.join(HANG_SECONDS)

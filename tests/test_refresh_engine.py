@@ -1042,7 +1042,6 @@ async def test_a_childs_timed_out_try_leaves_its_siblings_request_alone(
         parent, ROLE_B, RoleSessionName="patient", refresh=RefreshPolicy(max_tries=1)
     )
     sts.fail_next("hang")
-    sts.latency = 1.0
     outcomes: dict[str, Outcome] = {}
 
     async def fetch(name: str, child: Any) -> None:
@@ -1056,6 +1055,7 @@ async def test_a_childs_timed_out_try_leaves_its_siblings_request_alone(
                 if not sts.pending_faults:
                     break
                 await anyio.sleep(0.01)
+            sts.latency = 1.0  # the sibling's request is in flight when the other times out
             tasks.start_soon(fetch, "patient", patient)
     assert isinstance(outcomes["impatient"].error, RefreshTimeoutError)
     assert outcomes["patient"].error is None, repr(outcomes["patient"].error)

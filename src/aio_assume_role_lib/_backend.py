@@ -37,9 +37,8 @@ def _forget_tasks_of_closed_loops(phase: str, info: dict[str, Any]) -> None:
     records are of no use once the loop is closed. If anyio's layout is not the expected
     one, this does nothing.
     """
-    del info
-    if phase != "start":
-        return
+    if phase != "start" or info.get("generation") != 2:
+        return  # a full collection is the one that can reclaim such old objects
     backend = sys.modules.get("anyio._backends._asyncio")
     states = getattr(backend, "_task_states", None)
     if not isinstance(states, weakref.WeakKeyDictionary):

@@ -89,9 +89,9 @@ class RefreshPolicy:
     when requests are waiting for it. After a failed refresh the next one waits a
     jittered backoff that grows from ``backoff_min_seconds`` but never beyond
     ``backoff_lifetime_fraction`` of the lifetime, half the time the credentials have
-    left, or ``backoff_max_seconds``; with the credentials expired (or none) it is
-    ``backoff_min_seconds`` to twice that, so fresh credentials come within a few seconds
-    of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
+    left, or ``backoff_max_seconds``; with the credentials expired, rejected by a service
+    as expired (:meth:`Refresher.invalidate`), or none, it is ``backoff_min_seconds`` to
+    twice that, so fresh credentials come within a few seconds of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
     a missing MFA code) is remembered for a jittered ``error_memory_min_seconds`` to
     ``error_memory_max_seconds``: callers that need new credentials get it at once, and
     callers with unexpired credentials keep them.

@@ -213,9 +213,8 @@ def _close_holders_of_closed_loops(phase: str, info: dict[str, Any]) -> None:
     without finalizing them. An HTTP session references its loop, and a loop closed with
     refreshes pending references them (and their parents) from its tasks: held here,
     they would never be collected."""
-    del info
-    if phase != "start":
-        return
+    if phase != "start" or info.get("generation") != 2:
+        return  # a full collection is the one that can reclaim such old objects
     for token, (is_closed, holder) in list(_open.items()):
         if is_closed() and _open.pop(token, None) is not None:
             _close_synchronously(holder)
