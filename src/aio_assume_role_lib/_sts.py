@@ -3,7 +3,13 @@
 Opening an aiobotocore client is not cheap (a new connection and TLS handshake, and on
 aiobotocore 2.x an SSL context built on the event loop, ~50 ms), so each parent keeps one
 STS client per event loop (a client is bound to the loop it was opened on) and every
-refresh of every child of that parent uses it.
+refresh of every child of that parent uses it. The SSL context, the costly part (~1 MB
+with the CA bundle loaded), is shared by all of them with the same TLS settings.
+
+Clients are lent per request (:meth:`StsClients.lease`) and reference-counted: a client
+that broke is replaced for new requests at once, but closed only by the last request
+still on it, so one child's failure never breaks a sibling's request in flight. Opening
+a loop's client is single-flight, and the table is changed only under a thread lock.
 
 Who holds what, so that a dropped parent is collected with everything hanging off it and
 its connections are still closed cleanly:
@@ -21,7 +27,10 @@ its connections are still closed cleanly:
   table; the loop's async-generator hook then schedules their close on their loop. The
   finalizer takes no lock and touches no loop itself. A generator whose loop was closed
   without finalizing it (no ``shutdown_asyncgens()``) is closed synchronously instead,
-  which for an idle HTTP session needs no loop.
+  which for an idle HTTP session needs no loop;
+* a loop closed with refreshes still pending references them from its tasks, and an HTTP
+  session references its loop: so the table references no loop, and at each full garbage
+  collection the generators of closed loops are closed synchronously and dropped.
 """
 
 from __future__ import annotations
