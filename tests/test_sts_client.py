@@ -11,6 +11,7 @@ import socket
 import ssl
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -20,7 +21,7 @@ import pytest
 from aiobotocore.session import AioSession
 from aiohttp import web
 
-from aio_assume_role_lib import RefreshPolicy, assume_role
+from aio_assume_role_lib import RefreshPolicy, _backend, assume_role
 from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS
 
@@ -205,9 +206,20 @@ async def test_a_client_whose_http_session_was_closed_is_replaced(sts: LoopbackS
     assert table.opened == 2
 
 
-def test_one_table_serves_threads_each_running_event_loops(sts: LoopbackSTS) -> None:
-    # Six threads, each running asyncio.run three times on one parent's table; closed
-    # loops' clients are pruned while other threads add theirs.
+def test_one_table_serves_threads_each_running_event_loops(
+    sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Six threads, each running asyncio.run five times on one parent's table; closed
+    # loops' clients are pruned while other threads add theirs. Asking a loop whether it
+    # is closed gives up the GIL here, as any call may on a free-threaded build, so that
+    # threads interleave inside the table walk unless it is locked.
+    is_closed = _backend._AsyncioLoop.is_closed
+
+    def is_closed_slowly(self: Any) -> bool:
+        time.sleep(0)
+        return is_closed(self)
+
+    monkeypatch.setattr(_backend._AsyncioLoop, "is_closed", is_closed_slowly)
     parent = AioSession()
     # Resolved once first: threads resolving the parent's credentials at the same time can
     # get two objects, and a client made from other credentials is replaced (rightly).
@@ -221,7 +233,7 @@ def test_one_table_serves_threads_each_running_event_loops(sts: LoopbackSTS) -> 
                 async with table.lease() as lease:
                     assert lease.client is not None
 
-        for _ in range(3):
+        for _ in range(5):
             try:
                 asyncio.run(main())
             except BaseException as error:  # every failure is the finding
@@ -238,7 +250,7 @@ def test_one_table_serves_threads_each_running_event_loops(sts: LoopbackSTS) -> 
     finally:
         sys.setswitchinterval(previous)
     assert errors == []
-    assert table.opened == 18  # one client per event loop
+    assert table.opened == 30  # one client per event loop
     assert len(table._held) <= 1  # the closed loops' clients were let go
 
 
