@@ -1062,14 +1062,16 @@ async def test_a_childs_timed_out_try_leaves_its_siblings_request_alone(
     assert outcomes["patient"].duration > 0.5  # it was in flight when the other timed out
 
 
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
 async def test_credentials_rejected_as_expired_are_renewed_within_seconds_of_sts_recovering(
-    sts: LoopbackSTS,
+    sts: LoopbackSTS, anyio_backend: str
 ) -> None:
     # 12-hour credentials rejected by a service while STS is down: the engine retries
     # every few seconds, not on a backoff sized for 11 more hours of validity.
     sts.credential_lifetime = 12 * 3600
+    parent = httpx_parent() if anyio_backend == "trio" else make_parent()
     child = await assume_role(
-        make_parent(), ROLE_A, RoleSessionName="rejected", refresh=RefreshPolicy(max_tries=1)
+        parent, ROLE_A, RoleSessionName="rejected", refresh=RefreshPolicy(max_tries=1)
     )
     credentials = await credentials_of(child)
     first = await credentials.get_frozen_credentials()
@@ -1098,9 +1100,10 @@ class _HungReads(botocore.utils.JSONFileCache):  # type: ignore[misc]
         return bool(super().__contains__(cache_key))
 
 
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
 @pytest.mark.parametrize("hung", ["lock file open", "botocore cache read"])
 async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
-    sts: LoopbackSTS, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, hung: str
+    sts: LoopbackSTS, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, hung: str, anyio_backend: str
 ) -> None:
     cache: Any
     if hung == "lock file open":
@@ -1115,7 +1118,7 @@ async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
     else:
         cache = _HungReads(working_dir=str(tmp_path))
     child = await assume_role(
-        make_parent(),
+        httpx_parent() if anyio_backend == "trio" else make_parent(),
         ROLE_A,
         RoleSessionName="hung-disk",
         cache=cache,
