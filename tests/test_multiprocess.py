@@ -18,19 +18,21 @@ import socket
 import stat
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import anyio
 import botocore.utils
 import pytest
 
 import aio_assume_role_lib
-from aio_assume_role_lib import JSONFileCache, RefreshPolicy, assume_role
+from aio_assume_role_lib import JSONFileCache, RefreshPolicy, _cache, assume_role
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from .conftest import botocore_session, make_parent
+from .conftest import HANG_SECONDS, botocore_session, make_parent
 
 pytestmark = pytest.mark.skipif(
     not hasattr(os, "fork") or sys.platform == "win32", reason="flock and POSIX processes"
@@ -420,3 +422,106 @@ async def test_uvicorn_with_four_workers_makes_one_assume_role(
     assert sts.assume_role_count == 1
     signers = {call.access_key_id for call in sts.calls if call.action == "GetCallerIdentity"}
     assert len(signers) == 1  # every worker used the one set of credentials
+
+
+@pytest.mark.anyio
+async def test_a_lock_on_a_lock_file_removed_meanwhile_does_not_count(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The race: a process opens the lock file; its holder removes it as it lets go, and a
+    # third process creates and locks a new one. The first process's flock on the old,
+    # removed file succeeds, but protects nothing: it must not count as holding the lock.
+    cache = JSONFileCache(tmp_path)
+    async with cache.alock("key", 1.0) as first:  # the third process, on the new file
+        assert first
+        old = tmp_path / "removed.lock"
+        old.write_bytes(b"")
+        old_fd = os.open(old, os.O_RDWR)
+        old.unlink()
+        lock_path = str(tmp_path / ".key.lock")
+        real_open = os.open
+
+        def opened_before_the_removal(path: Any, flags: int, *args: Any, **kwargs: Any) -> int:
+            if os.fspath(path) == lock_path:
+                return os.dup(old_fd)
+            return real_open(path, flags, *args, **kwargs)
+
+        monkeypatch.setattr(_cache.os, "open", opened_before_the_removal)
+        try:
+            async with JSONFileCache(tmp_path).alock("key", 0.2) as second:
+                assert not second  # never two holders
+        finally:
+            monkeypatch.undo()
+            os.close(old_fd)
+
+
+@pytest.mark.anyio
+async def test_a_hung_lock_file_open_is_abandoned_after_the_wait(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Opening the lock file hangs (a stuck network file system): the wait ends on time,
+    # and when the file system answers, the lock the abandoned attempt took is let go.
+    answered = threading.Event()
+    take = _cache._try_lock
+
+    def hung_open(path: str, held: list[int]) -> None:
+        answered.wait(3)
+        take(path, held)
+
+    monkeypatch.setattr(_cache, "_try_lock", hung_open)
+    started = time.monotonic()
+    async with JSONFileCache(tmp_path).alock("key", 0.3) as held:
+        assert not held
+    assert time.monotonic() - started < 2.0
+    answered.set()
+    monkeypatch.undo()
+    for _ in range(int(HANG_SECONDS * 100)):
+        if not _lock_files(tmp_path):
+            break
+        await anyio.sleep(0.01)
+    async with JSONFileCache(tmp_path).alock("key", 1.0) as again:
+        assert again  # nobody kept it
+
+
+class _ExactSharedCache(dict):  # type: ignore[type-arg]
+    """A shared cache that keeps expiry times exactly (the file cache drops fractions of a
+    second, as botocore's does): an entry it hands back can be *equal* to ours."""
+
+    locking = True
+
+    @contextlib.asynccontextmanager
+    async def alock(self, cache_key: str, wait_seconds: float) -> Any:
+        yield True
+
+    async def aget(self, cache_key: str) -> Any:
+        return self.get(cache_key)
+
+    async def aset(self, cache_key: str, value: Any) -> None:
+        self[cache_key] = value
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize("kind", ["file", "exact"])
+async def test_an_advisory_refresh_through_a_shared_cache_gets_new_credentials(
+    sts: LoopbackSTS, tmp_path: Path, kind: str
+) -> None:
+    # The cache holds the credentials this process wrote itself: an advisory refresh must
+    # not take them back from there as if another process had renewed them.
+    sts.credential_lifetime = 900
+    early = RefreshPolicy(min_use_seconds=1, advisory_window_seconds=899, jitter_fraction=0)
+    cache: Any = JSONFileCache(tmp_path) if kind == "file" else _ExactSharedCache()
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="own-entry", cache=cache, refresh=early
+    )
+    credentials = await botocore_session(child).get_credentials()
+    first = await credentials.get_frozen_credentials()
+    assert len(cache) == 1 if kind == "exact" else _the_entry(tmp_path).exists()
+    await anyio.sleep(1.2)  # into the advisory window
+    assert await credentials.get_frozen_credentials() == first  # starts the refresh
+    for _ in range(int(HANG_SECONDS * 100)):
+        if credentials.refresh_stats.attempts >= 2 and credentials._refresher._flight is None:
+            break
+        await anyio.sleep(0.01)
+    second = await credentials.get_frozen_credentials()
+    assert sts.assume_role_count == 2
+    assert second.access_key != first.access_key

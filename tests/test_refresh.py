@@ -9,12 +9,16 @@ correct engine meets by orders of magnitude.
 from __future__ import annotations
 
 import asyncio
+import gc
 import itertools
 import logging
 import math
 import os
+import sys
 import threading
+import time
 import traceback
+import weakref
 from typing import Any
 
 import anyio
@@ -25,12 +29,13 @@ from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib._refresh import (
     ErrorKind,
     Refresher,
+    RefreshStats,
     RefreshTimeoutError,
     UnusableCredentialsError,
 )
 
 from ._manual_clock import ManualClock, settle
-from .conftest import HAS_TRIO
+from .conftest import HANG_SECONDS, HAS_TRIO
 
 pytestmark = pytest.mark.anyio
 
@@ -161,6 +166,24 @@ def test_policy_rejects_bad_settings_by_name(kwargs: dict[str, Any], message: st
     with pytest.raises(ValueError, match="Invalid RefreshPolicy") as info:
         RefreshPolicy(**kwargs)
     assert message in str(info.value)
+
+
+def test_backoff_doubles_from_the_minimum_up_to_backoff_max_seconds() -> None:
+    policy = RefreshPolicy()  # 2 s, doubling, at most 300 s
+    twelve_hours = 43_200.0  # neither the lifetime nor the time left caps it here
+    ceilings = [policy.backoff(n, twelve_hours, twelve_hours, rand=1.0) for n in range(1, 12)]
+    assert ceilings == [2, 4, 8, 16, 32, 64, 128, 256, 300, 300, 300]
+    assert policy.backoff(3, twelve_hours, twelve_hours, rand=0.0) == 4.0  # equal jitter
+    assert RefreshPolicy(backoff_max_seconds=20).backoff(9, twelve_hours, twelve_hours, 1.0) == 20
+
+
+def test_backoff_is_capped_by_the_lifetime_and_half_the_time_left() -> None:
+    policy = RefreshPolicy()
+    assert policy.backoff(20, 3600.0, 3600.0, rand=1.0) == 180.0  # 5 % of the lifetime
+    assert policy.backoff(20, 3600.0, 100.0, rand=1.0) == 50.0  # half of the 100 s left
+    assert policy.backoff(20, 3600.0, 3.0, rand=1.0) == 2.0  # never below the minimum
+    assert policy.backoff(20, 3600.0, -1.0, rand=1.0) == 4.0  # expired: 2 to 4 s
+    assert policy.backoff(20, None, None, rand=0.0) == 2.0  # nothing cached: 2 to 4 s
 
 
 # --- fresh, advisory, blocking -----------------------------------------------------------
@@ -469,6 +492,40 @@ async def test_backoff_and_deadlines_use_the_monotonic_clock() -> None:
     assert await refresher.get() == 1
 
 
+async def test_a_long_outage_ends_within_backoff_max_seconds_of_recovery() -> None:
+    # 12-hour credentials refreshed from 4 h before expiry; the source is down for the
+    # next 2 hours: the backoff grows to its cap, not to 5 % of the lifetime (36 min).
+    policy = RefreshPolicy(advisory_window_seconds=4 * 3600, jitter_fraction=0)
+    clock, loader, refresher = make(lifetime=43_200.0, rand=1.0, policy=policy)
+    await refresher.get()
+    await clock.advance(8 * 3600 + 1)
+    loader.down = True
+    await traffic(clock, refresher, 2 * 3600, every=30.0)  # valid all along: served
+    assert refresher.stats.failures >= 10
+    loader.down = False
+    recovered_at = clock.monotonic()
+    answers = await traffic(clock, refresher, 3600, every=5.0, until=lambda v: v == 2)
+    renewed_at = min(t for t, v in answers if v == 2)
+    assert renewed_at - recovered_at <= RefreshPolicy().backoff_max_seconds + 5
+
+
+async def test_invalidated_credentials_are_renewed_within_seconds_of_recovery() -> None:
+    # A service rejected 12-hour credentials as expired while the source was down: they
+    # count as expired for the backoff (2 to 4 s), not as 11 more hours of validity.
+    clock, loader, refresher = make(lifetime=43_200.0, rand=1.0)
+    assert await refresher.get() == 1
+    loader.down = True
+    assert refresher.invalidate(rejected_key=1)
+    answers = await traffic(clock, refresher, 15 * 60, every=1.0)  # a 15-minute outage
+    assert {v for _, v in answers} == {1}  # the rejected key is served, never an error
+    assert refresher.stats.attempts <= 15 * 60 / 2  # no hot loop either
+    loader.down = False
+    recovered_at = clock.monotonic()
+    answers = await traffic(clock, refresher, 120, every=0.1, until=lambda v: v == 2)
+    renewed_at = min(t for t, v in answers if v == 2)
+    assert renewed_at - recovered_at <= 6.0  # a 4 s backoff and tries 0.5 s and 1 s apart
+
+
 async def test_answers_that_are_already_expired_are_failures_that_back_off(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
@@ -605,6 +662,90 @@ async def test_cancelling_the_triggering_task_neither_aborts_nor_duplicates_the_
     assert loader.cancelled == 0
 
 
+async def test_callers_have_the_new_value_before_the_after_success_work_runs() -> None:
+    # after_success is the cache write: a slow disk must not delay the callers.
+    writing, may_finish = anyio.Event(), anyio.Event()
+
+    async def slow_write() -> None:
+        writing.set()
+        await may_finish.wait()
+
+    _, loader, refresher = make(after_success=slow_write)
+    got: list[int] = []
+    async with anyio.create_task_group() as tg:
+        try:
+            tg.start_soon(lambda: _append(got, refresher.get()))
+            await settle()
+            assert writing.is_set()
+            assert got == [1]  # while the write is still running
+        finally:
+            may_finish.set()
+    assert loader.calls == 1
+
+
+class _RacyStats(RefreshStats):
+    """Counters whose ``waits`` read gives up the GIL between reading and writing, as any
+    read may on a free-threaded build: an update made outside the refresher's lock
+    loses counts under contention."""
+
+    def __init__(self) -> None:
+        self._waits = 0
+        super().__init__()
+
+    @property  # type: ignore[override]
+    def waits(self) -> int:
+        value = self._waits
+        time.sleep(0)  # releases the GIL
+        return value
+
+    @waits.setter
+    def waits(self, value: int) -> None:
+        self._waits = value
+
+
+def test_counters_are_exact_under_contention_from_many_threads() -> None:
+    release = threading.Event()
+
+    async def slow_load() -> tuple[int, float]:
+        await anyio.to_thread.run_sync(release.wait, HANG_SECONDS)
+        return 1, 4_000_000_000.0
+
+    refresher: Refresher[int] = Refresher(slow_load, owner_check_interval=0.05)
+    refresher.stats = _RacyStats()
+    results: list[Any] = []
+    ready = threading.Barrier(8)
+
+    def worker() -> None:
+        async def main() -> list[int]:
+            ready.wait(HANG_SECONDS)
+            return list(await asyncio.gather(*(refresher.get() for _ in range(50))))
+
+        results.append(asyncio.run(main()))
+
+    threads = [threading.Thread(target=worker) for _ in range(8)]
+    previous = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)
+    try:
+        for t in threads:
+            t.start()
+        for _ in range(int(HANG_SECONDS * 100)):  # until every loop waits for the flight
+            flight = refresher._flight
+            if (flight is not None and len(flight._events) == 8) or not any(
+                t.is_alive() for t in threads
+            ):
+                break
+            time.sleep(0.01)
+        time.sleep(0.5)  # the loops' other callers join in the same turn of their loop
+        release.set()
+        for t in threads:
+            t.join(HANG_SECONDS)
+    finally:
+        sys.setswitchinterval(previous)
+        release.set()
+    assert results == [[1] * 50] * 8
+    assert refresher.stats.waits == 8 * 50  # every waiting caller counted, none lost
+
+
 def _threaded_refresher(check_interval: float) -> tuple[Refresher[int], list[int], Any]:
     calls: list[int] = []
     release = threading.Event()
@@ -714,6 +855,8 @@ def test_a_waiter_elsewhere_leaves_a_flight_whose_loop_stopped_running() -> None
 
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
+    # The owner loop is running the flight (in its own thread) at the moment of the fork:
+    # in the child, that loop still looks running, but nothing will ever end its flight.
     started = threading.Event()
 
     async def load() -> tuple[int, float]:
@@ -722,15 +865,15 @@ def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
             await asyncio.sleep(3600)
         return 2, 4_000_000_000.0
 
-    refresher: Refresher[int] = Refresher(load)
+    refresher: Refresher[int] = Refresher(load, owner_check_interval=0.05)
     loop = asyncio.new_event_loop()
+    thread = threading.Thread(target=loop.run_forever, daemon=True)
+    thread.start()
     try:
-
-        async def start() -> None:
-            left_running.add(asyncio.ensure_future(refresher.get()))
-            await asyncio.sleep(0.05)
-
-        loop.run_until_complete(start())
+        asyncio.run_coroutine_threadsafe(refresher.get(), loop)
+        assert started.wait(HANG_SECONDS)
+        assert loop.is_running()
+        assert refresher._flight is not None
         pid = os.fork()
         if pid == 0:  # pragma: no cover - the child
             code = 1
@@ -746,10 +889,43 @@ def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     finally:
-        for task in asyncio.all_tasks(loop):
-            task.cancel()
-        loop.run_until_complete(asyncio.sleep(0.01))
+
+        def cancel_all() -> None:
+            for task in asyncio.all_tasks(loop):
+                task.cancel()
+            loop.call_later(0.05, loop.stop)
+
+        loop.call_soon_threadsafe(cancel_all)
+        thread.join(HANG_SECONDS)
         loop.close()
+
+
+# Destroying tasks left pending makes asyncio and anyio complain: that is the point here.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_flights_left_in_a_closed_loop_do_not_keep_their_refreshers() -> None:
+    # A loop closed without cancelling its tasks (loop.close() after run_until_complete):
+    # its flights, and the refreshers they belong to, are collected with it.
+    async def hang() -> tuple[int, float]:
+        await asyncio.sleep(3600)
+        return 1, 4_000_000_000.0
+
+    refs: list[weakref.ref[Refresher[int]]] = []
+    loop = asyncio.new_event_loop()
+
+    async def start() -> None:
+        callers = []  # dropped when start() returns: only the loop references them
+        for _ in range(20):
+            refresher: Refresher[int] = Refresher(hang)
+            refs.append(weakref.ref(refresher))
+            callers.append(asyncio.ensure_future(refresher.get()))
+        await asyncio.sleep(0.01)
+
+    loop.run_until_complete(start())
+    assert all(ref() is not None and ref()._flight is not None for ref in refs)  # type: ignore[union-attr]
+    loop.close()
+    del loop
+    gc.collect()
+    assert [ref() for ref in refs] == [None] * 20
 
 
 # --- nothing secret in reprs or captured locals -------------------------------------------------------

@@ -13,6 +13,11 @@ import asyncio
 import gc
 import logging
 import math
+import os
+import signal
+import subprocess
+import sys
+import textwrap
 import threading
 import time
 import weakref
@@ -23,17 +28,19 @@ from itertools import pairwise
 from typing import Any
 
 import anyio
+import botocore.utils
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
 from botocore.exceptions import ClientError, RefreshWithMFAUnsupportedError
 
-from aio_assume_role_lib import RefreshPolicy, assume_role
+from aio_assume_role_lib import JSONFileCache, RefreshPolicy, _cache, assume_role
 from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
 from .conftest import (
     ASYNCIO_AND_TRIO,
+    HANG_SECONDS,
     HAS_TRIO,
     ROLE_A,
     ROLE_B,
@@ -1010,3 +1017,254 @@ async def test_r2_dropped_parents_are_collected_with_their_sts_clients(
     assert sts.assume_role_count == 30
     assert [w for w in recwarn if "Unclosed" in str(w.message)] == []
     assert [r for r in caplog.records if "Unclosed" in r.getMessage()] == []
+
+
+# --- issue 20: siblings, rejected credentials, hung file systems, prompts, loops, fork ----
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_a_childs_timed_out_try_leaves_its_siblings_request_alone(
+    sts: LoopbackSTS, anyio_backend: str
+) -> None:
+    # Children of one parent share its STS client. The impatient child's try times out on
+    # a hung request while its sibling's request is in flight on the same client: the
+    # sibling's request must complete.
+    parent = httpx_parent() if anyio_backend == "trio" else make_parent()
+    warm = await assume_role(parent, ROLE_A, RoleSessionName="warm")
+    await (await credentials_of(warm)).get_frozen_credentials()  # the client is open
+    impatient = await assume_role(
+        parent,
+        ROLE_A,
+        RoleSessionName="impatient",
+        refresh=RefreshPolicy(try_timeout_seconds=0.5, max_tries=1),
+    )
+    patient = await assume_role(
+        parent, ROLE_B, RoleSessionName="patient", refresh=RefreshPolicy(max_tries=1)
+    )
+    sts.fail_next("hang")
+    outcomes: dict[str, Outcome] = {}
+
+    async def fetch(name: str, child: Any) -> None:
+        credentials = await credentials_of(child)
+        outcomes[name] = await attempt(credentials.get_frozen_credentials)
+
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(fetch, "impatient", impatient)
+            for _ in range(3000):  # until the impatient child's request holds the hang
+                if not sts.pending_faults:
+                    break
+                await anyio.sleep(0.01)
+            sts.latency = 1.0  # the sibling's request is in flight when the other times out
+            tasks.start_soon(fetch, "patient", patient)
+    assert isinstance(outcomes["impatient"].error, RefreshTimeoutError)
+    assert outcomes["patient"].error is None, repr(outcomes["patient"].error)
+    assert outcomes["patient"].duration > 0.5  # it was in flight when the other timed out
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_credentials_rejected_as_expired_are_renewed_within_seconds_of_sts_recovering(
+    sts: LoopbackSTS, anyio_backend: str
+) -> None:
+    # 12-hour credentials rejected by a service while STS is down: the engine retries
+    # every few seconds, not on a backoff sized for 11 more hours of validity.
+    sts.credential_lifetime = 12 * 3600
+    parent = httpx_parent() if anyio_backend == "trio" else make_parent()
+    child = await assume_role(
+        parent, ROLE_A, RoleSessionName="rejected", refresh=RefreshPolicy(max_tries=1)
+    )
+    credentials = await credentials_of(child)
+    first = await credentials.get_frozen_credentials()
+    sts.fail_next("5xx", 10_000)  # STS is down
+    assert credentials._refresher.invalidate(first.access_key)  # what ExpiredToken does
+    outage = await traffic(
+        credentials.get_frozen_credentials, until=time.time() + 15, limit=200, interval=0.1
+    )
+    assert errors_of(outage) == []  # the rejected key is served meanwhile
+    assert {outcome.value.access_key for outcome in outage} == {first.access_key}
+    sts.reset()  # STS is back
+    recovered = time.time()
+    after = await traffic(
+        credentials.get_frozen_credentials, until=recovered + 10, limit=100, interval=0.1
+    )
+    renewed = [o.started for o in after if o.value is not None and o.value != first]
+    assert renewed, "no new credentials within 10 s of STS recovering"
+    assert renewed[0] - recovered <= 6.0  # a 2-4 s backoff, then one request
+
+
+class _HungReads(botocore.utils.JSONFileCache):  # type: ignore[misc]
+    """botocore's cache on a file system whose reads hang for 3 s."""
+
+    def __contains__(self, cache_key: object) -> bool:
+        time.sleep(3)
+        return bool(super().__contains__(cache_key))
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+@pytest.mark.parametrize("hung", ["lock file open", "botocore cache read"])
+async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
+    sts: LoopbackSTS, tmp_path: Any, monkeypatch: pytest.MonkeyPatch, hung: str, anyio_backend: str
+) -> None:
+    cache: Any
+    if hung == "lock file open":
+        take = _cache._try_lock
+
+        def hung_open(path: str, held: list[int]) -> None:
+            time.sleep(3)
+            take(path, held)
+
+        monkeypatch.setattr(_cache, "_try_lock", hung_open)
+        cache = JSONFileCache(tmp_path)
+    else:
+        cache = _HungReads(working_dir=str(tmp_path))
+    child = await assume_role(
+        httpx_parent() if anyio_backend == "trio" else make_parent(),
+        ROLE_A,
+        RoleSessionName="hung-disk",
+        cache=cache,
+        refresh=RefreshPolicy(try_timeout_seconds=0.5),
+    )
+    credentials = await credentials_of(child)
+    outcome = await attempt(credentials.get_frozen_credentials)
+    assert outcome.error is None, repr(outcome.error)
+    assert outcome.duration < 1.5  # not the 3 s the file system takes
+    assert sts.assume_role_count == 1
+
+
+def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
+    sts: LoopbackSTS,
+) -> None:
+    script = textwrap.dedent(
+        f"""
+        import asyncio, threading
+        from aiobotocore.session import AioSession
+        from aio_assume_role_lib import RefreshPolicy, assume_role
+
+        def prompt():
+            threading.Event().wait()  # nobody answers
+
+        async def main():
+            child = await assume_role(
+                AioSession(), {ROLE_A!r}, RoleSessionName="mfa", SerialNumber={MFA_SERIAL!r},
+                TokenCode=prompt, refresh=RefreshPolicy(token_code_timeout_seconds=0.2),
+            )
+            credentials = await child.get_credentials()
+            try:
+                await credentials.get_frozen_credentials()
+            except Exception as error:
+                print(type(error).__name__, flush=True)
+
+        asyncio.run(main())
+        print("main returned", flush=True)
+        """
+    )
+    process = subprocess.Popen(
+        [sys.executable, "-c", script],
+        env={**os.environ, **sts.environ()},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    try:
+        output, _ = process.communicate(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        output, _ = process.communicate()
+        pytest.fail(f"the process did not exit after main() returned: {output}")
+    assert process.returncode == 0, output
+    assert output.split() == ["RefreshTimeoutError", "main", "returned"]
+    assert sts.assume_role_count == 0
+
+
+# Destroying the tasks left pending makes asyncio and aiohttp complain: that is the point.
+@pytest.mark.filterwarnings("ignore::pytest.PytestUnraisableExceptionWarning")
+def test_flights_left_in_a_closed_loop_keep_neither_children_nor_parent(
+    sts: LoopbackSTS,
+) -> None:
+    sts.fail_next("hang", 20)
+    refs: list[weakref.ref[Any]] = []
+    loop = asyncio.new_event_loop()
+
+    async def start() -> None:
+        parent = make_parent()
+        refs.append(weakref.ref(parent))
+        callers = []  # dropped when start() returns: only the loop references them
+        for index in range(20):
+            child = await assume_role(parent, ROLE_A, RoleSessionName=f"left-{index}")
+            credentials = await credentials_of(child)
+            refs.append(weakref.ref(credentials))
+            callers.append(asyncio.ensure_future(credentials.get_frozen_credentials()))
+        with anyio.fail_after(30):
+            for _ in range(3000):  # until every flight is waiting for STS
+                if not sts.pending_faults:
+                    break
+                await asyncio.sleep(0.01)
+
+    loop.run_until_complete(start())
+    loop.close()  # without cancelling the flights
+    del loop
+    for _ in range(3):
+        gc.collect()
+    assert [ref() for ref in refs] == [None] * 21
+
+
+@pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
+def test_a_forked_child_is_not_stuck_on_locks_or_a_prompt_of_the_parent_process(
+    sts: LoopbackSTS,
+) -> None:
+    from aio_assume_role_lib import _assume
+
+    parent_pid = os.getpid()
+    answer = threading.Event()
+
+    def prompt() -> str:
+        if os.getpid() == parent_pid:
+            answer.wait(HANG_SECONDS)  # the parent process's prompt is never answered
+        return "123456"
+
+    parent = make_parent()
+    policy = RefreshPolicy(token_code_timeout_seconds=0.3, backoff_min_seconds=0.1)
+
+    async def in_parent() -> None:
+        child = await assume_role(
+            parent, ROLE_A, SerialNumber=MFA_SERIAL, TokenCode=prompt, refresh=policy
+        )
+        with pytest.raises(RefreshTimeoutError):
+            await (await credentials_of(child)).get_frozen_credentials()
+        other = await assume_role(parent, ROLE_B, RoleSessionName="other")
+        await (await credentials_of(other)).get_frozen_credentials()
+
+    asyncio.run(in_parent())  # a prompt is left pending, the parent's STS client is open
+    shared = parent.__dict__["_aio_assume_role_lib_shared"]
+    held = [_assume._create_shared_lock, shared.lock, shared.sts_clients._lock]
+    for lock in held:
+        lock.acquire()  # as if other threads held them at the fork
+    try:
+        pid = os.fork()
+        if pid == 0:  # pragma: no cover - the child
+            code = 1
+            try:
+                signal.alarm(20)  # a lock still held would block the loop: end the child
+
+                async def in_child() -> bool:
+                    child = await assume_role(
+                        parent, ROLE_A, SerialNumber=MFA_SERIAL, TokenCode=prompt, refresh=policy
+                    )
+                    credentials = await credentials_of(child)
+                    await anyio.sleep(0.5)  # past the backoff of the parent's failure
+                    mfa = await credentials.get_frozen_credentials()  # a new prompt
+                    another = await assume_role(parent, ROLE_B, RoleSessionName="forked")
+                    await (await credentials_of(another)).get_frozen_credentials()
+                    new_parent = await assume_role(make_parent(), ROLE_B)  # a new table
+                    await (await credentials_of(new_parent)).get_frozen_credentials()
+                    return bool(mfa.access_key)
+
+                code = 0 if asyncio.run(in_child()) else 1
+            finally:
+                os._exit(code)
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+    finally:
+        for lock in held:
+            lock.release()
+        answer.set()

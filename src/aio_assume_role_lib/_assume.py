@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import sys
 import threading
 import time
+import weakref
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from datetime import timedelta
@@ -54,6 +56,19 @@ EVICTION_LOG_INTERVAL_SECONDS = 60.0
 _SHARED_ATTRIBUTE = "_aio_assume_role_lib_shared"
 _create_shared_lock = threading.Lock()
 _default_limits = {"credentials": DEFAULT_MAX_CREDENTIALS, "children": DEFAULT_MAX_CHILDREN}
+_all_shared: weakref.WeakSet[_Shared] = weakref.WeakSet()
+
+
+def _reset_locks_after_fork() -> None:
+    # Held by a thread of the parent process, they would be held forever in the child.
+    global _create_shared_lock
+    _create_shared_lock = threading.Lock()
+    for shared in list(_all_shared):
+        shared.lock = threading.Lock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_reset_locks_after_fork)
 
 
 class _Entry:
@@ -83,6 +98,7 @@ class _Shared:
         self.evicted = {"credentials": 0, "children": 0}
         self.children_rebuilt = 0
         self._evictions_logged_at: float | None = None
+        _all_shared.add(self)
 
     @staticmethod
     def of(session: Any, parent: Any) -> _Shared:

@@ -54,6 +54,7 @@ import os
 import re
 import stat
 import tempfile
+import threading
 import time
 from collections.abc import AsyncIterator, Iterable, Mapping
 from typing import Any, Protocol
@@ -396,6 +397,39 @@ def _unlock(fd: int, path: str) -> None:
         os.close(fd)
 
 
+class _Taking:
+    """One ``alock``'s attempts, which may run on in worker threads after the caller
+    stopped waiting for them: a lock taken by an abandoned attempt is let go at once."""
+
+    __slots__ = ("_created", "_guard", "_path", "abandoned", "held")
+
+    def __init__(self, held: list[int], path: str, created: list[str]) -> None:
+        self._guard = threading.Lock()
+        self._path = path
+        self._created = created
+        self.held = held
+        self.abandoned = False
+
+    def attempt(self) -> None:  # in a worker thread
+        mine: list[int] = []
+        try:
+            _try_lock(self._path, mine, self._created)
+        finally:
+            with self._guard:
+                late = self.abandoned
+                if not late:
+                    self.held.extend(mine)
+            if late:
+                for fd in mine:
+                    _unlock(fd, self._path)
+
+    def abandon(self) -> list[int]:
+        """Stop taking; return the descriptors held (to let go of)."""
+        with self._guard:
+            self.abandoned = True
+            return list(self.held)
+
+
 class JSONFileCache(botocore.utils.JSONFileCache):
     """A directory of JSON files, one per cache key, shared with botocore and the AWS CLI.
 
@@ -484,34 +518,47 @@ class JSONFileCache(botocore.utils.JSONFileCache):
         thread, since opening a file can touch a slow disk) and an async sleep separates
         them. After ``wait_seconds``, or if the lock file cannot be opened or is another
         user's, the body runs without the lock (``False``): a holder stuck in a slow STS
-        call delays the others by at most that. ``False`` at once when :attr:`locking` is
-        off. Raises ``ValueError`` for a key that is not a plain file name.
+        call delays the others by at most that. An attempt stuck in the file system (a
+        hung ``open``) is abandoned at ``wait_seconds`` too, or when the caller is
+        cancelled; a lock it takes after that is let go at once. ``False`` at once when
+        :attr:`locking` is off. Raises ``ValueError`` for a key that is not a plain file
+        name.
         """
         path = self._lock_path_for(cache_key)  # checks the key, whether locking or not
         held: list[int] = []
+        taking = _Taking(held, path, self._created)
         try:
             if self.locking:
-                await self._acquire(path, wait_seconds, held)
+                await self._acquire(path, wait_seconds, taking)
             yield bool(held)
         finally:
-            for fd in held:
+            for fd in taking.abandon():
                 _unlock(fd, path)
 
-    async def _acquire(self, path: str, wait_seconds: float, held: list[int]) -> None:
+    async def _acquire(self, path: str, wait_seconds: float, taking: _Taking) -> None:
         deadline = time.monotonic() + wait_seconds
         while True:
-            try:
-                await anyio.to_thread.run_sync(_try_lock, path, held, self._created)
-            except BlockingIOError:  # held by another process (or another refresh)
-                pass
-            except OSError as error:
+            with anyio.move_on_after(max(deadline - time.monotonic(), 0.0)) as attempt:
+                try:
+                    await anyio.to_thread.run_sync(taking.attempt, abandon_on_cancel=True)
+                except BlockingIOError:  # held by another process (or another refresh)
+                    pass
+                except OSError as error:
+                    logger.warning(
+                        "cannot take the lock %s (%s); refreshing without it",
+                        path,
+                        error.strerror or type(error).__name__,
+                    )
+                    return
+            if attempt.cancelled_caught:
                 logger.warning(
-                    "cannot take the lock %s (%s); refreshing without it",
+                    "taking the lock %s did not finish within %.3g s (a slow file "
+                    "system?); refreshing without it",
                     path,
-                    error.strerror or type(error).__name__,
+                    wait_seconds,
                 )
                 return
-            if held:
+            if taking.held:
                 return
             remaining = deadline - time.monotonic()
             if remaining <= 0:

@@ -30,8 +30,10 @@ import hashlib
 import inspect
 import json
 import logging
+import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Mapping
 from datetime import datetime, timezone
 from typing import Any
@@ -52,6 +54,7 @@ from botocore.exceptions import ConnectionError as BotocoreConnectionError
 from botocore.parsers import ResponseParserError
 from botocore.utils import parse_timestamp
 
+from ._backend import current_event_loop
 from ._cache import CredentialCache, entry_problem
 from ._params import AssumeRoleArgs, TokenCodeSource
 from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
@@ -318,6 +321,7 @@ class AssumeRoleFetcher:
         # A sync TokenCode callable's call in progress (a prompt): a refresh that gave up
         # waiting for it leaves it to the next refresh, which never opens a second one.
         self._pending_prompt: concurrent.futures.Future[object] | None = None
+        _all_fetchers.add(self)
 
     def __repr__(self) -> str:
         return f"<AssumeRoleFetcher {self.description}>"
@@ -380,14 +384,14 @@ class AssumeRoleFetcher:
         self._cache_key = cache_key(self._args, parent_arn=arn)
 
     async def _parent_arn(self) -> str:
-        sts = await self._sts_clients.get()
-        try:
-            response = await sts.get_caller_identity()
-        except ClientError:
-            raise  # STS answered: the connection is fine
-        except BaseException:
-            await self._sts_clients.discard()  # as after a failed AssumeRole
-            raise
+        async with self._sts_clients.lease() as lease:
+            try:
+                response = await lease.client.get_caller_identity()
+            except ClientError:
+                raise  # STS answered: the client is fine
+            except Exception:
+                lease.broken = True  # as after a failed AssumeRole
+                raise
         arn = response.get("Arn")
         if not isinstance(arn, str) or not arn:
             raise UnusableCredentialsError("GetCallerIdentity answered without an Arn")
@@ -449,27 +453,28 @@ class AssumeRoleFetcher:
         request = dict(self.kwargs)
         if self._code is not None:
             request["TokenCode"] = self._code
-        sts = await self._sts_clients.get()
         unparsable = False
-        try:
-            response: dict[str, Any] = await sts.assume_role(**request)
-        except ClientError:
-            raise  # STS answered: the connection is fine
-        except UnicodeEncodeError:
-            # Only reachable with validate=False, which skipped the check for this.
-            raise ParamValidationError(
-                report="An AssumeRole parameter holds text that is not valid Unicode "
-                "(a lone surrogate) and cannot be sent."
-            ) from None
-        except (ResponseParserError, KeyError, ValueError, TypeError):
-            # botocore's parser raises these too, for a body that is XML but not an
-            # AssumeRole answer (an error body with a success status, a bad timestamp).
-            unparsable = True
-        except BaseException:
-            # A broken connection, a deadline hit mid-response: the next try starts on a
-            # fresh client.
-            await self._sts_clients.discard()
-            raise
+        async with self._sts_clients.lease() as lease:
+            try:
+                response: dict[str, Any] = await lease.client.assume_role(**request)
+            except ClientError:
+                raise  # STS answered: the client is fine
+            except UnicodeEncodeError:
+                # Only reachable with validate=False, which skipped the check for this.
+                raise ParamValidationError(
+                    report="An AssumeRole parameter holds text that is not valid Unicode "
+                    "(a lone surrogate) and cannot be sent."
+                ) from None
+            except (ResponseParserError, KeyError, ValueError, TypeError):
+                # botocore's parser raises these too, for a body that is XML but not an
+                # AssumeRole answer (an error body with a success status, a bad timestamp).
+                unparsable = True
+            except Exception:
+                # A broken connection or a closed HTTP session: the next try gets a fresh
+                # client, and this one is closed once the requests still on it are done.
+                # (A try's deadline is a cancellation, not a sign of a broken client.)
+                lease.broken = True
+                raise
         if unparsable:
             # Raised outside the handler so that botocore's error, whose message quotes
             # the body (which may hold credentials), is not even its __context__.
@@ -533,11 +538,28 @@ class AssumeRoleFetcher:
         pending = self._pending_prompt
         if pending is None:
             pending = self._pending_prompt = concurrent.futures.Future()
+            # A daemon thread: a prompt nobody answers must not keep the process alive
+            # once the program is done.
             threading.Thread(
-                target=_run_into, args=(source, pending), name="aio-assume-role TokenCode"
+                target=_run_into,
+                args=(source, pending),
+                name="aio-assume-role TokenCode",
+                daemon=True,
             ).start()
         try:
-            return await anyio.to_thread.run_sync(pending.result, abandon_on_cancel=True)
+            # Woken from the prompt's thread: no worker thread sits blocked on the prompt.
+            loop = current_event_loop()
+            answered = anyio.Event()
+
+            def wake(_: object) -> None:
+                if loop.in_loop_thread():
+                    answered.set()
+                else:
+                    loop.call_soon_threadsafe(answered.set)
+
+            pending.add_done_callback(wake)
+            await answered.wait()
+            return pending.result()
         finally:
             if pending.done() and self._pending_prompt is pending:
                 self._pending_prompt = None
@@ -547,13 +569,25 @@ class AssumeRoleFetcher:
         if cache is None or self._cache_key is None:
             return None
         try:
-            aget = getattr(cache, "aget", None)
-            if aget is not None:
-                value = await aget(self._cache_key)
-            elif isinstance(cache, botocore.utils.JSONFileCache):  # file IO: off the loop
-                value = await anyio.to_thread.run_sync(self._read_sync, cache)
-            else:
-                value = self._read_sync(cache)
+            # Bounded like the lock wait, and abandoned (not waited for) after that: a
+            # hung file system delays a refresh by at most this, never past its deadline.
+            with anyio.move_on_after(self._lock_timeout) as scope:
+                aget = getattr(cache, "aget", None)
+                if aget is not None:
+                    value = await aget(self._cache_key)
+                elif isinstance(cache, botocore.utils.JSONFileCache):  # file IO: off the loop
+                    value = await anyio.to_thread.run_sync(
+                        self._read_sync, cache, abandon_on_cancel=True
+                    )
+                else:
+                    value = self._read_sync(cache)
+            if scope.cancelled_caught:
+                logger.warning(
+                    "%s: the credential cache did not answer within %g s; going on without it",
+                    self.description,
+                    self._lock_timeout,
+                )
+                return None
             problem = (
                 None
                 if value is None
@@ -628,6 +662,19 @@ class AssumeRoleFetcher:
             self.description,
             type(error).__name__,
         )
+
+
+_all_fetchers: weakref.WeakSet[AssumeRoleFetcher] = weakref.WeakSet()
+
+
+def _forget_prompts_after_fork() -> None:
+    # A prompt's thread does not exist in a forked child: its answer would never come.
+    for fetcher in list(_all_fetchers):
+        fetcher._pending_prompt = None
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_forget_prompts_after_fork)
 
 
 def _run_into(function: Callable[[], object], future: concurrent.futures.Future[object]) -> None:

@@ -92,9 +92,9 @@ class RefreshPolicy:
     when requests are waiting for it. After a failed refresh the next one waits a
     jittered backoff that grows from ``backoff_min_seconds`` but never beyond
     ``backoff_lifetime_fraction`` of the lifetime, half the time the credentials have
-    left, or ``backoff_max_seconds``; with the credentials expired (or none) it is
-    ``backoff_min_seconds`` to twice that, so fresh credentials come within a few seconds
-    of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
+    left, or ``backoff_max_seconds``; with the credentials expired, rejected by a service
+    as expired (:meth:`Refresher.invalidate`), or none, it is ``backoff_min_seconds`` to
+    twice that, so fresh credentials come within a few seconds of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
     a missing MFA code) is remembered for a jittered ``error_memory_min_seconds`` to
     ``error_memory_max_seconds``: callers that need new credentials get it at once, and
     callers with unexpired credentials keep them.
@@ -638,6 +638,8 @@ class Refresher(Generic[T]):
     async def _run_flight(self, flight: _Flight) -> None:
         if self._metrics is not None:
             self._metrics.started("blocking" if flight.blocking else "advisory", self.stats)
+        # Looked up now: a flight collected with its closed loop has no backend to ask.
+        cancelled = anyio.get_cancelled_exc_class()
         self._log(
             logging.INFO,
             "start",
@@ -647,7 +649,7 @@ class Refresher(Generic[T]):
         )
         try:
             value, expiry = await self._refresh(flight)
-        except anyio.get_cancelled_exc_class():
+        except cancelled:
             # Only the end of its event loop cancels a detached flight.
             self._end_flight(flight)
             flight.finish(error=_Abandoned())
@@ -820,10 +822,12 @@ class Refresher(Generic[T]):
             if kind == "non_recoverable":
                 delay = self.policy.error_memory(rand)
             else:
+                # Credentials a service rejected as expired count as expired here: new
+                # ones must come within seconds of the source recovering.
                 delay = self.policy.backoff(
                     self._consecutive_failures,
                     None if current is None else current.lifetime,
-                    seconds_left,
+                    0.0 if current is not None and current.stale else seconds_left,
                     rand,
                 )
             self._failure = _Failure(error, kind, self._monotonic() + delay)
