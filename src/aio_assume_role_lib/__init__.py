@@ -18,6 +18,7 @@ from ._names import (
 )
 from ._pool import ClientPool, ClientPoolClosedError
 from ._refresh import RefreshPolicy, RefreshStats, RefreshTimeoutError, UnusableCredentialsError
+from ._stabilize import stabilize
 from ._version import __version__
 
 # A library's logging is its user's to configure (the logging HOWTO's advice).
@@ -40,4 +41,5 @@ __all__ = [
     "get_role_arn",
     "patch_aioboto3",
     "patch_aiobotocore",
+    "stabilize",
 ]

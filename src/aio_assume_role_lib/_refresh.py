@@ -466,6 +466,7 @@ class Refresher(Generic[T]):
         log_fields: Mapping[str, object] | None = None,
         owner_check_interval: float = 1.0,
         metrics: RefreshMetrics | None = None,
+        expiry_margin_seconds: float | None = None,
     ) -> None:
         self._load = load
         self._prepare = prepare
@@ -484,6 +485,10 @@ class Refresher(Generic[T]):
         self._log_fields = dict(log_fields or {})
         self._owner_check_interval = owner_check_interval
         self._metrics = metrics
+        # None: a caller waits for the flight's outcome. A number: a caller holding an
+        # unexpired value waits at most until that much (or half the time left) before its
+        # expiry, and is then served it while the flight goes on (see _wait_bounded).
+        self._expiry_margin = expiry_margin_seconds
         if metrics is not None:
             metrics.watch(functools.partial(_seconds_to_expiry, weakref.ref(self)))
         self.stats = RefreshStats()
@@ -542,6 +547,17 @@ class Refresher(Generic[T]):
         )
         return True
 
+    def seed(self, value: T, expiry: float) -> bool:
+        """Start from a value already in hand (no load), timed as if it had just been
+        loaded. Does nothing (returns False) once a value is cached."""
+        now = self._clock()
+        advisory_at, blocking_at = self.policy.windows(now, expiry, self._random())
+        with self._mutex:
+            if self._current is not None:
+                return False
+            self._current = _Current(value, expiry, expiry - now, advisory_at, blocking_at)
+        return True
+
     def _forget_flight_after_fork(self) -> None:
         self._mutex = threading.Lock()
         self._flight = None
@@ -588,13 +604,36 @@ class Refresher(Generic[T]):
                 assert current is not None
                 return current.value
             try:
-                result = await flight.wait(self._owner_check_interval)
+                if self._expiry_margin is not None and current is not None:
+                    result = await self._wait_bounded(flight, current, wall)
+                else:
+                    result = await flight.wait(self._owner_check_interval)
             except _Abandoned:
                 with self._mutex:
                     if self._flight is flight:
                         self._flight = None
                 continue
             return result  # type: ignore[return-value]
+
+    async def _wait_bounded(self, flight: _Flight, current: _Current[T], wall: float) -> object:
+        """Wait for ``flight``, but serve ``current`` before it expires if the flight is
+        still running then: the caller's request must reach the service while the
+        credentials it is signed with are valid. The flight itself goes on (it is a
+        detached task; only this caller's wait is cancelled). An invalidated value (a
+        service already rejected it) and an expired one are not served early."""
+        left = current.expiry - wall
+        if current.stale or left <= 0:
+            return await flight.wait(self._owner_check_interval)
+        assert self._expiry_margin is not None
+        budget = left - min(self._expiry_margin, left / 2)
+        try:
+            return await self._within(
+                functools.partial(flight.wait, self._owner_check_interval), budget, "{:g}"
+            )
+        except RefreshTimeoutError:
+            with self._mutex:
+                self._count_served_stale(current, self._clock())
+            return current.value
 
     def _count_served_stale(self, current: _Current[T], wall: float) -> None:
         self.stats.served_stale += 1
