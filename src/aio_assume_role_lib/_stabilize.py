@@ -259,30 +259,49 @@ def _on_engine(credentials: Any, policy: RefreshPolicy | None) -> Any:
     return SourceCredentials(refresher, method)
 
 
+# How long a resolved credential chain is kept: for good (a refresher needs an expiry).
+_RESOLVED_FOR_SECONDS = 100 * 365 * 86400.0
+
+
 class _StabilizingResolver:
     """The session's credential_provider component, putting what it resolves on the
-    engine; every other attribute is the original resolver's."""
+    engine; every other attribute is the original resolver's.
+
+    Resolving the chain can itself fetch (the container provider fetches at once), so it
+    runs on a refresher of its own: once, in a detached flight shared by every task,
+    event loop and thread, which a caller's cancellation (a child's try timing out)
+    never aborts. What it resolves is kept for good; the credentials refresh themselves.
+    """
 
     def __init__(self, resolver: Any, session: AioSession, policy: RefreshPolicy | None):
         self._resolver = resolver
         self._session = session
         self._policy = policy
-        self._resolved: Any = None
+        self.resolution: Refresher[Any] = Refresher(
+            self._resolve,
+            policy=policy,
+            classify_error=classify_source_error,
+            describe_error=describe_source_error,
+            error_code=error_code,
+            description="the credential provider chain",
+            log_fields={"credential_source": "chain"},
+        )
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._resolver, name)
 
-    async def load_credentials(self) -> Any:
-        if self._resolved is not None:
-            return self._resolved
+    def keep(self, credentials: Any) -> None:
+        """Use ``credentials`` (already resolved) instead of resolving the chain."""
+        self.resolution.seed(credentials, self.resolution.now() + _RESOLVED_FOR_SECONDS)
+
+    async def _resolve(self) -> tuple[Any, float]:
         credentials = _on_engine(await self._resolver.load_credentials(), self._policy)
-        if self._resolved is None and credentials is not None:
-            # Concurrent first loads (aiobotocore's get_credentials has no lock) all get
-            # the first one, so the session has one refresher.
-            self._resolved = credentials
-            if isinstance(credentials, AssumeRoleCredentials):
-                register_expired_token_hook(self._session, credentials)
-        return self._resolved if self._resolved is not None else credentials
+        if isinstance(credentials, AssumeRoleCredentials):
+            register_expired_token_hook(self._session, credentials)
+        return credentials, self.resolution.now() + _RESOLVED_FOR_SECONDS
+
+    async def load_credentials(self) -> Any:
+        return await self.resolution.get()
 
 
 @overload
@@ -334,9 +353,9 @@ def stabilize(session: Any, *, refresh: RefreshPolicy | None = None) -> Any:
     resolved = botocore_session._credentials
     if resolved is not None:
         on_engine = _on_engine(resolved, refresh)
+        resolver.keep(on_engine)
         if on_engine is not resolved:
             botocore_session._credentials = on_engine
-            resolver._resolved = on_engine
             register_expired_token_hook(botocore_session, on_engine)
     botocore_session.register_component("credential_provider", resolver)
     return session
