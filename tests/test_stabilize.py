@@ -170,7 +170,7 @@ async def test_invalidated_credentials_are_not_served_early() -> None:
 
     async with anyio.create_task_group() as group:
         group.start_soon(caller)
-        await clock.advance(20.0)  # a service rejected them: waiting is the only way
+        await clock.advance(29.5)  # a service rejected them: waiting is the only way
         assert served == []
         source.gate.set()
     assert served == [1]
@@ -519,3 +519,39 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
         await anyio.sleep(0.1)
     assert parent_ok is not None and parent_ok <= 5.0, parent_ok
     assert child_ok is not None and child_ok <= 5.0, child_ok
+
+
+async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    """The source answers errors after 4 s (longer than the blocking window): requests of
+    the parent and its child made while their credentials are valid are served them in
+    time instead of waiting for the failing refresh and reaching the service after they
+    expired (what a plain wrapper of the source did)."""
+    loopback_sts.credential_lifetime = 20.0
+    parent = stabilize(_parent(request, source_kind))
+    child = await assume_role(parent, ROLE_A)
+    assert await _request(parent) is None
+    assert await _request(child) is None
+    valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
+    loopback_sts.source_latency = 4.0
+    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[source_kind])
+    loopback_sts.fail_next("5xx", 100_000)
+    failures: list[tuple[float, BaseException]] = []
+    made = 0
+
+    async def traffic(session: Any) -> None:
+        nonlocal made
+        while time.time() < valid_until - 1.0:
+            started = time.time()
+            error = await _request(session)
+            made += 1
+            if error is not None:
+                failures.append((valid_until - started, error))
+            await anyio.sleep(0.2)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(traffic, parent)
+        group.start_soon(traffic, child)
+    assert made > 50
+    assert failures == []
