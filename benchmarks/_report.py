@@ -22,6 +22,7 @@ from _pool_scenarios import render_pool_section
 from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS as _S_SCENARIOS
 from _scenarios import Config, Row, Scenario
+from _source_scenarios import render_source_section
 from _stability_scenarios import STABILITY_SCENARIOS, format_stability
 
 # The scenarios with a row per contender: the summary table, the details, the charts.
@@ -314,6 +315,7 @@ def render_markdown(
     out.append("")
     # The ClientPool section shows the headline stack's figures.
     headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
+    out.extend(render_source_section(headline_rows, config))
     out.extend(render_pool_section(headline_rows, config))
     out.extend(render_process_section(headline_rows, config))
     out.append("## Workloads\n")

@@ -38,8 +38,8 @@ from aio_assume_role_lib.testing import LoopbackSTS
 from ._manual_clock import ManualClock, settle
 from .conftest import (
     ASYNCIO_AND_TRIO,
-    HAS_AIOBOTO3,
     HANG_SECONDS,
+    HAS_AIOBOTO3,
     ROLE_A,
     ROLE_B,
     caller_arn,
@@ -122,15 +122,41 @@ async def test_a_waiter_is_served_its_valid_credentials_before_they_expire() -> 
 
     async with anyio.create_task_group() as group:
         group.start_soon(caller)
-        await clock.advance(0.5)
+        await clock.advance(1.4)
         assert served == []  # still waiting for the flight
-        await clock.advance(0.6)  # margin: min(1 s, 2 s / 2) -> served at 1 s left
-        assert served == [(0, 1_000_029.0)]  # one second before they expire
+        await clock.advance(0.2)  # margin: min(1 s, 2 s / 4) -> served at 0.5 s left
+        assert served == [(0, 1_000_029.5)]
         assert refresher.stats.served_stale == 1
         source.gate.set()
     await settle()
     assert await refresher.get() == 1  # the flight was not cancelled
     assert source.calls == 1
+
+
+async def test_a_flight_whose_deadline_comes_first_is_waited_for() -> None:
+    """With a refresh deadline before the moment the margin would serve the cached
+    credentials, waiters get the flight's own outcome (here: its failure, served as the
+    cached credentials by static stability), as without a margin."""
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(clock, source, try_timeout_seconds=1.0, attempt_timeout_seconds=1.0)
+    refresher.seed(0, clock.wall() + 30.0)
+    await clock.advance(28.0)  # 2 s left: the margin would serve at 29.5, the deadline is 29
+    source.gate = anyio.Event()
+    served: list[tuple[int, float]] = []
+
+    async def caller() -> None:
+        served.append((await refresher.get(), clock.wall()))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(caller)
+        await clock.advance(0.9)
+        assert served == []
+        await clock.advance(0.2)
+        assert served == [(0, 1_000_029.0)]  # at the deadline: the failed refresh's answer
+    assert refresher.stats.failures == 1
+    assert refresher.stats.served_stale == 1
+    source.gate.set()
 
 
 async def test_without_a_margin_a_waiter_waits_for_the_flight() -> None:
@@ -497,7 +523,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
             if error is not None:
                 failures.append((valid_until - started, error))
         await anyio.sleep(0.2)
-    assert made > 50
+    assert made > 20  # traffic all along (fewer requests on a loaded machine)
     assert failures == []
     # It tried to refresh, one source request per try: none of the source's own retries.
     credentials = await parent.get_credentials()
@@ -506,8 +532,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     # (A try just started may not have reached the server yet.)
     assert 1 < len(_source_calls(loopback_sts, source_kind)) <= tries
 
-    while time.time() < max(expiries) + 1.0:  # type: ignore[type-var]
-        await anyio.sleep(0.2)
+    await anyio.sleep(max(max(expiries) + 1.0 - time.time(), 0.0))  # type: ignore[type-var]
     loopback_sts.clear_faults()
     back = time.monotonic()
     parent_ok = child_ok = None
@@ -517,8 +542,10 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
         if child_ok is None and await _request(child) is None:
             child_ok = time.monotonic() - back
         await anyio.sleep(0.1)
-    assert parent_ok is not None and parent_ok <= 5.0, parent_ok
-    assert child_ok is not None and child_ok <= 5.0, child_ok
+    assert parent_ok is not None
+    assert child_ok is not None
+    assert parent_ok <= 5.0, parent_ok
+    assert child_ok <= 5.0, child_ok
 
 
 async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(

@@ -323,11 +323,23 @@ class _Flight:
     abandoned and the waiters start a new one. Nothing is decided by a timer.
     """
 
-    __slots__ = ("_done", "_error", "_events", "_mutex", "_value", "blocking", "owner")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_events",
+        "_mutex",
+        "_value",
+        "blocking",
+        "owner",
+        "serve_cached_at",
+    )
 
     def __init__(self, owner: EventLoop, blocking: bool) -> None:
         self.owner = owner
         self.blocking = blocking
+        # With an expiry margin: when (wall clock) its waiters stop waiting for it and
+        # are served the cached value (see Refresher._wait_bounded); None: never.
+        self.serve_cached_at: float | None = None
         self._mutex = threading.Lock()
         self._done = False
         self._value: object = None
@@ -589,6 +601,8 @@ class Refresher(Generic[T]):
                             self._count_served_stale(current, wall)
                         return current.value
                     start = flight = self._flight = _Flight(current_event_loop(), blocking)
+                    if self._expiry_margin is not None and current is not None:
+                        flight.serve_cached_at = self._serve_cached_at(current, wall)
                     self.stats.attempts += 1
                     if blocking:
                         self.stats.blocking_refreshes += 1
@@ -604,7 +618,7 @@ class Refresher(Generic[T]):
                 assert current is not None
                 return current.value
             try:
-                if self._expiry_margin is not None and current is not None:
+                if flight.serve_cached_at is not None and current is not None:
                     result = await self._wait_bounded(flight, current, wall)
                 else:
                     result = await flight.wait(self._owner_check_interval)
@@ -615,17 +629,37 @@ class Refresher(Generic[T]):
                 continue
             return result  # type: ignore[return-value]
 
+    def _serve_cached_at(self, current: _Current[T], wall: float) -> float | None:
+        """When the waiters of a flight starting now stop waiting and are served
+        ``current``: the expiry minus the margin (a quarter of the time left, if less);
+        None when the flight's own deadline comes first, or ``current`` cannot be served
+        (expired, or invalidated: a service already rejected it)."""
+        assert self._expiry_margin is not None
+        left = current.expiry - wall
+        if current.stale or left <= 0:
+            return None
+        serve_at = current.expiry - min(self._expiry_margin, left / 4)
+        longest = self.policy.attempt_timeout_seconds
+        if self._prepare is not None:
+            longest += self.policy.token_code_timeout_seconds
+        return None if wall + longest <= serve_at else serve_at
+
     async def _wait_bounded(self, flight: _Flight, current: _Current[T], wall: float) -> object:
         """Wait for ``flight``, but serve ``current`` before it expires if the flight is
         still running then: the caller's request must reach the service while the
-        credentials it is signed with are valid. The flight itself goes on (it is a
-        detached task; only this caller's wait is cancelled). An invalidated value (a
-        service already rejected it) and an expired one are not served early."""
-        left = current.expiry - wall
-        if current.stale or left <= 0:
+        credentials it is signed with are valid. The moment is the flight's (see
+        _serve_cached_at), the same for all its waiters, so a request that asks again while signing is not held a
+        second time. The flight itself goes on (it is a detached task; only this
+        caller's wait is cancelled). An invalidated value (a service already rejected it)
+        and an expired one are not served early."""
+        assert flight.serve_cached_at is not None
+        if current.stale or wall >= current.expiry:
             return await flight.wait(self._owner_check_interval)
-        assert self._expiry_margin is not None
-        budget = left - min(self._expiry_margin, left / 2)
+        budget = flight.serve_cached_at - wall
+        if budget <= 0:
+            with self._mutex:
+                self._count_served_stale(current, wall)
+            return current.value
         try:
             return await self._within(
                 functools.partial(flight.wait, self._owner_check_interval), budget, "{:g}"
