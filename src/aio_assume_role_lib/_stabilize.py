@@ -169,7 +169,7 @@ def _one_try_source(refresh_using: Callable[[], Any], policy: RefreshPolicy | No
                 fetcher = getattr(provider, "_fetcher", None)
                 if isinstance(fetcher, ContainerMetadataFetcher):
                     # One request per call; its 2-second timeout stays.
-                    fetcher.RETRY_ATTEMPTS = 1  # type: ignore[misc]
+                    fetcher.RETRY_ATTEMPTS = 1
     return refresh_using
 
 
@@ -244,15 +244,16 @@ def _on_engine(credentials: Any, policy: RefreshPolicy | None) -> Any:
     )
     # Seed from what aiobotocore already resolved (a container's or an env's first
     # credentials; a deferred source such as web identity has none yet): no extra fetch.
-    expiry_time = getattr(credentials, "_expiry_time", None)
-    access_key = getattr(credentials, "_access_key", None)
-    if isinstance(expiry_time, datetime) and access_key:
+    resolved: Any = credentials  # aiobotocore's private fields, read once
+    expiry_time = getattr(resolved, "_expiry_time", None)
+    access_key = getattr(resolved, "_access_key", None)
+    if isinstance(expiry_time, datetime) and access_key and getattr(resolved, "_secret_key", None):
         refresher.seed(
             ReadOnlyCredentials(
                 access_key,
-                credentials._secret_key,
-                credentials._token,
-                getattr(credentials, "_account_id", None),
+                getattr(resolved, "_secret_key", None),
+                getattr(resolved, "_token", None),
+                getattr(resolved, "_account_id", None),
             ),
             _expiry_seconds(expiry_time),
         )
