@@ -421,6 +421,7 @@ def test_public_names() -> None:
             "get_role_arn",
             "patch_aioboto3",
             "patch_aiobotocore",
+            "stabilize",
         ]
     )
     assert os.path.exists(os.path.join(os.path.dirname(aio_assume_role_lib.__file__), "py.typed"))

@@ -631,14 +631,14 @@ class Refresher(Generic[T]):
 
     def _serve_cached_at(self, current: _Current[T], wall: float) -> float | None:
         """When the waiters of a flight starting now stop waiting and are served
-        ``current``: the expiry minus the margin (a quarter of the time left, if less);
+        ``current``: the expiry minus the margin (half the time left, if less);
         None when the flight's own deadline comes first, or ``current`` cannot be served
         (expired, or invalidated: a service already rejected it)."""
         assert self._expiry_margin is not None
         left = current.expiry - wall
         if current.stale or left <= 0:
             return None
-        serve_at = current.expiry - min(self._expiry_margin, left / 4)
+        serve_at = current.expiry - min(self._expiry_margin, left / 2)
         longest = self.policy.attempt_timeout_seconds
         if self._prepare is not None:
             longest += self.policy.token_code_timeout_seconds
