@@ -585,3 +585,28 @@ async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
         group.start_soon(traffic, child)
     assert made > 50
     assert failures == []
+
+
+async def test_a_hanging_sts_never_makes_a_childs_request_wait_past_expiry(
+    loopback_parent_session: AioSession, loopback_sts: LoopbackSTS
+) -> None:
+    """The same for a child's own refresh: AssumeRole hangs (each try runs into its
+    10-second timeout); the child's requests in its blocking window are served its valid
+    credentials in time."""
+    loopback_sts.credential_lifetime = 20.0
+    child = await assume_role(loopback_parent_session, ROLE_A)
+    assert await _request(child) is None
+    valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
+    loopback_sts.fail_next("hang", 1000)
+    failures: list[tuple[float, BaseException]] = []
+    made = 0
+    while time.time() < valid_until - 1.0:
+        started = time.time()
+        error = await _request(child)
+        made += 1
+        if error is not None:
+            failures.append((valid_until - started, error))
+        await anyio.sleep(0.2)
+    assert made > 30
+    assert failures == []
+    assert loopback_sts.assume_role_count > 1  # it did try to refresh

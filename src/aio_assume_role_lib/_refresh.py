@@ -608,6 +608,17 @@ class Refresher(Generic[T]):
                         self.stats.blocking_refreshes += 1
                     else:
                         self.stats.advisory_refreshes += 1
+                elif (
+                    blocking
+                    and current is not None
+                    and flight.serve_cached_at is not None
+                    and flight.serve_cached_at <= wall < current.expiry
+                    and not current.stale
+                ):
+                    # The flight's waiters were already served the cached value: so is
+                    # this caller, at once (a request asking again while it is signed).
+                    self._count_served_stale(current, wall)
+                    return current.value
                 if blocking:
                     self.stats.waits += 1
             if blocking and self._metrics is not None:
