@@ -127,6 +127,10 @@ async def test_a_waiter_is_served_its_valid_credentials_before_they_expire() -> 
         await clock.advance(0.2)  # margin: min(1 s, 2 s / 2) -> served at 1 s left
         assert served == [(0, 1_000_029.0)]
         assert refresher.stats.served_stale == 1
+        # A request asking again while it is signed gets them at once, and is no waiter.
+        waits = refresher.stats.waits
+        assert await refresher.get() == 0
+        assert (refresher.stats.waits, refresher.stats.served_stale) == (waits, 2)
         source.gate.set()
     await settle()
     assert await refresher.get() == 1  # the flight was not cancelled
