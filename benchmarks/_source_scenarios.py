@@ -177,8 +177,10 @@ async def _run_one(ctx: Context, scenario: str, contender: str) -> Row:
         parent = AioSession()
         if contender == STABILIZED:
             stabilize(parent)
-        child = await assume_role(parent, role)
+        # Before the child: assume_role resolves the parent, and a container or process
+        # parent fetches then.
         source_before = len(ctx.sts.calls_of(action))
+        child = await assume_role(parent, role)
         async with (
             parent.create_client("sts") as parent_client,
             child.create_client("sts") as child_client,
