@@ -549,6 +549,7 @@ TIMED_TESTS = (
     "test_refresh_engine.py",
     "test_reliability.py",
     "test_security.py",
+    "test_stabilize.py",
 )
 
 

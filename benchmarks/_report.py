@@ -23,6 +23,7 @@ from _pool_scenarios import render_pool_section
 from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS as _S_SCENARIOS
 from _scenarios import Config, Row, Scenario
+from _source_scenarios import render_source_section
 from _stability_scenarios import STABILITY_SCENARIOS, format_stability
 from _tenant_scenarios import render_tenant_section
 
@@ -316,6 +317,7 @@ def render_markdown(
     out.append("")
     # The ClientPool section shows the headline stack's figures.
     headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
+    out.extend(render_source_section(headline_rows, config))
     out.extend(render_pool_section(headline_rows, config))
     out.extend(render_process_section(headline_rows, config))
     out.extend(render_endpoint_section(headline_rows, config))

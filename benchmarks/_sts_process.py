@@ -53,8 +53,23 @@ def _serve(conn: Connection, latency: float) -> None:
                     setattr(sts, args[0], args[1])
                     result: Any = None
                 elif command == "fail_next":
-                    sts.fail_next(args[0], args[1])
+                    sts.fail_next(
+                        args[0], args[1], action=args[2] if len(args) > 2 else "AssumeRole"
+                    )
                     result = None
+                elif command == "source_environ":
+                    result = (sts.web_identity_environ(args[0]), sts.container_environ())
+                elif command == "calls_of":
+                    with lock:
+                        every = archived + sts.calls
+                    result = [
+                        AssumeRoleCall(
+                            call.time, call.outcome, call.issued_access_key_id, call.expiration
+                        )
+                        for call in every
+                        if call.action == args[0]
+                        and (args[1] is None or call.params.get("RoleArn") == args[1])
+                    ]
                 elif command == "pending_faults":
                     result = len(sts.pending_faults)
                 elif command == "clear_faults":
@@ -127,8 +142,18 @@ class RemoteSTS:
     def set_credential_lifetime(self, seconds: float | None) -> None:
         self._call("set", "credential_lifetime", seconds)
 
-    def fail_next(self, fault: str, count: int) -> None:
-        self._call("fail_next", fault, count)
+    def fail_next(self, fault: str, count: int, action: str = "AssumeRole") -> None:
+        self._call("fail_next", fault, count, action)
+
+    def source_environ(self, token_file: str) -> tuple[dict[str, str], dict[str, str]]:
+        """The environments of a web identity parent and of a container parent."""
+        environs: tuple[dict[str, str], dict[str, str]] = self._call("source_environ", token_file)
+        return environs
+
+    def calls_of(self, action: str, role_arn: str | None = None) -> list[AssumeRoleCall]:
+        """Every request of ``action`` (for ``role_arn``, if given) so far, oldest first."""
+        calls: list[AssumeRoleCall] = self._call("calls_of", action, role_arn)
+        return calls
 
     def pending_faults(self) -> int:
         """How many queued faults no AssumeRole request has consumed yet."""

@@ -16,7 +16,9 @@ stack S1's, so that S1's figures are the headline and S2's stand beside them);
 Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
 through a profile; aioboto3-assume 0.1.2. Scenarios and their workloads: ``_scenarios.py``
-(S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory) and
+(S1-S8), ``_stability_scenarios.py`` (R1-R4: outages, errors, memory),
+``_source_scenarios.py`` (R5W, R5C, R5P: parents on web identity, the container endpoint
+and credential_process, with ``stabilize`` and without; ``--only R5`` runs all three),
 ``_pool_scenarios.py`` (P1-P4: ClientPool), ``_process_scenarios.py`` (M1-M2: processes),
 ``_endpoint_scenarios.py`` (E1-E2: the container-credentials endpoint) and
 ``_tenant_scenarios.py`` (T1, T2, T4: many tenants on one parent).
@@ -42,6 +44,7 @@ from _pool_scenarios import POOL_SCENARIOS
 from _process_scenarios import PROCESS_SCENARIOS
 from _report import StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
+from _source_scenarios import SOURCE_SCENARIOS
 from _stability_scenarios import STABILITY_SCENARIOS
 from _sts_process import RemoteSTS
 from _tenant_scenarios import TENANT_SCENARIOS
@@ -49,6 +52,7 @@ from _tenant_scenarios import TENANT_SCENARIOS
 ALL_SCENARIOS = (
     SCENARIOS
     + STABILITY_SCENARIOS
+    + SOURCE_SCENARIOS
     + POOL_SCENARIOS
     + PROCESS_SCENARIOS
     + ENDPOINT_SCENARIOS
@@ -160,6 +164,9 @@ def main(argv: list[str]) -> int:
     selected = [s.id for s in ALL_SCENARIOS]
     if args.only:
         selected = [part.strip().upper() for part in args.only.split(",")]
+        if "R5" in selected:  # the group
+            selected += [s.id for s in SOURCE_SCENARIOS]
+            selected.remove("R5")
         unknown = set(selected) - {s.id for s in ALL_SCENARIOS}
         if unknown:
             print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)

@@ -480,6 +480,7 @@ def test_public_names() -> None:
             "serve_container_credentials",
             "set_sharing_limits",
             "sharing_stats",
+            "stabilize",
         ]
     )
     assert os.path.exists(os.path.join(os.path.dirname(aio_assume_role_lib.__file__), "py.typed"))

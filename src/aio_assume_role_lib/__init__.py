@@ -26,6 +26,7 @@ from ._names import (
 )
 from ._pool import ClientPool, ClientPoolClosedError
 from ._refresh import RefreshPolicy, RefreshStats, RefreshTimeoutError, UnusableCredentialsError
+from ._stabilize import stabilize
 from ._version import __version__
 
 # A library's logging is its user's to configure (the logging HOWTO's advice).
@@ -54,4 +55,5 @@ __all__ = [
     "serve_container_credentials",
     "set_sharing_limits",
     "sharing_stats",
+    "stabilize",
 ]

@@ -336,6 +336,7 @@ def _new_entry(
             "role_session_name": fetcher.kwargs["RoleSessionName"],
         },
         metrics=RefreshMetrics(fetcher.kwargs["RoleArn"]),
+        expiry_margin_seconds=1.0,  # waiters are served valid credentials (R13)
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)
 

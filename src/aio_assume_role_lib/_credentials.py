@@ -163,7 +163,9 @@ def credentials_of(session: Any, kind: Any = AssumeRoleCredentials) -> Any:
     if credentials is None:
         raise TypeError(
             "credentials_of(): this session's credentials are not refreshed by "
-            "aio_assume_role_lib; pass a session returned by assume_role()"
+            "aio_assume_role_lib; pass a session returned by assume_role(), or one given "
+            "to stabilize() whose credentials were resolved (await "
+            "session.get_credentials() first)"
         )
     if not isinstance(credentials, kind):
         raise TypeError(

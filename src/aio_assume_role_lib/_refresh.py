@@ -331,11 +331,23 @@ class _Flight:
     abandoned and the waiters start a new one. Nothing is decided by a timer.
     """
 
-    __slots__ = ("_done", "_error", "_events", "_mutex", "_value", "blocking", "owner")
+    __slots__ = (
+        "_done",
+        "_error",
+        "_events",
+        "_mutex",
+        "_value",
+        "blocking",
+        "owner",
+        "serve_cached_at",
+    )
 
     def __init__(self, owner: EventLoop, blocking: bool) -> None:
         self.owner = owner
         self.blocking = blocking
+        # With an expiry margin: when (wall clock) its waiters stop waiting for it and
+        # are served the cached value (see Refresher._wait_bounded); None: never.
+        self.serve_cached_at: float | None = None
         self._mutex = threading.Lock()
         self._done = False
         self._value: object = None
@@ -475,6 +487,7 @@ class Refresher(Generic[T]):
         log_fields: Mapping[str, object] | None = None,
         owner_check_interval: float = 1.0,
         metrics: RefreshMetrics | None = None,
+        expiry_margin_seconds: float | None = None,
     ) -> None:
         self._load = load
         self._prepare = prepare
@@ -494,6 +507,10 @@ class Refresher(Generic[T]):
         self._log_fields = dict(log_fields or {})
         self._owner_check_interval = owner_check_interval
         self._metrics = metrics
+        # None: a caller waits for the flight's outcome. A number: a caller holding an
+        # unexpired value waits at most until that much (or half the time left) before its
+        # expiry, and is then served it while the flight goes on (see _wait_bounded).
+        self._expiry_margin = expiry_margin_seconds
         if metrics is not None:
             metrics.watch(functools.partial(_seconds_to_expiry, weakref.ref(self)))
         self.stats = RefreshStats()
@@ -552,6 +569,17 @@ class Refresher(Generic[T]):
         )
         return True
 
+    def seed(self, value: T, expiry: float) -> bool:
+        """Start from a value already in hand (no load), timed as if it had just been
+        loaded. Does nothing (returns False) once a value is cached."""
+        now = self._clock()
+        advisory_at, blocking_at = self.policy.windows(now, expiry, self._random())
+        with self._mutex:
+            if self._current is not None:
+                return False
+            self._current = _Current(value, expiry, expiry - now, advisory_at, blocking_at)
+        return True
+
     def _travel_to(self, window: Literal["advisory", "blocking", "expired"]) -> float:
         """For tests (``aio_assume_role_lib.testing.time_travel``): move the cached value's
         expiry and windows earlier, as if time had passed, so that now is the start of
@@ -607,11 +635,24 @@ class Refresher(Generic[T]):
                             self._count_served_stale(current, wall)
                         return current.value
                     start = flight = self._flight = _Flight(current_event_loop(), blocking)
+                    if self._expiry_margin is not None and current is not None:
+                        flight.serve_cached_at = self._serve_cached_at(current, wall)
                     self.stats.attempts += 1
                     if blocking:
                         self.stats.blocking_refreshes += 1
                     else:
                         self.stats.advisory_refreshes += 1
+                elif (
+                    blocking
+                    and current is not None
+                    and flight.serve_cached_at is not None
+                    and flight.serve_cached_at <= wall < current.expiry
+                    and not current.stale
+                ):
+                    # The flight's waiters were already served the cached value: so is
+                    # this caller, at once (a request asking again while it is signed).
+                    self._count_served_stale(current, wall)
+                    return current.value
                 if blocking:
                     self.stats.waits += 1
             if blocking and self._metrics is not None:
@@ -622,13 +663,56 @@ class Refresher(Generic[T]):
                 assert current is not None
                 return current.value
             try:
-                result = await flight.wait(self._owner_check_interval)
+                if flight.serve_cached_at is not None and current is not None:
+                    result = await self._wait_bounded(flight, current, wall)
+                else:
+                    result = await flight.wait(self._owner_check_interval)
             except _Abandoned:
                 with self._mutex:
                     if self._flight is flight:
                         self._flight = None
                 continue
             return result  # type: ignore[return-value]
+
+    def _serve_cached_at(self, current: _Current[T], wall: float) -> float | None:
+        """When the waiters of a flight starting now stop waiting and are served
+        ``current``: the expiry minus the margin (half the time left, if less);
+        None when the flight's own deadline comes first, or ``current`` cannot be served
+        (expired, or invalidated: a service already rejected it)."""
+        assert self._expiry_margin is not None
+        left = current.expiry - wall
+        if current.stale or left <= 0:
+            return None
+        serve_at = current.expiry - min(self._expiry_margin, left / 2)
+        longest = self.policy.attempt_timeout_seconds
+        if self._prepare is not None:
+            longest += self.policy.token_code_timeout_seconds
+        return None if wall + longest <= serve_at else serve_at
+
+    async def _wait_bounded(self, flight: _Flight, current: _Current[T], wall: float) -> object:
+        """Wait for ``flight``, but serve ``current`` before it expires if the flight is
+        still running then: the caller's request must reach the service while the
+        credentials it is signed with are valid. The moment is the flight's (see
+        _serve_cached_at), the same for all its waiters, so a request that asks again while signing is not held a
+        second time. The flight itself goes on (it is a detached task; only this
+        caller's wait is cancelled). An invalidated value (a service already rejected it)
+        and an expired one are not served early."""
+        assert flight.serve_cached_at is not None
+        if current.stale or wall >= current.expiry:
+            return await flight.wait(self._owner_check_interval)
+        budget = flight.serve_cached_at - wall
+        if budget <= 0:
+            with self._mutex:
+                self._count_served_stale(current, wall)
+            return current.value
+        try:
+            return await self._within(
+                functools.partial(flight.wait, self._owner_check_interval), budget, "{:g}"
+            )
+        except RefreshTimeoutError:
+            with self._mutex:
+                self._count_served_stale(current, self._clock())
+            return current.value
 
     def _count_served_stale(self, current: _Current[T], wall: float) -> None:
         self.stats.served_stale += 1

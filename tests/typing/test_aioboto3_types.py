@@ -63,3 +63,9 @@ async def check_the_patched_method(parent: aioboto3.Session) -> None:
     # Added at run time: type checkers do not see it (docs/faq.md).
     child = await parent.assume_role(ROLE)  # type: ignore[attr-defined]
     assert_type(child, Any)
+
+
+def check_stabilize_keeps_an_aioboto3_session(parent: aioboto3.Session) -> None:
+    from aio_assume_role_lib import stabilize
+
+    assert_type(stabilize(parent), aioboto3.Session)

@@ -150,3 +150,12 @@ async def check_what_is_not_a_session_is_refused(parent: AioSession) -> None:
     await assume_role(parent, ROLE, region_name=1)  # type: ignore[call-overload]
     await assume_role(parent, ROLE, refresh={"max_tries": 1})  # type: ignore[call-overload]
     await assume_role(parent, ROLE, Role="x")  # type: ignore[call-overload]
+
+
+def check_stabilize_returns_the_session_it_was_given(session: AioSession) -> None:
+    from aio_assume_role_lib import stabilize
+
+    assert_type(stabilize(session), AioSession)
+    assert_type(stabilize(session, refresh=RefreshPolicy()), AioSession)
+    stabilize("a session")  # type: ignore[call-overload]
+    stabilize(session, refresh=30)  # type: ignore[call-overload]

@@ -8,6 +8,7 @@ server's dispatch (a fault that changes how a real response is delivered).
 from __future__ import annotations
 
 import contextlib
+import json
 import math
 from collections.abc import Awaitable, Callable, Mapping
 from typing import Literal, get_args
@@ -15,7 +16,7 @@ from typing import Literal, get_args
 from aiohttp import web
 
 from ._identities import Identity
-from ._protocol import error_body, xml_response
+from ._protocol import error_body, json_response, xml_response
 
 __all__ = [
     "FAULTS",
@@ -27,6 +28,7 @@ __all__ = [
     "Stopping",
     "drop",
     "respond",
+    "respond_container",
     "trickle",
 ]
 
@@ -44,6 +46,11 @@ Fault = Literal["throttling", "5xx", "access_denied", "drop", "hang", "malformed
 - ``"trickle"``: HTTP 200 with a valid response (real, usable credentials) whose body is
   sent a few bytes every 0.5 s, so that the whole takes about 30 s. Each read returns
   data well within any read timeout; only an overall deadline catches it.
+
+The same faults apply to ``AssumeRoleWithWebIdentity`` and to the container-credentials
+endpoint (``fail_next(fault, action=...)``); the endpoint answers them in its own JSON:
+HTTP 429, 500 and 403 with a ``{"code": ..., "message": ...}`` body, and a body that is not
+JSON for ``"malformed"``.
 """
 
 FAULTS: frozenset[str] = frozenset(get_args(Fault))
@@ -78,12 +85,13 @@ def drop(request: web.BaseRequest) -> web.StreamResponse:
 async def respond(
     fault: str,
     request: web.BaseRequest,
-    caller: Identity,
+    caller: Identity | None,
     params: Mapping[str, str],
     request_id: str,
     pause: Pause,
 ) -> web.StreamResponse:
-    """Answer an ``AssumeRole`` request with ``fault`` instead of its real response."""
+    """Answer an ``AssumeRole`` (or, with no ``caller``, an ``AssumeRoleWithWebIdentity``)
+    request with ``fault`` instead of its real response."""
     if fault == "throttling":
         return xml_response(
             400, error_body("Throttling", "Rate exceeded", request_id, 400), request_id
@@ -96,10 +104,13 @@ async def respond(
             500, error_body("InternalFailure", message, request_id, 500), request_id
         )
     if fault == "access_denied":
-        message = (
-            f"User: {caller.arn} is not authorized to perform: sts:AssumeRole "
-            f"on resource: {params.get('RoleArn', '')}"
-        )
+        if caller is None:  # AssumeRoleWithWebIdentity is unsigned
+            message = "Not authorized to perform sts:AssumeRoleWithWebIdentity"
+        else:
+            message = (
+                f"User: {caller.arn} is not authorized to perform: sts:AssumeRole "
+                f"on resource: {params.get('RoleArn', '')}"
+            )
         return xml_response(403, error_body("AccessDenied", message, request_id, 403), request_id)
     if fault == "malformed":
         return web.Response(
@@ -113,12 +124,40 @@ async def respond(
     return drop(request)  # "drop", and "hang" once it is over
 
 
+_CONTAINER_ERRORS = {
+    "throttling": (429, "TooManyRequestsException", "Rate exceeded"),
+    "5xx": (500, "InternalFailure", "Internal error in the credentials endpoint"),
+    "access_denied": (403, "AccessDeniedException", "Not authorized to get credentials"),
+}
+
+
+async def respond_container(
+    fault: str, request: web.BaseRequest, request_id: str, pause: Pause
+) -> web.StreamResponse:
+    """Answer a container-credentials request with ``fault`` instead of its credentials."""
+    if fault in _CONTAINER_ERRORS:
+        status, code, message = _CONTAINER_ERRORS[fault]
+        body = json.dumps({"code": code, "message": message}).encode()
+        return json_response(status, body, request_id)
+    if fault == "malformed":
+        return web.Response(
+            status=200,
+            body=b"upstream error: this is not a JSON document {",
+            headers={"Content-Type": "text/plain", "x-amzn-RequestId": request_id},
+        )
+    if fault == "hang":
+        with contextlib.suppress(Stopping):
+            await pause(HANG_CAP)
+    return drop(request)
+
+
 async def trickle(
     request: web.BaseRequest, status: int, payload: bytes, request_id: str, pause: Pause
 ) -> web.StreamResponse:
     """Send ``payload`` a few bytes every ``TRICKLE_INTERVAL`` over ``TRICKLE_TOTAL``."""
+    content_type = "application/json" if payload[:1] == b"{" else "text/xml"
     response = web.StreamResponse(
-        status=status, headers={"Content-Type": "text/xml", "x-amzn-RequestId": request_id}
+        status=status, headers={"Content-Type": content_type, "x-amzn-RequestId": request_id}
     )
     response.content_length = len(payload)
     await response.prepare(request)

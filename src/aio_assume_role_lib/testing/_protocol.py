@@ -7,6 +7,7 @@ here is pure except :func:`xml_response`, which wraps a body for aiohttp.
 
 from __future__ import annotations
 
+import json
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -25,9 +26,12 @@ __all__ = [
     "STSError",
     "assume_role_body",
     "caller_identity_body",
+    "container_credentials_body",
     "error_body",
+    "json_response",
     "members",
     "parse_request",
+    "web_identity_body",
     "xml_response",
 ]
 
@@ -169,6 +173,63 @@ def assume_role_body(
         f"    <RequestId>{request_id}</RequestId>\n"
         f"  </ResponseMetadata>\n"
         f"</AssumeRoleResponse>\n"
+    )
+
+
+def _credentials_xml(issued: Identity) -> str:
+    assert issued.session_token is not None
+    assert issued.expiration is not None
+    return (
+        f"    <Credentials>\n"
+        f"      <AccessKeyId>{issued.access_key_id}</AccessKeyId>\n"
+        f"      <SecretAccessKey>{escape(issued.secret_access_key)}</SecretAccessKey>\n"
+        f"      <SessionToken>{escape(issued.session_token)}</SessionToken>\n"
+        f"      <Expiration>{_iso8601(issued.expiration)}</Expiration>\n"
+        f"    </Credentials>\n"
+    )
+
+
+def web_identity_body(issued: Identity, request_id: str, *, subject: str) -> bytes:
+    """The XML of an ``AssumeRoleWithWebIdentity`` answer that issued ``issued``."""
+    return _render(
+        f'<AssumeRoleWithWebIdentityResponse xmlns="{NAMESPACE}">\n'
+        f"  <AssumeRoleWithWebIdentityResult>\n"
+        f"    <SubjectFromWebIdentityToken>{escape(subject)}</SubjectFromWebIdentityToken>\n"
+        f"    <Audience>sts.amazonaws.com</Audience>\n"
+        f"    <AssumedRoleUser>\n"
+        f"      <Arn>{escape(issued.arn)}</Arn>\n"
+        f"      <AssumedRoleId>{escape(issued.user_id)}</AssumedRoleId>\n"
+        f"    </AssumedRoleUser>\n"
+        f"{_credentials_xml(issued)}"
+        f"    <Provider>loopback</Provider>\n"
+        f"  </AssumeRoleWithWebIdentityResult>\n"
+        f"  <ResponseMetadata>\n"
+        f"    <RequestId>{request_id}</RequestId>\n"
+        f"  </ResponseMetadata>\n"
+        f"</AssumeRoleWithWebIdentityResponse>\n"
+    )
+
+
+def container_credentials_body(issued: Identity, role_arn: str) -> bytes:
+    """The JSON the container-credentials endpoint (ECS, EKS Pod Identity) answers."""
+    assert issued.expiration is not None
+    return json.dumps(
+        {
+            "RoleArn": role_arn,
+            "AccessKeyId": issued.access_key_id,
+            "SecretAccessKey": issued.secret_access_key,
+            "Token": issued.session_token,
+            "Expiration": _iso8601(issued.expiration),
+            "AccountId": issued.account,
+        }
+    ).encode()
+
+
+def json_response(status: int, body: bytes, request_id: str) -> web.Response:
+    return web.Response(
+        status=status,
+        body=body,
+        headers={"Content-Type": "application/json", "x-amzn-RequestId": request_id},
     )
 
 

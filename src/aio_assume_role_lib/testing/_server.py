@@ -3,7 +3,9 @@
 The server runs aiohttp's low-level ``web.Server`` on its own event loop in a daemon
 thread. Each request is parsed (``_protocol``), authenticated (``_sigv4``), routed to
 ``GetCallerIdentity`` or ``AssumeRole`` (checked by ``_validation``, issuing an identity
-from ``_identities``), or answered with a queued fault (``_faults``).
+from ``_identities``), or answered with a queued fault (``_faults``). Two credential
+sources a parent session may have are served too: ``AssumeRoleWithWebIdentity`` (unsigned,
+as on EKS with IRSA) and a container-credentials endpoint (as on ECS and EKS Pod Identity).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import contextlib
 import logging
 import math
 import re
+import secrets
 import threading
 import time
 import uuid
@@ -23,21 +26,32 @@ from types import TracebackType
 
 from aiohttp import web
 
-from ._faults import FAULTS, Fault, Stopping, drop, respond, trickle
+from ._faults import FAULTS, Fault, Stopping, drop, respond, respond_container, trickle
 from ._identities import Identity, expiration, issue, root_identity
 from ._protocol import (
     VERSION,
     STSError,
     assume_role_body,
     caller_identity_body,
+    container_credentials_body,
     error_body,
+    json_response,
     parse_request,
+    web_identity_body,
     xml_response,
 )
 from ._sigv4 import authenticate
 from ._validation import AssumeRoleRequest, check_assume_role
 
-__all__ = ["LoopbackSTS", "STSCall"]
+__all__ = ["CONTAINER_CREDENTIALS", "WEB_IDENTITY", "LoopbackSTS", "STSCall"]
+
+WEB_IDENTITY = "AssumeRoleWithWebIdentity"
+"""The action of a web identity (IRSA) parent's source, for ``fail_next(action=...)``."""
+CONTAINER_CREDENTIALS = "ContainerCredentials"
+"""The action name of the container-credentials endpoint's requests (in ``calls`` and
+``fail_next(action=...)``)."""
+_CONTAINER_PATH = "/container-credentials"
+_FAULT_ACTIONS = ("AssumeRole", WEB_IDENTITY, CONTAINER_CREDENTIALS)
 
 # The public module's name: what users configure logging for.
 _log = logging.getLogger("aio_assume_role_lib.testing")
@@ -51,7 +65,8 @@ class STSCall:
     """
 
     action: str
-    """``"AssumeRole"``, ``"GetCallerIdentity"``, or whatever the request said."""
+    """``"AssumeRole"``, ``"GetCallerIdentity"``, ``"AssumeRoleWithWebIdentity"``,
+    ``"ContainerCredentials"`` (the container endpoint), or whatever the request said."""
     params: Mapping[str, str]
     """The request's parameters as sent (``RoleArn``, ``RoleSessionName``,
     ``Tags.member.1.Key``, ...), without ``Action`` and ``Version``."""
@@ -65,9 +80,9 @@ class STSCall:
     """``"ok"``, the error code returned (``"ExpiredToken"``, ``"ValidationError"``,
     ``"SignatureDoesNotMatch"``, ...), or the :data:`Fault` applied."""
     issued_access_key_id: str | None = None
-    """For an ``AssumeRole`` that issued credentials: their access key id."""
+    """For a request that issued credentials: their access key id."""
     expiration: float | None = None
-    """For an ``AssumeRole`` that issued credentials: their expiry (epoch seconds)."""
+    """For a request that issued credentials: their expiry (epoch seconds)."""
 
 
 class LoopbackSTS:
@@ -106,13 +121,15 @@ class LoopbackSTS:
         self._lifecycle = threading.Lock()
         self._credential_lifetime: float | None = None
         self._latency = 0.0
+        self._source_latency = 0.0
         self.credential_lifetime = credential_lifetime
         self.latency = latency
         self._account_id = account_id
         self._port = port
         self._calls: list[STSCall] = []
-        self._faults: deque[str] = deque()
+        self._faults: dict[str, deque[str]] = {action: deque() for action in _FAULT_ACTIONS}
         self._assume_role_count = 0
+        self._container_token = secrets.token_urlsafe(24)
         root = root_identity(account_id)
         self._root = root
         # Every identity that may sign a request, by access key id (guarded by _lock).
@@ -151,6 +168,18 @@ class LoopbackSTS:
         self._latency = float(value)
 
     @property
+    def source_latency(self) -> float:
+        """Seconds ``AssumeRoleWithWebIdentity`` and container-credentials requests wait
+        on top of :attr:`latency` (a slow parent source). Settable at any time."""
+        return self._source_latency
+
+    @source_latency.setter
+    def source_latency(self, value: float) -> None:
+        if not (math.isfinite(value) and value >= 0):
+            raise ValueError("source_latency must be a non-negative number of seconds")
+        self._source_latency = float(value)
+
+    @property
     def account_id(self) -> str:
         """The root identity's account id."""
         return self._account_id
@@ -182,6 +211,52 @@ class LoopbackSTS:
         """``arn:aws:iam::<account_id>:user/loopback-root``, the root key's identity."""
         return self._root.arn
 
+    @property
+    def container_credentials_url(self) -> str:
+        """The container-credentials endpoint: what ``AWS_CONTAINER_CREDENTIALS_FULL_URI``
+        holds on ECS or EKS Pod Identity. It answers a GET whose ``Authorization`` header
+        is :attr:`container_authorization_token` with new credentials of
+        :attr:`container_role_arn`, as JSON (``AccessKeyId``, ``SecretAccessKey``,
+        ``Token``, ``Expiration``, ...), living ``credential_lifetime`` (else 1 hour)."""
+        return self.endpoint_url + _CONTAINER_PATH
+
+    @property
+    def container_authorization_token(self) -> str:
+        """The token the container endpoint requires (``AWS_CONTAINER_AUTHORIZATION_TOKEN``)."""
+        return self._container_token
+
+    @property
+    def container_role_arn(self) -> str:
+        """The role whose credentials the container endpoint serves."""
+        return f"arn:aws:iam::{self._account_id}:role/loopback-container"
+
+    def web_identity_environ(self, token_file: str, role_arn: str | None = None) -> dict[str, str]:
+        """Environment variables of a web identity (EKS IRSA) parent that gets its
+        credentials here: ``AWS_ROLE_ARN`` (default ``role/loopback-web-identity``),
+        ``AWS_WEB_IDENTITY_TOKEN_FILE``, ``AWS_ROLE_SESSION_NAME``, the STS endpoint and
+        the region. Write any non-empty token into ``token_file``; remove
+        ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (they come first in the chain)."""
+        return {
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_ROLE_ARN": role_arn
+            or f"arn:aws:iam::{self._account_id}:role/loopback-web-identity",
+            "AWS_WEB_IDENTITY_TOKEN_FILE": token_file,
+            "AWS_ROLE_SESSION_NAME": "loopback-web-identity",
+        }
+
+    def container_environ(self) -> dict[str, str]:
+        """Environment variables of a container (ECS, EKS Pod Identity) parent that gets
+        its credentials here: ``AWS_CONTAINER_CREDENTIALS_FULL_URI``,
+        ``AWS_CONTAINER_AUTHORIZATION_TOKEN``, the STS endpoint and the region. Remove
+        ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (they come first in the chain)."""
+        return {
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+            "AWS_CONTAINER_CREDENTIALS_FULL_URI": self.container_credentials_url,
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": self._container_token,
+        }
+
     def environ(self) -> dict[str, str]:
         """Environment variables that send STS calls and the default credential chain here.
 
@@ -200,26 +275,39 @@ class LoopbackSTS:
 
     # --- faults and records -------------------------------------------------------
 
-    def fail_next(self, fault: Fault, count: int = 1) -> None:
+    def fail_next(self, fault: Fault, count: int = 1, *, action: str = "AssumeRole") -> None:
         """Make the next ``count`` ``AssumeRole`` requests fail with ``fault``.
 
         Faults queue up in order across calls; each authenticated ``AssumeRole`` request
         consumes one (requests rejected by authentication, and ``GetCallerIdentity``,
         consume none). A faulted request is recorded in :attr:`calls` with the fault's
         name as ``outcome``. See :data:`Fault` for what each one does.
+
+        ``action="AssumeRoleWithWebIdentity"`` or ``"ContainerCredentials"`` queues them
+        for a parent's source instead (each has a queue of its own), so that a test can
+        take the source down while ``AssumeRole`` works, or the other way round.
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
         if isinstance(count, bool) or not isinstance(count, int) or count < 1:
             raise ValueError("count must be a positive integer")
+        if action not in _FAULT_ACTIONS:
+            raise ValueError(f"action must be one of {list(_FAULT_ACTIONS)}, not {action!r}")
         with self._lock:
-            self._faults.extend([fault] * count)
+            self._faults[action].extend([fault] * count)
+
+    def clear_faults(self, action: str | None = None) -> None:
+        """Drop the faults queued for ``action`` (all actions when None)."""
+        with self._lock:
+            for name, queue in self._faults.items():
+                if action is None or name == action:
+                    queue.clear()
 
     @property
     def pending_faults(self) -> tuple[str, ...]:
-        """Faults queued by :meth:`fail_next` and not yet consumed, next first."""
+        """``AssumeRole`` faults queued by :meth:`fail_next` and not yet consumed, next first."""
         with self._lock:
-            return tuple(self._faults)
+            return tuple(self._faults["AssumeRole"])
 
     @property
     def calls(self) -> list[STSCall]:
@@ -244,7 +332,8 @@ class LoopbackSTS:
         """
         with self._lock:
             self._calls.clear()
-            self._faults.clear()
+            for queue in self._faults.values():
+                queue.clear()
             self._assume_role_count = 0
 
     # --- lifecycle ----------------------------------------------------------------
@@ -454,6 +543,8 @@ class LoopbackSTS:
         request_id = str(uuid.uuid4())
         body = await request.read()
         parsed = parse_request(request.method, request.raw_path, body)
+        if parsed.path == _CONTAINER_PATH:
+            return await self._container_credentials(request, received, request_id)
         params = parsed.params
         action = parsed.action
         recorded = parsed.recorded_params
@@ -475,6 +566,8 @@ class LoopbackSTS:
 
         if request.method not in ("GET", "POST"):
             return fail(STSError(405, "InvalidAction", f"Unsupported method {request.method}"))
+        if action == WEB_IDENTITY and params.get("Version") == VERSION:
+            return await self._web_identity(request, parsed.params, recorded, received, request_id)
         auth = authenticate(request.method, request.headers, parsed, body, received, self._lookup)
         if isinstance(auth, STSError):
             return fail(auth)
@@ -492,7 +585,8 @@ class LoopbackSTS:
             return xml_response(200, caller_identity_body(caller, request_id), request_id)
 
         with self._lock:
-            fault = self._faults.popleft() if self._faults else None
+            queue = self._faults["AssumeRole"]
+            fault = queue.popleft() if queue else None
         if fault is not None and fault != "trickle":
             self._record(action, recorded, caller, key_id, received, fault)
             return await respond(fault, request, caller, params, request_id, self._pause)
@@ -511,6 +605,97 @@ class LoopbackSTS:
         if fault is not None:
             return await trickle(request, 200, payload, request_id, self._pause)
         return xml_response(200, payload, request_id)
+
+    def _next_fault(self, action: str) -> str | None:
+        with self._lock:
+            queue = self._faults[action]
+            return queue.popleft() if queue else None
+
+    async def _web_identity(
+        self,
+        request: web.BaseRequest,
+        params: Mapping[str, str],
+        recorded: dict[str, str],
+        received: float,
+        request_id: str,
+    ) -> web.StreamResponse:
+        """``AssumeRoleWithWebIdentity``: unsigned; the token is only checked for presence."""
+        # Never record the token: it is a credential.
+        recorded = {k: v for k, v in recorded.items() if k != "WebIdentityToken"}
+        await self._pause(self._source_latency)
+        fault = self._next_fault(WEB_IDENTITY)
+        if fault is not None and fault != "trickle":
+            self._record(WEB_IDENTITY, recorded, None, None, received, fault)
+            return await respond(fault, request, None, params, request_id, self._pause)
+        checked = check_assume_role(self._root, params)
+        if not isinstance(checked, STSError) and not params.get("WebIdentityToken"):
+            checked = STSError(
+                400,
+                "ValidationError",
+                "1 validation error detected: Value null at 'webIdentityToken' failed to "
+                "satisfy constraint: Member must not be null",
+            )
+        if isinstance(checked, STSError):
+            self._record(WEB_IDENTITY, recorded, None, None, received, checked.code)
+            payload = error_body(checked.code, checked.message, request_id, checked.status)
+            return xml_response(checked.status, payload, request_id)
+        issued = self._new_identity(
+            checked.account,
+            checked.role_name,
+            checked.session_name,
+            checked.partition,
+            received,
+            checked.duration,
+        )
+        payload = web_identity_body(issued, request_id, subject="system:serviceaccount:loopback")
+        self._record(WEB_IDENTITY, recorded, None, None, received, fault or "ok", issued)
+        if fault is not None:
+            return await trickle(request, 200, payload, request_id, self._pause)
+        return xml_response(200, payload, request_id)
+
+    async def _container_credentials(
+        self, request: web.BaseRequest, received: float, request_id: str
+    ) -> web.StreamResponse:
+        """The container-credentials endpoint (see :attr:`container_credentials_url`)."""
+        await self._pause(self._latency + self._source_latency)
+        fault = self._next_fault(CONTAINER_CREDENTIALS)
+        if fault is not None and fault != "trickle":
+            self._record(CONTAINER_CREDENTIALS, {}, None, None, received, fault)
+            return await respond_container(fault, request, request_id, self._pause)
+        token = request.headers.get("Authorization", "")
+        if request.method != "GET" or not secrets.compare_digest(token, self._container_token):
+            outcome = "InvalidAuthorizationToken" if request.method == "GET" else "InvalidAction"
+            self._record(CONTAINER_CREDENTIALS, {}, None, None, received, outcome)
+            message = b'{"code": "%s", "message": "Unauthorized"}' % outcome.encode()
+            return json_response(401 if request.method == "GET" else 405, message, request_id)
+        issued = self._new_identity(
+            self._account_id, "loopback-container", "loopback-container", "aws", received, 3600
+        )
+        payload = container_credentials_body(issued, self.container_role_arn)
+        self._record(CONTAINER_CREDENTIALS, {}, None, None, received, fault or "ok", issued)
+        if fault is not None:
+            return await trickle(request, 200, payload, request_id, self._pause)
+        return json_response(200, payload, request_id)
+
+    def _new_identity(
+        self,
+        account: str,
+        role_name: str,
+        session_name: str,
+        partition: str,
+        received: float,
+        duration: int,
+    ) -> Identity:
+        issued = issue(
+            partition=partition,
+            account=account,
+            role_name=role_name,
+            session_name=session_name,
+            expires=expiration(received, duration, self._credential_lifetime),
+        )
+        with self._lock:
+            self._identities[issued.access_key_id] = issued
+        return issued
 
     def _assume_role(
         self, caller: Identity, params: Mapping[str, str], received: float, request_id: str

@@ -29,6 +29,18 @@ Fixtures (all function-scoped):
   environment (it signs with the root key).
 - ``loopback_aioboto3_session``: an ``aioboto3.Session`` made in that environment; the
   test is skipped when aioboto3 is not installed.
+- ``loopback_web_identity_session``: an ``AioSession`` whose own credentials come from
+  web identity, as on EKS with IRSA: a token file, ``AWS_ROLE_ARN`` and
+  ``AWS_WEB_IDENTITY_TOKEN_FILE`` in the environment (no keys), its
+  ``AssumeRoleWithWebIdentity`` calls served by the ``loopback_sts`` server.
+- ``loopback_container_session``: an ``AioSession`` whose own credentials come from the
+  container-credentials endpoint, as on ECS or EKS Pod Identity:
+  ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` in the
+  environment (no keys), served by the ``loopback_sts`` server.
+
+Neither of the last two is stabilized: call ``aio_assume_role_lib.stabilize()`` on it as
+your service does. Their sources take ``credential_lifetime``, ``source_latency`` and
+``fail_next(fault, action="AssumeRoleWithWebIdentity" | "ContainerCredentials")``.
 
 To test what your code does as credentials age, without sleeping, use
 :func:`aio_assume_role_lib.testing.time_travel` on a session it made with
@@ -53,8 +65,10 @@ if TYPE_CHECKING:
 __all__ = [
     "isolated_aws_env",
     "loopback_aioboto3_session",
+    "loopback_container_session",
     "loopback_parent_session",
     "loopback_sts",
+    "loopback_web_identity_session",
 ]
 
 
@@ -129,3 +143,39 @@ def loopback_aioboto3_session(loopback_sts: LoopbackSTS) -> aioboto3.Session:
     module = pytest.importorskip("aioboto3")
     session: aioboto3.Session = module.Session()
     return session
+
+
+def _without_keys(monkeypatch: pytest.MonkeyPatch) -> None:
+    # Environment keys come first in the credential chain.
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+
+
+@pytest.fixture
+def loopback_web_identity_session(
+    loopback_sts: LoopbackSTS, isolated_aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> AioSession:
+    """An ``AioSession`` whose credentials come from web identity (EKS IRSA), served by
+    ``loopback_sts``."""
+    from aiobotocore.session import AioSession
+
+    token_file = isolated_aws_env / "web-identity-token"
+    token_file.write_text("loopback-web-identity-token")
+    _without_keys(monkeypatch)
+    for name, value in loopback_sts.web_identity_environ(str(token_file)).items():
+        monkeypatch.setenv(name, value)
+    return AioSession()
+
+
+@pytest.fixture
+def loopback_container_session(
+    loopback_sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
+) -> AioSession:
+    """An ``AioSession`` whose credentials come from the container-credentials endpoint
+    (ECS, EKS Pod Identity), served by ``loopback_sts``."""
+    from aiobotocore.session import AioSession
+
+    _without_keys(monkeypatch)
+    for name, value in loopback_sts.container_environ().items():
+        monkeypatch.setenv(name, value)
+    return AioSession()

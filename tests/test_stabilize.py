@@ -1,0 +1,640 @@
+"""``stabilize(session)``: a parent's own credential source on the refresh engine (R13).
+
+The refresher's part (seeding, serving cached credentials before they expire instead of
+waiting past it) is driven by hand (``ManualClock``). The rest talks real HTTP to the
+loopback STS, which also serves ``AssumeRoleWithWebIdentity`` (an EKS IRSA parent) and a
+container-credentials endpoint (an ECS / EKS Pod Identity parent), on both stacks and on
+trio where the stack has it. The outage and recovery tests assert durations: this file
+is in dev.py's TIMED_TESTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+import anyio
+import pytest
+from aiobotocore.config import AioConfig
+from aiobotocore.credentials import AioCredentials, AioRefreshableCredentials
+from aiobotocore.session import AioSession
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    EndpointConnectionError,
+    InvalidConfigError,
+    UnauthorizedSSOTokenError,
+)
+
+from aio_assume_role_lib import (
+    AssumeRoleCredentials,
+    RefreshPolicy,
+    assume_role,
+    credentials_of,
+    stabilize,
+)
+from aio_assume_role_lib._refresh import Refresher, UnusableCredentialsError
+from aio_assume_role_lib._refreshed import refreshed_credentials
+from aio_assume_role_lib._stabilize import SourceCredentials, _loader, classify_source_error
+from aio_assume_role_lib.adapters.sync import SyncCredentials
+from aio_assume_role_lib.testing import LoopbackSTS
+
+from ._manual_clock import ManualClock, settle
+from .conftest import (
+    ASYNCIO_AND_TRIO,
+    HANG_SECONDS,
+    HAS_AIOBOTO3,
+    ROLE_A,
+    ROLE_B,
+    caller_arn,
+)
+
+pytestmark = pytest.mark.anyio
+
+SOURCE_ACTION = {"web_identity": "AssumeRoleWithWebIdentity", "container": "ContainerCredentials"}
+
+
+def _client_error(code: str, status: int = 400) -> ClientError:
+    return ClientError(
+        {"Error": {"Code": code, "Message": "m"}, "ResponseMetadata": {"HTTPStatusCode": status}},
+        "Op",
+    )
+
+
+# --- the refresher's part, by hand ------------------------------------------------------
+
+
+class _Source:
+    """Issues values 1, 2, ... valid for ``lifetime``; can be held back by a gate."""
+
+    def __init__(self, clock: ManualClock, lifetime: float) -> None:
+        self.clock = clock
+        self.lifetime = lifetime
+        self.calls = 0
+        self.gate: anyio.Event | None = None
+
+    async def __call__(self) -> tuple[int, float]:
+        self.calls += 1
+        if self.gate is not None:
+            await self.gate.wait()
+        return self.calls, self.clock.wall() + self.lifetime
+
+
+def _refresher(
+    clock: ManualClock, source: _Source, margin: float | None = 1.0, **policy: Any
+) -> Refresher[int]:
+    return Refresher(
+        source,
+        policy=RefreshPolicy(jitter_fraction=0.0, **policy),
+        wall_clock=clock.wall,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        random=lambda: 0.5,
+        key_of=lambda value: value,
+        expiry_margin_seconds=margin,
+    )
+
+
+async def test_seed_serves_credentials_in_hand_without_a_load() -> None:
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(clock, source)
+    assert refresher.seed(7, clock.wall() + 30.0)
+    assert not refresher.seed(8, clock.wall() + 60.0)  # a value is cached: no change
+    assert [await refresher.get() for _ in range(3)] == [7, 7, 7]
+    assert source.calls == 0
+    await clock.advance(29.5)  # the blocking window: a load now
+    assert await refresher.get() == 1
+    assert source.calls == 1
+
+
+async def test_a_waiter_is_served_its_valid_credentials_before_they_expire() -> None:
+    """The source hangs in the blocking window: a caller holding unexpired credentials
+    waits until shortly before they expire, then gets them; the flight goes on and its
+    result is the next caller's."""
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(clock, source, try_timeout_seconds=100, attempt_timeout_seconds=100)
+    refresher.seed(0, clock.wall() + 30.0)
+    await clock.advance(28.0)  # 2 s left, in the blocking window (3 s)
+    source.gate = anyio.Event()
+    served: list[tuple[int, float]] = []
+
+    async def caller() -> None:
+        value = await refresher.get()
+        served.append((value, clock.wall()))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(caller)
+        await clock.advance(0.9)
+        assert served == []  # still waiting for the flight
+        await clock.advance(0.2)  # margin: min(1 s, 2 s / 2) -> served at 1 s left
+        assert served == [(0, 1_000_029.0)]
+        assert refresher.stats.served_stale == 1
+        # A request asking again while it is signed gets them at once, and is no waiter.
+        waits = refresher.stats.waits
+        assert await refresher.get() == 0
+        assert (refresher.stats.waits, refresher.stats.served_stale) == (waits, 2)
+        source.gate.set()
+    await settle()
+    assert await refresher.get() == 1  # the flight was not cancelled
+    assert source.calls == 1
+
+
+async def test_a_flight_whose_deadline_comes_first_is_waited_for() -> None:
+    """With a refresh deadline before the moment the margin would serve the cached
+    credentials, waiters get the flight's own outcome (here: its failure, served as the
+    cached credentials by static stability), as without a margin."""
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(clock, source, try_timeout_seconds=0.8, attempt_timeout_seconds=0.8)
+    refresher.seed(0, clock.wall() + 30.0)
+    await clock.advance(28.0)  # 2 s left: the margin would serve at 29, the deadline is 28.8
+    source.gate = anyio.Event()
+    served: list[tuple[int, float]] = []
+
+    async def caller() -> None:
+        served.append((await refresher.get(), clock.wall()))
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(caller)
+        await clock.advance(0.7)
+        assert served == []
+        await clock.advance(0.2)
+        # At the deadline: the failed refresh's answer (the cached value).
+        assert [value for value, _ in served] == [0]
+        assert served[0][1] == pytest.approx(1_000_028.8)
+    assert refresher.stats.failures == 1
+    assert refresher.stats.served_stale == 1
+    source.gate.set()
+
+
+async def test_without_a_margin_a_waiter_waits_for_the_flight() -> None:
+    """The refresher's default (and what a wrapped source did): callers wait past expiry."""
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(
+        clock, source, margin=None, try_timeout_seconds=100, attempt_timeout_seconds=100
+    )
+    refresher.seed(0, clock.wall() + 30.0)
+    await clock.advance(28.0)
+    source.gate = anyio.Event()
+    served: list[int] = []
+
+    async def caller() -> None:
+        served.append(await refresher.get())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(caller)
+        await clock.advance(5.0)  # past expiry, still waiting
+        assert served == []
+        source.gate.set()
+    assert served == [1]
+
+
+async def test_invalidated_credentials_are_not_served_early() -> None:
+    clock = ManualClock()
+    source = _Source(clock, 30.0)
+    refresher = _refresher(clock, source, try_timeout_seconds=100, attempt_timeout_seconds=100)
+    refresher.seed(0, clock.wall() + 30.0)
+    assert refresher.invalidate(0, min_interval=0.0)
+    source.gate = anyio.Event()
+    served: list[int] = []
+
+    async def caller() -> None:
+        served.append(await refresher.get())
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(caller)
+        await clock.advance(29.5)  # a service rejected them: waiting is the only way
+        assert served == []
+        source.gate.set()
+    assert served == [1]
+
+
+# --- per-source parts, offline ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("error", "kind"),
+    [
+        (_client_error("InvalidIdentityToken"), "non_recoverable"),
+        (_client_error("ExpiredTokenException"), "non_recoverable"),
+        (_client_error("UnauthorizedException", 401), "non_recoverable"),
+        (_client_error("AccessDenied", 403), "non_recoverable"),
+        (UnauthorizedSSOTokenError(), "non_recoverable"),
+        (InvalidConfigError(error_msg="no role"), "non_recoverable"),
+        (_client_error("Throttling"), "transient"),
+        (_client_error("InternalFailure", 500), "transient"),
+        (_client_error("IDPCommunicationError"), "transient"),
+        (CredentialRetrievalError(provider="container-role", error_msg="down"), "transient"),
+        (EndpointConnectionError(endpoint_url="http://127.0.0.1:1"), "transient"),
+        (ConnectionRefusedError(), "transient"),
+        (ValueError("?"), "failed"),
+    ],
+)
+def test_source_errors_are_classified(error: BaseException, kind: str) -> None:
+    assert classify_source_error(error) == kind
+
+
+async def test_the_loader_turns_metadata_into_credentials_and_refuses_unusable_ones() -> None:
+    expiry = datetime(2030, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    good = {
+        "access_key": "AKIDEXAMPLE",
+        "secret_key": "secret",
+        "token": "token",
+        "expiry_time": expiry.isoformat(),
+    }
+    value, when = await _loader(lambda: good, "container-role")()
+    assert value == ReadOnlyCredentials("AKIDEXAMPLE", "secret", "token", None)
+    assert when == expiry.timestamp()
+
+    async def from_coroutine() -> dict[str, Any]:
+        return {**good, "expiry_time": expiry}
+
+    assert (await _loader(from_coroutine, "sso")())[1] == expiry.timestamp()
+    with pytest.raises(CredentialRetrievalError):  # IMDS's "nothing" is a retrieval error
+        await _loader(dict, "iam-role")()
+    for broken in ({**good, "secret_key": ""}, {**good, "expiry_time": "soon"}):
+        with pytest.raises(UnusableCredentialsError) as caught:
+            await _loader(lambda b=broken: b, "env")()
+        assert "secret" not in str(caught.value)
+
+
+class _CountingSource:
+    def __init__(self, lifetime: float = 3600.0) -> None:
+        self.calls = 0
+        self.lifetime = lifetime
+
+    def __call__(self) -> dict[str, Any]:
+        self.calls += 1
+        expiry = datetime.now(timezone.utc) + timedelta(seconds=self.lifetime)
+        return {
+            "access_key": f"ASIA{self.calls:016d}",
+            "secret_key": "secret",
+            "token": "token",
+            "expiry_time": expiry.isoformat(),
+        }
+
+
+def _refreshable(source: _CountingSource, lifetime: float) -> AioRefreshableCredentials:
+    metadata = source()
+    source.calls = 0
+    return AioRefreshableCredentials.create_from_metadata(
+        {
+            **metadata,
+            "expiry_time": (datetime.now(timezone.utc) + timedelta(seconds=lifetime)).isoformat(),
+        },
+        refresh_using=source,
+        method="custom-process",
+    )
+
+
+async def test_stabilize_seeds_from_resolved_credentials_and_is_idempotent() -> None:
+    session = AioSession()
+    source = _CountingSource()
+    original = _refreshable(source, 3600.0)
+    session._credentials = original
+    assert stabilize(session) is session
+    credentials = await session.get_credentials()
+    assert isinstance(credentials, SourceCredentials)
+    assert isinstance(credentials, AssumeRoleCredentials)
+    assert credentials.method == "custom-process"
+    frozen = await credentials.get_frozen_credentials()
+    assert frozen.access_key == "ASIA0000000000000001"  # the resolved ones, no fetch
+    assert source.calls == 0
+    assert stabilize(session) is session
+    assert await session.get_credentials() is credentials  # idempotent
+    assert "secret" not in repr(credentials)
+
+
+async def test_stabilized_credentials_refresh_once_for_many_callers() -> None:
+    session = AioSession()
+    source = _CountingSource()
+    session._credentials = _refreshable(source, -1.0)  # expired: everybody waits
+    stabilize(session)
+    credentials = await session.get_credentials()
+    results = []
+
+    async def call() -> None:
+        results.append((await credentials.get_frozen_credentials()).access_key)
+
+    async with anyio.create_task_group() as group:
+        for _ in range(50):
+            group.start_soon(call)
+    assert source.calls == 1
+    assert set(results) == {"ASIA0000000000000001"}
+
+
+async def test_static_keys_are_left_as_they_are() -> None:
+    session = AioSession()
+    session.set_credentials("AKIDEXAMPLE", "secret")
+    before = await session.get_credentials()
+    assert stabilize(session) is session
+    after = await session.get_credentials()
+    assert after is before
+    assert type(after) is AioCredentials
+
+
+def test_stabilize_refuses_what_is_not_a_session() -> None:
+    with pytest.raises(TypeError, match="AioSession"):
+        stabilize(object())  # type: ignore[call-overload]
+    with pytest.raises(TypeError, match="refresh must be a RefreshPolicy"):
+        stabilize(AioSession(), refresh=30)  # type: ignore[call-overload]
+
+
+# --- real HTTP: web identity and container parents --------------------------------------
+
+
+@pytest.fixture(params=["web_identity", "container"])
+def source_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+def _parent(request: pytest.FixtureRequest, kind: str, backend: str = "asyncio") -> AioSession:
+    session: AioSession = request.getfixturevalue(f"loopback_{kind}_session")
+    if backend == "trio":
+        from aiobotocore.httpxsession import HttpxSession
+
+        session.set_default_client_config(AioConfig(http_session_cls=HttpxSession))
+    return session
+
+
+def _source_calls(sts: LoopbackSTS, kind: str) -> list[Any]:
+    return [call for call in sts.calls if call.action == SOURCE_ACTION[kind]]
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_the_source_is_called_once_not_per_request(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str, anyio_backend: str
+) -> None:
+    loopback_sts.credential_lifetime = 20.0  # inside aiobotocore's 10-minute window
+    parent = stabilize(_parent(request, source_kind, anyio_backend))
+    async with parent.create_client("sts") as sts_client:
+        for _ in range(30):
+            await sts_client.get_caller_identity()
+        async with anyio.create_task_group() as group:
+            for _ in range(30):
+                group.start_soon(sts_client.get_caller_identity)
+    child = await assume_role(parent, ROLE_A)
+    for _ in range(5):
+        assert ":assumed-role/Reader/" in await caller_arn(child)
+    assert len(_source_calls(loopback_sts, source_kind)) == 1
+    assert loopback_sts.assume_role_count == 1
+    assert all(call.outcome == "ok" for call in loopback_sts.calls)
+
+
+async def test_a_stabilized_parent_is_found_by_credentials_of_and_the_adapters(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    parent = stabilize(_parent(request, source_kind))
+    with pytest.raises(TypeError, match="resolved"):
+        credentials_of(parent)  # nothing resolved yet: no network call here
+    resolved = await parent.get_credentials()
+    credentials = credentials_of(parent, SourceCredentials)
+    assert credentials is resolved
+    assert refreshed_credentials(parent, consumer="test") is credentials
+    # A thread-side consumer reads through the same engine: no second source call.
+    frozen = await anyio.to_thread.run_sync(SyncCredentials(parent))
+    assert frozen.access_key == (await credentials.get_frozen_credentials()).access_key
+    assert len(_source_calls(loopback_sts, source_kind)) == 1
+
+
+async def test_without_stabilize_the_source_is_called_per_request(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    """The baseline the test above is measured against: aiobotocore's own refresh."""
+    loopback_sts.credential_lifetime = 20.0
+    parent = _parent(request, source_kind)
+    async with parent.create_client("sts") as sts_client:
+        for _ in range(10):
+            await sts_client.get_caller_identity()
+    assert len(_source_calls(loopback_sts, source_kind)) >= 10
+
+
+async def test_a_container_parent_resolved_before_stabilize_is_not_fetched_again(
+    loopback_container_session: AioSession, loopback_sts: LoopbackSTS
+) -> None:
+    loopback_sts.credential_lifetime = 900.0
+    resolved = await loopback_container_session.get_credentials()
+    assert isinstance(resolved, AioRefreshableCredentials)
+    assert len(_source_calls(loopback_sts, "container")) == 1
+    stabilize(loopback_container_session)
+    arn = await caller_arn(loopback_container_session)
+    assert arn.endswith(":assumed-role/loopback-container/loopback-container")
+    assert len(_source_calls(loopback_sts, "container")) == 1
+
+
+@pytest.mark.skipif(not HAS_AIOBOTO3, reason="aioboto3 is installed on stack S2 only")
+async def test_an_aioboto3_session_is_stabilized_in_place(
+    loopback_sts: LoopbackSTS, loopback_web_identity_session: AioSession
+) -> None:
+    import aioboto3
+
+    del loopback_web_identity_session  # for its environment
+    session = aioboto3.Session()
+    assert stabilize(session) is session
+    async with session.client("sts") as sts_client:
+        for _ in range(5):
+            await sts_client.get_caller_identity()
+    assert len(_source_calls(loopback_sts, "web_identity")) == 1
+    assert isinstance(await session.get_credentials(), SourceCredentials)
+
+
+async def test_a_slow_source_is_not_cancelled_by_childrens_try_timeouts(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    """The parent's source takes longer than a child's try: each child's try gives up
+    waiting, but the parent's one refresh runs on and completes, and the children's
+    next tries use it."""
+    loopback_sts.source_latency = 1.5
+    parent = stabilize(_parent(request, source_kind))
+    policy = RefreshPolicy(try_timeout_seconds=0.5, max_tries=6, retry_delay_seconds=0.3)
+    children = [
+        await assume_role(parent, f"arn:aws:iam::123456789012:role/Child{n}", refresh=policy)
+        for n in range(8)
+    ]
+    with anyio.fail_after(HANG_SECONDS):
+        arns = []
+
+        async def use(child: AioSession) -> None:
+            arns.append(await caller_arn(child))
+
+        async with anyio.create_task_group() as group:
+            for child in children:
+                group.start_soon(use, child)
+    assert len(arns) == 8
+    calls = _source_calls(loopback_sts, source_kind)
+    assert [call.outcome for call in calls] == ["ok"]
+    # The one fetch completed in one attempt: resolving the chain (the container
+    # provider fetches then) or refreshing the credentials (web identity's are deferred).
+    resolution = parent.get_component("credential_provider").resolution.stats
+    credentials = await parent.get_credentials()
+    assert isinstance(credentials, SourceCredentials)
+    stats = credentials.refresh_stats
+    assert (resolution.attempts, resolution.successes, resolution.timeouts) == (1, 1, 0)
+    expected = (0, 0, 0) if source_kind == "container" else (1, 1, 0)
+    assert (stats.attempts, stats.successes, stats.timeouts) == expected
+
+
+async def test_four_threads_with_their_own_loops_share_one_parent(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    loopback_sts.credential_lifetime = 20.0
+    parent = stabilize(_parent(request, source_kind))
+    errors: list[BaseException] = []
+    done: list[int] = []
+    start = threading.Barrier(4)
+
+    async def traffic(number: int) -> None:
+        child = await assume_role(parent, ROLE_B)
+        async with parent.create_client("sts") as own, child.create_client("sts") as child_client:
+            for _ in range(10):
+                await own.get_caller_identity()
+                await child_client.get_caller_identity()
+        done.append(number)
+
+    def thread_main(number: int) -> None:
+        start.wait()
+        try:
+            asyncio.run(traffic(number))
+        except BaseException as error:  # recorded for the assertion below
+            errors.append(error)
+
+    threads = [threading.Thread(target=thread_main, args=(n,)) for n in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        await anyio.to_thread.run_sync(thread.join, HANG_SECONDS)
+    assert errors == []
+    assert sorted(done) == [0, 1, 2, 3]
+    assert len(_source_calls(loopback_sts, source_kind)) == 1
+    assert loopback_sts.assume_role_count == 1
+
+
+async def _request(session: Any) -> BaseException | None:
+    try:
+        await caller_arn(session)
+    except Exception as error:
+        return error
+    return None
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str, anyio_backend: str
+) -> None:
+    """20-second credentials (parent and child); after the first fetch the source and
+    STS fail every request. Requests of the parent and of its child made while their
+    credentials are valid all succeed (cached credentials, served before they expire,
+    nobody waiting through the source's own retries); once both are back, fresh
+    credentials come within 5 s."""
+    loopback_sts.credential_lifetime = 20.0
+    parent = stabilize(_parent(request, source_kind, anyio_backend))
+    child = await assume_role(parent, ROLE_A)
+    assert await _request(parent) is None
+    assert await _request(child) is None
+    expiries = [call.expiration for call in loopback_sts.calls if call.expiration]
+    assert len(expiries) == 2
+    valid_until = min(expiries)  # type: ignore[type-var]
+    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[source_kind])
+    loopback_sts.fail_next("5xx", 100_000)
+
+    failures: list[tuple[float, BaseException]] = []
+    made = 0
+    while time.time() < valid_until - 1.0:
+        for session in (parent, child):
+            started = time.time()
+            error = await _request(session)
+            made += 1
+            if error is not None and started < valid_until - 1.0:
+                failures.append((valid_until - started, error))
+        await anyio.sleep(0.2)
+    assert made > 20  # traffic all along (fewer requests on a loaded machine)
+    assert failures == []
+    # It tried to refresh, one source request per try: none of the source's own retries.
+    credentials = await parent.get_credentials()
+    resolution = parent.get_component("credential_provider").resolution.stats
+    tries = credentials.refresh_stats.tries + resolution.tries
+    # (A try just started may not have reached the server yet.)
+    assert 1 < len(_source_calls(loopback_sts, source_kind)) <= tries
+
+    await anyio.sleep(max(max(expiries) + 1.0 - time.time(), 0.0))  # type: ignore[type-var]
+    loopback_sts.clear_faults()
+    back = time.monotonic()
+    parent_ok = child_ok = None
+    while (parent_ok is None or child_ok is None) and time.monotonic() - back < 30:
+        if parent_ok is None and await _request(parent) is None:
+            parent_ok = time.monotonic() - back
+        if child_ok is None and await _request(child) is None:
+            child_ok = time.monotonic() - back
+        await anyio.sleep(0.1)
+    assert parent_ok is not None
+    assert child_ok is not None
+    assert parent_ok <= 5.0, parent_ok
+    assert child_ok <= 5.0, child_ok
+
+
+async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+) -> None:
+    """The source answers errors after 4 s (longer than the blocking window): requests of
+    the parent and its child made while their credentials are valid are served them in
+    time instead of waiting for the failing refresh and reaching the service after they
+    expired (what a plain wrapper of the source did)."""
+    loopback_sts.credential_lifetime = 20.0
+    parent = stabilize(_parent(request, source_kind))
+    child = await assume_role(parent, ROLE_A)
+    assert await _request(parent) is None
+    assert await _request(child) is None
+    valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
+    loopback_sts.source_latency = 4.0
+    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[source_kind])
+    loopback_sts.fail_next("5xx", 100_000)
+    failures: list[tuple[float, BaseException]] = []
+    made = 0
+
+    async def traffic(session: Any) -> None:
+        nonlocal made
+        while time.time() < valid_until - 1.0:
+            started = time.time()
+            error = await _request(session)
+            made += 1
+            if error is not None:
+                failures.append((valid_until - started, error))
+            await anyio.sleep(0.2)
+
+    async with anyio.create_task_group() as group:
+        group.start_soon(traffic, parent)
+        group.start_soon(traffic, child)
+    assert made > 50
+    assert failures == []
+
+
+async def test_a_hanging_sts_never_makes_a_childs_request_wait_past_expiry(
+    loopback_parent_session: AioSession, loopback_sts: LoopbackSTS
+) -> None:
+    """The same for a child's own refresh: AssumeRole hangs (each try runs into its
+    10-second timeout); the child's requests in its blocking window are served its valid
+    credentials in time."""
+    loopback_sts.credential_lifetime = 20.0
+    child = await assume_role(loopback_parent_session, ROLE_A)
+    assert await _request(child) is None
+    valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
+    loopback_sts.fail_next("hang", 1000)
+    failures: list[tuple[float, BaseException]] = []
+    made = 0
+    while time.time() < valid_until - 1.0:
+        started = time.time()
+        error = await _request(child)
+        made += 1
+        if error is not None:
+            failures.append((valid_until - started, error))
+        await anyio.sleep(0.2)
+    assert made > 30
+    assert failures == []
+    assert loopback_sts.assume_role_count > 1  # it did try to refresh
