@@ -9,27 +9,28 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-import httpx
-import httpx2
-from aiobotocore.session import AioSession
-from aws_sdk_sts.client import AsyncSTSClient
-from aws_sdk_sts.config import AsyncSTSConfig
-from aws_sdk_sts.models import GetCallerIdentityInput
-from botocore.credentials import ReadOnlyCredentials
-from obstore.store import S3Store
-from smithy_aws_core.identity import AWSCredentialsIdentity, AWSIdentityProperties
-from smithy_core.aio.interfaces.identity import IdentityResolver
 from typing_extensions import assert_type
 
-from aio_assume_role_lib import assume_role
-from aio_assume_role_lib.adapters import httpx as httpx_adapter
-from aio_assume_role_lib.adapters import httpx2 as httpx2_adapter
-from aio_assume_role_lib.adapters.obstore import credential_provider
-from aio_assume_role_lib.adapters.sdk_v4 import CredentialsResolver
-from aio_assume_role_lib.adapters.sync import SyncCredentials
-
+# Imported for mypy only: pytest collects this file on every stack, where most of these
+# packages are missing (nothing here runs).
 if TYPE_CHECKING:
-    from obstore.store import S3Credential, S3CredentialProvider
+    import httpx
+    import httpx2
+    from aiobotocore.session import AioSession
+    from aws_sdk_sts.client import AsyncSTSClient
+    from aws_sdk_sts.config import AsyncSTSConfig
+    from aws_sdk_sts.models import GetCallerIdentityInput
+    from botocore.credentials import ReadOnlyCredentials
+    from obstore.store import S3Credential, S3CredentialProvider, S3Store
+    from smithy_aws_core.identity import AWSCredentialsIdentity, AWSIdentityProperties
+    from smithy_core.aio.interfaces.identity import IdentityResolver
+
+    from aio_assume_role_lib import assume_role
+    from aio_assume_role_lib.adapters import httpx as httpx_adapter
+    from aio_assume_role_lib.adapters import httpx2 as httpx2_adapter
+    from aio_assume_role_lib.adapters.obstore import credential_provider
+    from aio_assume_role_lib.adapters.sdk_v4 import CredentialsResolver
+    from aio_assume_role_lib.adapters.sync import SyncCredentials
 
 
 async def check_adapters_fit_their_consumers(parent: AioSession) -> None:
