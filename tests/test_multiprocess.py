@@ -464,9 +464,9 @@ async def test_a_hung_lock_file_open_is_abandoned_after_the_wait(
     answered = threading.Event()
     take = _cache._try_lock
 
-    def hung_open(path: str, held: list[int]) -> None:
+    def hung_open(path: str, held: list[int], created: list[str]) -> None:
         answered.wait(3)
-        take(path, held)
+        take(path, held, created)
 
     monkeypatch.setattr(_cache, "_try_lock", hung_open)
     started = time.monotonic()

@@ -1109,9 +1109,9 @@ async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
     if hung == "lock file open":
         take = _cache._try_lock
 
-        def hung_open(path: str, held: list[int]) -> None:
+        def hung_open(path: str, held: list[int], created: list[str]) -> None:
             time.sleep(3)
-            take(path, held)
+            take(path, held, created)
 
         monkeypatch.setattr(_cache, "_try_lock", hung_open)
         cache = JSONFileCache(tmp_path)

@@ -1,3 +1,4 @@
+# mypy: warn-unreachable
 """What a user's ``mypy --strict`` sees of the adapters, against the real packages:
 httpx's and httpx2's ``Auth``, obstore's ``S3CredentialProvider`` and the AWS SDK for
 Python v4's ``IdentityResolver`` (stack s3, Python >= 3.12, where all of them install).
