@@ -94,8 +94,9 @@ class RefreshPolicy:
     ``backoff_lifetime_fraction`` of the lifetime, half the time the credentials have
     left, or ``backoff_max_seconds``; with the credentials expired, rejected by a service
     as expired (:meth:`Refresher.invalidate`), or none, it is ``backoff_min_seconds`` to
-    twice that, so fresh credentials come within a few seconds of the source recovering. A non-recoverable error (AccessDenied, invalid parameters,
-    a missing MFA code) is remembered for a jittered ``error_memory_min_seconds`` to
+    twice that, so fresh credentials come within a few seconds of the source recovering.
+    A non-recoverable error (AccessDenied, invalid parameters, a missing MFA code) is
+    remembered for a jittered ``error_memory_min_seconds`` to
     ``error_memory_max_seconds``: callers that need new credentials get it at once, and
     callers with unexpired credentials keep them.
 
@@ -693,8 +694,8 @@ class Refresher(Generic[T]):
         """Wait for ``flight``, but serve ``current`` before it expires if the flight is
         still running then: the caller's request must reach the service while the
         credentials it is signed with are valid. The moment is the flight's (see
-        _serve_cached_at), the same for all its waiters, so a request that asks again while signing is not held a
-        second time. The flight itself goes on (it is a detached task; only this
+        _serve_cached_at), the same for all its waiters, so a request that asks again
+        while signing is not held a second time. The flight itself goes on (it is a detached task; only this
         caller's wait is cancelled). An invalidated value (a service already rejected it)
         and an expired one are not served early."""
         assert flight.serve_cached_at is not None
