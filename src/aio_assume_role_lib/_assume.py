@@ -46,8 +46,9 @@ logger = logging.getLogger("aio_assume_role_lib.sharing")
 
 # Per parent, at most this many credentials objects (each with its refresher and fetcher)
 # and child sessions are kept for reuse, the least recently used dropped first (a dropped
-# one lives on while someone holds it). A child costs far less than an STS call to
-# rebuild, so children are fewer: one dropped is rebuilt from the kept credentials.
+# one lives on while someone holds it). A dropped child is rebuilt from its kept
+# credentials without an STS call; children are as many as credentials by default, since a
+# round robin over more tenants than children kept would rebuild a child on every use.
 DEFAULT_MAX_CREDENTIALS = 10_000
 DEFAULT_MAX_CHILDREN = 10_000
 # Evictions are logged at most once per this many seconds per parent (once per burst).
@@ -185,7 +186,7 @@ def set_sharing_limits(
     argument set (a tenant's role and ``ExternalId``, say) and the child made with them,
     so that a repeat call makes no STS call and returns the same child. Both tables are
     bounded, least recently used dropped first: at most ``max_credentials`` credentials
-    objects (default 10,000) and ``max_children`` children (default 1,000, never more
+    objects (default 10,000) and ``max_children`` children (default 10,000, never more
     than ``max_credentials``). A dropped child whose credentials are kept is rebuilt from
     them in tens of microseconds, without an STS call; dropped credentials cost an STS
     call on their next use. Anything dropped lives on while you hold it.
