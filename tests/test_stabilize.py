@@ -638,3 +638,48 @@ async def test_a_hanging_sts_never_makes_a_childs_request_wait_past_expiry(
     assert made > 30
     assert failures == []
     assert loopback_sts.assume_role_count > 1  # it did try to refresh
+
+
+# --- a profile's role_arn parent (botocore's AssumeRoleProvider) ---------------------------
+
+
+def _profile_role_parent(loopback_sts: LoopbackSTS, home: Any, monkeypatch: Any) -> AioSession:
+    """A session whose credentials are a profile's ``role_arn`` over a ``source_profile``
+    with the loopback's root keys, as in ``~/.aws/config``."""
+    access_key, secret_key = loopback_sts.root_credentials
+    config = home / "role-profile-config"
+    config.write_text(
+        f"[profile worker]\nrole_arn = {ROLE_A}\nrole_session_name = worker\n"
+        "source_profile = base\n\n"
+        f"[profile base]\naws_access_key_id = {access_key}\n"
+        f"aws_secret_access_key = {secret_key}\n"
+    )
+    monkeypatch.setenv("AWS_CONFIG_FILE", str(config))
+    return AioSession(profile="worker")
+
+
+async def test_a_profile_role_parent_assumes_once_per_lifetime_with_stabilize(
+    loopback_sts: LoopbackSTS, isolated_aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    loopback_sts.credential_lifetime = 20.0  # inside aiobotocore's 10-minute window
+    parent = stabilize(_profile_role_parent(loopback_sts, isolated_aws_env, monkeypatch))
+    async with parent.create_client("sts") as sts_client:
+        for _ in range(10):
+            identity = await sts_client.get_caller_identity()
+            assert identity["Arn"].endswith(":assumed-role/Reader/worker")
+    child = await assume_role(parent, ROLE_B, RoleSessionName="child")
+    assert (await caller_arn(child)).endswith(":assumed-role/Writer/child")
+    # One AssumeRole for the profile's role (its first use), one for the child.
+    assert loopback_sts.assume_role_count == 2
+
+
+async def test_without_stabilize_a_profile_role_parent_assumes_per_request(
+    loopback_sts: LoopbackSTS, isolated_aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The baseline of the test above: aiobotocore's own refresh of short credentials."""
+    loopback_sts.credential_lifetime = 20.0
+    parent = _profile_role_parent(loopback_sts, isolated_aws_env, monkeypatch)
+    async with parent.create_client("sts") as sts_client:
+        for _ in range(10):
+            await sts_client.get_caller_identity()
+    assert loopback_sts.assume_role_count >= 10
