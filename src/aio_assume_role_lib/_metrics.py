@@ -117,11 +117,12 @@ def bounded_error_type(code: str) -> str:
 _UNPRINTABLE = re.compile(r"[^\x21-\x7e]")
 
 
-def bounded_value(value: str) -> str:
+def bounded_value(value: object) -> str:
     """``value`` as an attribute: printable ASCII (others become ``?``), at most
     ``MAX_ATTRIBUTE_LENGTH`` characters; a cut value ends in a digest of the whole, so
-    two long ARNs that share their first characters stay apart."""
-    value = _UNPRINTABLE.sub("?", value)
+    two long ARNs that share their first characters stay apart. (With ``validate=False``
+    a role ARN may be anything: it is named by its text.)"""
+    value = _UNPRINTABLE.sub("?", value if isinstance(value, str) else repr(value))
     if len(value) <= MAX_ATTRIBUTE_LENGTH:
         return value
     digest = hashlib.sha256(value.encode()).hexdigest()[:12]
