@@ -613,7 +613,7 @@ def test_cli_with_edge_arguments(sts: LoopbackSTS, arguments: list[str]) -> None
 # parent and the event loop are made once.
 
 # An example of these strategies (drawn and run) costs 10-15 ms here. `python3 dev.py
-# test` (CI) sets AIO_ARL_FUZZ_EXAMPLES: 3,000 on stack S1, 500 on S2 (FUZZ_EXAMPLES in
+# test` (CI) sets AIO_ARL_FUZZ_EXAMPLES: 2,000 on stack S1, 500 on S2 (FUZZ_EXAMPLES in
 # dev.py); the defaults below are for pytest run by hand.
 _OFFLINE_EXAMPLES = os.environ.get("AIO_ARL_FUZZ_EXAMPLES")
 
