@@ -206,6 +206,43 @@ async def test_keys_and_expiration_stay_paired_when_a_refresh_lands_in_between()
     assert (served["AccessKeyId"], served["Expiration"]) == ("KEY2", "2031-01-01T00:00:00.000Z")
 
 
+class _StaticCredentials:
+    async def get_frozen_credentials(self) -> Any:
+        return type("Frozen", (), {"access_key": "KEY", "secret_key": "s", "token": "t"})()
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("error", [ValueError("in the block"), KeyboardInterrupt()])
+async def test_what_the_block_raises_comes_out_as_it_is(error: BaseException) -> None:
+    """Not in an ExceptionGroup (the server's task group's), and the endpoint is stopped."""
+    ports = []
+
+    async def serve_then_raise() -> None:
+        async with serve_container_credentials(_StaticCredentials()) as endpoint:
+            ports.append(endpoint.port)
+            assert (await request(endpoint))[0] == 200
+            raise error
+
+    with pytest.raises(type(error)) as raised:
+        await serve_then_raise()
+    assert raised.value is error
+    assert not _listening(ports[0])
+    with anyio.move_on_after(0.05) as scope:  # a cancellation goes through, and is caught
+        async with serve_container_credentials(_StaticCredentials()) as endpoint:
+            await anyio.sleep(HANG_SECONDS)
+    assert scope.cancelled_caught
+    assert not _listening(endpoint.port)
+
+
 async def test_one_failing_connection_does_not_stop_the_endpoint(
     child: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -943,6 +980,30 @@ def test_kill_9_of_the_cli_takes_the_endpoint_away(sts: LoopbackSTS) -> None:
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(seen["pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("program", "code", "message"),
+    [
+        ("no-such-program-here", 127, "command not found: no-such-program-here"),
+        ("{not_executable}", 126, "cannot run {not_executable}: Permission denied"),
+    ],
+)
+def test_command_that_cannot_run_is_named_with_the_shells_exit_code(
+    sts: LoopbackSTS, tmp_path: Path, program: str, code: int, message: str
+) -> None:
+    not_executable = tmp_path / "script"
+    not_executable.write_text("#!/bin/sh\n")
+    program = program.format(not_executable=not_executable)
+    result = subprocess.run(
+        [*CLI, "--container-credentials", ROLE_A, "--", program, "argument"],
+        env=cli_environ(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
+    assert result.returncode == code
+    assert result.stderr == f"aio-assume-role: {message.format(not_executable=not_executable)}\n"
 
 
 def test_sidecar_serves_until_sigterm(sts: LoopbackSTS, tmp_path: Path) -> None:
