@@ -18,6 +18,7 @@ import logging
 import os
 import re
 import secrets
+import select
 import signal
 import socket
 import stat
@@ -917,7 +918,10 @@ def test_a_role_that_cannot_be_assumed_fails_before_command_runs(
 WAITING_COMMAND = textwrap.dedent(
     """
     import json, os, signal, sys, time
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
+    def stop(*_):
+        print("SIGTERM", flush=True)
+        sys.exit(42)
+    signal.signal(signal.SIGTERM, stop)
     token = open(os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]).read()
     url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
     print(json.dumps({"url": url, "token": token, "pid": os.getpid()}), flush=True)
@@ -967,16 +971,22 @@ def test_sigterm_is_forwarded_and_the_endpoint_stops_with_command(sts: LoopbackS
     assert not _listening(_port_of(seen["url"]))
 
 
-def test_kill_9_of_the_cli_takes_the_endpoint_away(sts: LoopbackSTS) -> None:
+def test_kill_9_of_the_cli_takes_the_endpoint_away_and_command_is_told(sts: LoopbackSTS) -> None:
     process, seen = _start_waiting_command()
     try:
         assert _ask(seen["url"], seen["token"]) == 200
         process.kill()  # SIGKILL: no cleanup runs
         process.wait(timeout=HANG_SECONDS)
-        # COMMAND lives on (nobody could tell it), but holds no working endpoint: the
-        # port is closed (COMMAND did not inherit the listening socket).
-        os.kill(seen["pid"], 0)
+        # The port is closed (COMMAND did not inherit the listening socket)...
         assert not _listening(_port_of(seen["url"]))
+        assert process.stdout is not None
+        if sys.platform.startswith("linux"):
+            # ...and Linux sends COMMAND a SIGTERM (PR_SET_PDEATHSIG, set by the CLI).
+            ready, _, _ = select.select([process.stdout], [], [], HANG_SECONDS)
+            assert ready, "COMMAND got no SIGTERM"
+            assert process.stdout.readline() == "SIGTERM\n"
+        else:
+            os.kill(seen["pid"], 0)  # COMMAND lives on: nobody could tell it
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(seen["pid"], signal.SIGKILL)
@@ -1004,6 +1014,27 @@ def test_command_that_cannot_run_is_named_with_the_shells_exit_code(
     )
     assert result.returncode == code
     assert result.stderr == f"aio-assume-role: {message.format(not_executable=not_executable)}\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_launcher_whose_cli_died_before_the_prctl_ends_itself() -> None:
+    """The race the launcher closes: it runs COMMAND only while its parent is alive."""
+    from aio_assume_role_lib import _cli
+
+    report, report_to = os.pipe()
+    another_parent = str(os.getpid() + 1)  # its parent is this process
+    try:
+        result = subprocess.run(
+            [*_cli._LAUNCHER, another_parent, str(report_to), "echo", "ran"],
+            pass_fds=(report_to,),
+            capture_output=True,
+            text=True,
+            timeout=HANG_SECONDS,
+        )
+    finally:
+        os.close(report)
+        os.close(report_to)
+    assert (result.returncode, result.stdout) == (-signal.SIGTERM, "")
 
 
 def test_sidecar_serves_until_sigterm(sts: LoopbackSTS, tmp_path: Path) -> None:
