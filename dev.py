@@ -19,6 +19,9 @@ Stacks:
           needs 3.12; only the adapters' tests run there (ADAPTER_TESTS)
     moto  moto's STS server, in its own environment: moto wants a newer botocore
           than aiobotocore allows, so the tests run it as a subprocess from here.
+    awscli the AWS CLI v1 (its own botocore vendored inside), in an environment of its
+          own so that its pins (docutils <= 0.19, rsa < 4.8, ...) stay out of the
+          stacks; tests/test_endpoint.py runs it as a client of the container endpoint.
 """
 
 from __future__ import annotations
@@ -73,6 +76,8 @@ STACKS: dict[str, list[str]] = {
         "stubs-s1",
     ],
     "moto": ["moto[sts,iam]==5.2.5", "flask", "flask-cors"],
+    # The AWS CLI v1 (its own botocore inside), a client of the container endpoint.
+    "awscli": ["awscli==1.46.3"],
     # Benchmarks run on stack s2 so that every anchor installs beside this library:
     # aws-assume-role-lib (sync, in the test group) and aioboto3-assume need boto3/aioboto3.
     "bench": [
@@ -90,7 +95,7 @@ STACKS: dict[str, list[str]] = {
 }
 
 # The environments tests and benchmarks run from (many processes each).
-RUN_FROM = ("s1", "s2", "s3", "moto", "bench")
+RUN_FROM = ("s1", "s2", "s3", "moto", "awscli", "bench")
 
 # Environments made with Python >= 3.12 instead of the Python running dev.py.
 PYTHON_312_STACKS = ("s3",)
@@ -658,6 +663,7 @@ def test(pytest_args: list[str]) -> int:
     s3 = envs["s3"]
     moto = envs["moto"]
     os.environ["AIO_ARL_MOTO_SERVER"] = str(_bin(moto, "moto_server"))
+    os.environ["AIO_ARL_AWS_CLI"] = str(_bin(envs["awscli"], "aws"))
     s1 = stack_envs["s1"]
     dev: list[str | Path] = [sys.executable, Path(__file__).resolve()]
     environments = time.monotonic()

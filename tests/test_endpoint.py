@@ -8,6 +8,7 @@ credential lifetimes, with an STS outage across a refresh.
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import datetime
 import hmac
 import http.server
@@ -16,6 +17,8 @@ import json
 import logging
 import os
 import re
+import secrets
+import select
 import signal
 import socket
 import stat
@@ -38,7 +41,7 @@ from aio_assume_role_lib import (
     serve_container_credentials,
 )
 from aio_assume_role_lib import _endpoint as endpoint_module
-from aio_assume_role_lib.testing import LoopbackSTS
+from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 from aio_assume_role_lib.testing._identities import ISSUED_KEY_PREFIX
 
 from .conftest import HANG_SECONDS, HAS_TRIO, ROLE_A, httpx_parent, make_parent
@@ -202,6 +205,43 @@ async def test_keys_and_expiration_stay_paired_when_a_refresh_lands_in_between()
     assert status == 200
     served = json.loads(body)
     assert (served["AccessKeyId"], served["Expiration"]) == ("KEY2", "2031-01-01T00:00:00.000Z")
+
+
+class _StaticCredentials:
+    async def get_frozen_credentials(self) -> Any:
+        return type("Frozen", (), {"access_key": "KEY", "secret_key": "s", "token": "t"})()
+
+
+@pytest.mark.parametrize(
+    "anyio_backend",
+    [
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
+        ),
+    ],
+)
+@pytest.mark.parametrize("error", [ValueError("in the block"), KeyboardInterrupt()])
+async def test_what_the_block_raises_comes_out_as_it_is(error: BaseException) -> None:
+    """Not in an ExceptionGroup (the server's task group's), and the endpoint is stopped."""
+    ports = []
+
+    async def serve_then_raise() -> None:
+        async with serve_container_credentials(_StaticCredentials()) as endpoint:
+            ports.append(endpoint.port)
+            assert (await request(endpoint))[0] == 200
+            raise error
+
+    with pytest.raises(type(error)) as raised:
+        await serve_then_raise()
+    assert raised.value is error
+    assert not _listening(ports[0])
+    with anyio.move_on_after(0.05) as scope:  # a cancellation goes through, and is caught
+        async with serve_container_credentials(_StaticCredentials()) as endpoint:
+            await anyio.sleep(HANG_SECONDS)
+    assert scope.cancelled_caught
+    assert not _listening(endpoint.port)
 
 
 async def test_one_failing_connection_does_not_stop_the_endpoint(
@@ -498,13 +538,49 @@ sys.exit(1 if failures else 0)
 
 HAS_OBSTORE = importlib.util.find_spec("obstore") is not None
 
-# COMMAND: every client at once; fails if any did.
+# The AWS CLI v1: dev.py installs it in an environment of its own (.venv/awscli: it pins
+# its dependencies) and names its `aws` in AIO_ARL_AWS_CLI, as it names moto's server.
+AWS_CLI = os.environ.get("AIO_ARL_AWS_CLI") or None
+NO_AWS_CLI = (
+    "the AWS CLI is not installed here: AIO_ARL_AWS_CLI names its `aws` "
+    "(`python3 dev.py test` installs it in .venv/awscli and sets the variable)"
+)
+
+# The AWS CLI as a client: one `aws sts get-caller-identity` per line read from stdin (the
+# test picks the moments; each run starts a new CLI, ~0.4 s of CPU), until stdin closes.
+# It prints one JSON line per run. --debug because nothing else says which access key
+# the CLI signed with (its log's Authorization header does: Credential=<key id>/...);
+# that log also holds the session token, so only the key id, the ARN and, after a
+# failure, the CLI's last line leave this process.
+AWS_CLI_RUNS = """
+import json, re, subprocess, sys, time
+for _ in sys.stdin:
+    started = time.time()
+    result = subprocess.run(
+        [sys.argv[1], "--debug", "sts", "get-caller-identity", "--query", "Arn", "--output", "text"],
+        stdin=subprocess.DEVNULL, capture_output=True, text=True,
+    )
+    lines = result.stderr.strip().splitlines()
+    print("aws-cli run", json.dumps({
+        "started": started,
+        "ended": time.time(),
+        "exit": result.returncode,
+        "arn": result.stdout.strip(),
+        "keys": sorted(set(re.findall(r"Credential=(\\w+)/", result.stderr))),
+        "error": lines[-1][:300] if result.returncode and lines else "",
+    }), flush=True)
+"""
+
+# COMMAND: every client at once (obstore and the AWS CLI when given); fails if any did.
 ALL_CLIENTS = f"""
 import subprocess, sys
-loops = [{BOTOCORE_LOOP!r}, {AIOBOTOCORE_LOOP!r}]
-if len(sys.argv) > 2:
-    loops.append({OBSTORE_LOOP!r})
-workers = [subprocess.Popen([sys.executable, "-c", loop, *sys.argv[1:]]) for loop in loops]
+deadline, s3_url, aws = sys.argv[1:]
+loops = [({BOTOCORE_LOOP!r}, deadline), ({AIOBOTOCORE_LOOP!r}, deadline)]
+if s3_url:
+    loops.append(({OBSTORE_LOOP!r}, deadline, s3_url))
+if aws:
+    loops.append(({AWS_CLI_RUNS!r}, aws))
+workers = [subprocess.Popen([sys.executable, "-c", loop, *arguments]) for loop, *arguments in loops]
 sys.exit(max(worker.wait() for worker in workers))
 """
 
@@ -554,76 +630,222 @@ def cli_environ(extra: dict[str, str] | None = None) -> dict[str, str]:
     return environ
 
 
-def test_sdk_clients_as_command_through_an_sts_outage(sts: LoopbackSTS) -> None:
-    lifetime, duration = 20.0, 50.0
-    sts.credential_lifetime = lifetime
-    deadline = time.time() + duration
-    s3 = S3Stub()
-    obstore_arguments = [s3.url] if HAS_OBSTORE else []
-    with s3:
-        stdout, calls = _run_clients_through_an_outage(
-            sts, lifetime, duration, [str(deadline), *obstore_arguments]
-        )
-    assert "botocore failures 0" in stdout
-    assert "aiobotocore failures 0" in stdout
+@dataclasses.dataclass
+class ClientsRun:
+    """What one run of every client as COMMAND, through an STS outage, left behind."""
 
-    identity_calls = [call for call in calls if call.action == "GetCallerIdentity"]
+    lifetime: float
+    duration: float
+    returncode: int  # COMMAND's: the SDK loops' (the AWS CLI's runs are in aws_runs)
+    stdout: str
+    stderr: str
+    calls: list[STSCall]
+    s3_requests: list[tuple[float, str]]
+    outage: tuple[float, float]  # every AssumeRole failed between these (epoch seconds)
+    aws_runs: list[dict[str, Any]]
+
+    @property
+    def assume_roles(self) -> list[STSCall]:
+        return [call for call in self.calls if call.action == "AssumeRole"]
+
+    @property
+    def expiry_of(self) -> dict[str | None, float | None]:
+        """Every issued access key id and its expiry."""
+        return {
+            c.issued_access_key_id: c.expiration for c in self.assume_roles if c.outcome == "ok"
+        }
+
+
+@pytest.fixture(scope="module")
+def clients_through_an_outage(tmp_path_factory: pytest.TempPathFactory) -> ClientsRun:
+    """Every client as COMMAND of one ``aio-assume-role --container-credentials`` for 50 s
+    of 20 s credentials, STS down across the first refresh.
+
+    One run for the tests below, each of which checks its clients: its real time is the
+    cost. Module-scoped, it makes its own loopback STS and isolated environment (the
+    plugin's fixtures are function-scoped).
+    """
+    lifetime, duration = 20.0, 50.0
+    home = tmp_path_factory.mktemp("clients-home")
+    environ = {k: v for k, v in os.environ.items() if not k.startswith(("AWS_", "XDG_"))}
+    environ.update(
+        HOME=str(home),
+        AWS_CONFIG_FILE=str(home / "config"),
+        AWS_SHARED_CREDENTIALS_FILE=str(home / "credentials"),
+        AWS_EC2_METADATA_DISABLED="true",
+    )
+    with LoopbackSTS(credential_lifetime=lifetime) as sts, S3Stub() as s3:
+        environ.update(sts.environ())
+        deadline = time.time() + duration
+        clients = [str(deadline), s3.url if HAS_OBSTORE else "", AWS_CLI or ""]
+        command = [sys.executable, "-c", ALL_CLIENTS, *clients]
+        process = subprocess.Popen(
+            [*CLI, "--container-credentials", ROLE_A, "--", *command],
+            env=environ,
+            stdin=subprocess.PIPE if AWS_CLI else subprocess.DEVNULL,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        with _reaped(process):
+            first = _wait_for(lambda: _assume_roles(sts), "the first AssumeRole")[0].time
+
+            def sleep_until(offset: float) -> None:
+                time.sleep(max(0.0, first + offset - time.time()))
+
+            def run_aws_cli() -> None:
+                if AWS_CLI and process.stdin is not None:
+                    process.stdin.write("run\n")
+                    process.stdin.flush()
+
+            # The AWS CLI runs twice in the first lifetime, once while STS is down, then
+            # every 7 s: across three credentials.
+            for offset in (1.0, 8.0):
+                sleep_until(offset)
+                run_aws_cli()
+            # STS down across the first advisory refresh (at 16-17 s of a 20 s lifetime):
+            # every AssumeRole fails from 15 s to 17.5 s after the first fetch. The AWS
+            # CLI runs as soon as the endpoint met the outage (a failed AssumeRole).
+            sleep_until(15.0)
+            outage_from = time.time()
+            sts.fail_next("5xx", 1000)
+            while time.time() < first + 17.5:
+                if any(call.outcome != "ok" for call in _assume_roles(sts)):
+                    run_aws_cli()
+                    break
+                time.sleep(0.02)
+            sleep_until(17.5)
+            calls_before_recovery = sts.calls
+            sts.reset()
+            outage_to = time.time()
+            for offset in (22.0, 29.0, 36.0, 43.0):
+                sleep_until(offset)
+                run_aws_cli()
+            stdout, stderr = process.communicate(timeout=duration + HANG_SECONDS)
+        calls = calls_before_recovery + sts.calls
+    prefix = "aws-cli run "
+    return ClientsRun(
+        lifetime=lifetime,
+        duration=duration,
+        returncode=process.returncode,
+        stdout=stdout,
+        stderr=stderr,
+        calls=calls,
+        s3_requests=s3.requests,
+        outage=(outage_from, outage_to),
+        aws_runs=[
+            json.loads(line[len(prefix) :])
+            for line in stdout.splitlines()
+            if line.startswith(prefix)
+        ],
+    )
+
+
+def test_sdk_clients_as_command_through_an_sts_outage(
+    clients_through_an_outage: ClientsRun,
+) -> None:
+    run = clients_through_an_outage
+    assert run.returncode == 0, run.stderr[-3000:]
+    assert "botocore failures 0" in run.stdout
+    assert "aiobotocore failures 0" in run.stdout
+
+    identity_calls = [call for call in run.calls if call.action == "GetCallerIdentity"]
     assert len(identity_calls) > 200  # two clients, 5 a second each, ~48 s
     assert {call.outcome for call in identity_calls} == {"ok"}
     keys_used = {call.access_key_id for call in identity_calls}
-    assume_roles = [call for call in calls if call.action == "AssumeRole"]
-    expiry_of = {c.issued_access_key_id: c.expiration for c in assume_roles if c.outcome == "ok"}
+    expiry_of = run.expiry_of
     assert keys_used <= set(expiry_of)
     assert len(keys_used) >= 3  # 50 s of 20 s credentials: the first and two refreshes
     if HAS_OBSTORE:
-        assert "obstore failures 0" in stdout
-        assert len(s3.requests) > 100
-        for moment, key in s3.requests:
+        assert "obstore failures 0" in run.stdout
+        assert len(run.s3_requests) > 100
+        for moment, key in run.s3_requests:
             assert moment < (expiry_of[key] or 0.0)  # an issued key, used before it expired
-        assert len({key for _, key in s3.requests}) >= 3
+        assert len({key for _, key in run.s3_requests}) >= 3
+    failed = _assert_about_one_assume_role_per_lifetime(run)
+    print(
+        f"\nendpoint: {len(identity_calls)} STS calls by 2 SDKs and {len(run.s3_requests)} "
+        f"obstore reads over {run.duration:.0f} s of {run.lifetime:.0f} s credentials, "
+        f"{len(expiry_of)} AssumeRole, {len(failed)} failed in the outage, "
+        f"{len(keys_used)} keys used"
+    )
+
+
+@pytest.mark.skipif(AWS_CLI is None, reason=NO_AWS_CLI)
+def test_aws_cli_as_command_through_an_sts_outage(clients_through_an_outage: ClientsRun) -> None:
+    run = clients_through_an_outage
+    runs = run.aws_runs
+    assert len(runs) == 7, run.stdout[-3000:]
+    assert [r for r in runs if r["exit"] != 0 or not r["arn"].startswith(READER_ARN)] == []
+    assert all(len(r["keys"]) == 1 for r in runs)  # one key signed each run's one call
+    keys = [r["keys"][0] for r in runs]
+    assert set(keys) <= set(run.expiry_of)  # issued by the endpoint's AssumeRole calls
+    assert len(set(keys)) >= 2  # 43 s of 20 s credentials: the CLI saw them refreshed
+    # One run started after the endpoint's refresh had failed, while STS was still down.
+    first_failure = min(c.time for c in run.assume_roles if c.outcome != "ok")
+    during = [r for r in runs if first_failure <= r["started"] <= run.outage[1]]
+    assert len(during) == 1
+    failed = _assert_about_one_assume_role_per_lifetime(run)
+    wall = sum(r["ended"] - r["started"] for r in runs)
+    print(
+        f"\nAWS CLI: {len(runs)} runs of `aws sts get-caller-identity` over "
+        f"{runs[-1]['ended'] - runs[0]['started']:.0f} s of {run.lifetime:.0f} s credentials, "
+        f"0 failed, {len(set(keys))} keys, one run while STS was down (its key "
+        f"{'issued before the outage' if keys[runs.index(during[0])] == keys[0] else 'new'}), "
+        f"{len(run.expiry_of)} AssumeRole, {len(failed)} failed; the runs took {wall:.1f} s"
+    )
+
+
+def _assert_about_one_assume_role_per_lifetime(run: ClientsRun) -> list[STSCall]:
+    """About one AssumeRole per lifetime, a few failed in the outage; returns those."""
+    assume_roles = run.assume_roles
     failed = [call for call in assume_roles if call.outcome != "ok"]
     assert 1 <= len(failed) <= 3  # the outage was met, and retried only a few times
-    # About one AssumeRole per lifetime: a refresh every 16-18 s, never more.
+    # A refresh every 16-18 s, never more.
     elapsed = assume_roles[-1].time - assume_roles[0].time
-    assert len(expiry_of) <= 2 + elapsed / (lifetime * 0.8)
-    print(
-        f"\nendpoint: {len(identity_calls)} STS calls by 2 SDKs and {len(s3.requests)} obstore "
-        f"reads over {duration:.0f} s of {lifetime:.0f} s credentials, {len(expiry_of)} "
-        f"AssumeRole, {len(failed)} failed in the outage, {len(keys_used)} keys used"
-    )
+    assert len(run.expiry_of) <= 2 + elapsed / (run.lifetime * 0.8)
+    return failed
 
 
-def _run_clients_through_an_outage(
-    sts: LoopbackSTS, lifetime: float, duration: float, arguments: list[str]
-) -> tuple[str, list[Any]]:
-    process = subprocess.Popen(
-        [
-            *CLI,
-            "--container-credentials",
-            ROLE_A,
-            "--",
-            sys.executable,
-            "-c",
-            ALL_CLIENTS,
-            *arguments,
-        ],
-        env=cli_environ(),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    with _reaped(process):
-        # STS down across the first advisory refresh (at 16-17 s of a 20 s lifetime):
-        # every AssumeRole fails from 15 s to 17.5 s after the first fetch.
-        first = _wait_for(lambda: _assume_roles(sts), "the first AssumeRole")[0].time
-        time.sleep(max(0.0, first + 15.0 - time.time()))
-        sts.fail_next("5xx", 1000)
-        time.sleep(max(0.0, first + 17.5 - time.time()))
-        calls_before_recovery = sts.calls
-        sts.reset()
-        stdout, stderr = process.communicate(timeout=duration + HANG_SECONDS)
-    assert process.returncode == 0, stderr[-3000:]
-    return stdout, calls_before_recovery + sts.calls
+@pytest.mark.skipif(AWS_CLI is None, reason=NO_AWS_CLI)
+async def test_aws_cli_with_a_wrong_or_no_token_fails_cleanly_showing_no_secret(
+    sts: LoopbackSTS, child: Any
+) -> None:
+    async with serve_container_credentials(child) as endpoint:
+        status, body = await request(endpoint)
+        assert status == 200
+        served = json.loads(body)  # what the CLI must never get, nor show
+        wrong = secrets.token_urlsafe(32)  # as another endpoint's token would be
+        # The endpoint's variables and nothing else (the root key would come first).
+        environ = {k: v for k, v in os.environ.items() if k not in CREDENTIAL_VARIABLES}
+        environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"] = endpoint.url
+        results: dict[str, Any] = {}
+
+        async def run_aws(name: str, extra: dict[str, str]) -> None:
+            assert AWS_CLI is not None
+            results[name] = await anyio.run_process(
+                [AWS_CLI, "sts", "get-caller-identity"], env={**environ, **extra}, check=False
+            )
+
+        with anyio.fail_after(HANG_SECONDS):
+            async with anyio.create_task_group() as runs:  # side by side: each retries ~2 s
+                runs.start_soon(run_aws, "wrong", {"AWS_CONTAINER_AUTHORIZATION_TOKEN": wrong})
+                runs.start_soon(run_aws, "missing", {})
+    for name, code in (("wrong", 403), ("missing", 401)):
+        result = results[name]
+        stdout, stderr = result.stdout.decode(), result.stderr.decode()
+        assert result.returncode == 255, stderr  # the CLI's exit for a failed command
+        assert stdout == ""
+        # The CLI's own message, one line, no traceback.
+        assert stderr.strip() == (
+            "Error when retrieving credentials from container-role: Error retrieving "
+            f"metadata: Received non 200 response {code} from container metadata:"
+        )
+        for secret in (endpoint.token, wrong, served["SecretAccessKey"], served["Token"]):
+            assert secret not in stdout + stderr
+    assert endpoint.requests_served == 1  # ours; the CLIs' requests were all refused
+    assert endpoint.requests_refused >= 2
+    assert [call.action for call in sts.calls] == ["AssumeRole"]  # no STS call made
 
 
 def test_command_gets_only_the_endpoint_and_its_exit_code_passes_through(
@@ -696,7 +918,10 @@ def test_a_role_that_cannot_be_assumed_fails_before_command_runs(
 WAITING_COMMAND = textwrap.dedent(
     """
     import json, os, signal, sys, time
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(42))
+    def stop(*_):
+        print("SIGTERM", flush=True)
+        sys.exit(42)
+    signal.signal(signal.SIGTERM, stop)
     token = open(os.environ["AWS_CONTAINER_AUTHORIZATION_TOKEN_FILE"]).read()
     url = os.environ["AWS_CONTAINER_CREDENTIALS_FULL_URI"]
     print(json.dumps({"url": url, "token": token, "pid": os.getpid()}), flush=True)
@@ -746,19 +971,70 @@ def test_sigterm_is_forwarded_and_the_endpoint_stops_with_command(sts: LoopbackS
     assert not _listening(_port_of(seen["url"]))
 
 
-def test_kill_9_of_the_cli_takes_the_endpoint_away(sts: LoopbackSTS) -> None:
+def test_kill_9_of_the_cli_takes_the_endpoint_away_and_command_is_told(sts: LoopbackSTS) -> None:
     process, seen = _start_waiting_command()
     try:
         assert _ask(seen["url"], seen["token"]) == 200
         process.kill()  # SIGKILL: no cleanup runs
         process.wait(timeout=HANG_SECONDS)
-        # COMMAND lives on (nobody could tell it), but holds no working endpoint: the
-        # port is closed (COMMAND did not inherit the listening socket).
-        os.kill(seen["pid"], 0)
+        # The port is closed (COMMAND did not inherit the listening socket)...
         assert not _listening(_port_of(seen["url"]))
+        assert process.stdout is not None
+        if sys.platform.startswith("linux"):
+            # ...and Linux sends COMMAND a SIGTERM (PR_SET_PDEATHSIG, set by the CLI).
+            ready, _, _ = select.select([process.stdout], [], [], HANG_SECONDS)
+            assert ready, "COMMAND got no SIGTERM"
+            assert process.stdout.readline() == "SIGTERM\n"
+        else:
+            os.kill(seen["pid"], 0)  # COMMAND lives on: nobody could tell it
     finally:
         with contextlib.suppress(ProcessLookupError):
             os.kill(seen["pid"], signal.SIGKILL)
+
+
+@pytest.mark.parametrize(
+    ("program", "code", "message"),
+    [
+        ("no-such-program-here", 127, "command not found: no-such-program-here"),
+        ("{not_executable}", 126, "cannot run {not_executable}: Permission denied"),
+    ],
+)
+def test_command_that_cannot_run_is_named_with_the_shells_exit_code(
+    sts: LoopbackSTS, tmp_path: Path, program: str, code: int, message: str
+) -> None:
+    not_executable = tmp_path / "script"
+    not_executable.write_text("#!/bin/sh\n")
+    program = program.format(not_executable=not_executable)
+    result = subprocess.run(
+        [*CLI, "--container-credentials", ROLE_A, "--", program, "argument"],
+        env=cli_environ(),
+        capture_output=True,
+        text=True,
+        timeout=HANG_SECONDS,
+    )
+    assert result.returncode == code
+    assert result.stderr == f"aio-assume-role: {message.format(not_executable=not_executable)}\n"
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="PR_SET_PDEATHSIG is Linux's")
+def test_launcher_whose_cli_died_before_the_prctl_ends_itself() -> None:
+    """The race the launcher closes: it runs COMMAND only while its parent is alive."""
+    from aio_assume_role_lib import _cli
+
+    report, report_to = os.pipe()
+    another_parent = str(os.getpid() + 1)  # its parent is this process
+    try:
+        result = subprocess.run(
+            [*_cli._LAUNCHER, another_parent, str(report_to), "echo", "ran"],
+            pass_fds=(report_to,),
+            capture_output=True,
+            text=True,
+            timeout=HANG_SECONDS,
+        )
+    finally:
+        os.close(report)
+        os.close(report_to)
+    assert (result.returncode, result.stdout) == (-signal.SIGTERM, "")
 
 
 def test_sidecar_serves_until_sigterm(sts: LoopbackSTS, tmp_path: Path) -> None:

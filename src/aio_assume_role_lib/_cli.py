@@ -767,10 +767,20 @@ def _in_main_thread() -> bool:
     return threading.current_thread() is threading.main_thread()
 
 
-def _run_command(command: list[str], environment: dict[str, str]) -> int:
+def _run_command(
+    command: list[str], environment: dict[str, str], *, die_with_us: bool = False
+) -> int:
+    """Run COMMAND to its end, passing signals on; its exit code, as a shell gives it.
+
+    ``die_with_us``: on Linux, COMMAND gets SIGTERM if aio-assume-role dies first
+    (``_start_dying_with_us``).
+    """
     with _SignalForwarder() as forwarder:
         try:
-            process = subprocess.Popen(command, env=environment)
+            if die_with_us and _CAN_DIE_WITH_US:
+                process = _start_dying_with_us(command, environment)
+            else:
+                process = subprocess.Popen(command, env=environment)
         except FileNotFoundError:
             raise _Failure(EXIT_COMMAND_NOT_FOUND, f"command not found: {command[0]}") from None
         except OSError as error:
@@ -781,6 +791,62 @@ def _run_command(command: list[str], environment: dict[str, str]) -> int:
         returncode = forwarder.wait(process)
     # A command killed by signal N exits 128 + N, as in a shell.
     return 128 - returncode if returncode < 0 else returncode
+
+
+# Linux: with --container-credentials, COMMAND gets SIGTERM when aio-assume-role dies,
+# even by SIGKILL (its endpoint dies with it, and COMMAND would go on until its next
+# refresh failed): prctl(PR_SET_PDEATHSIG), which survives exec. A small launcher sets
+# it, then execs COMMAND in its own place (same process id), or reports why it could not
+# through a pipe that a successful exec closes. (Set in a preexec_fn instead, it would
+# run Python in the forked child of a process with threads, the endpoint's event loop's:
+# CPython documents that as unsafe.) The signal comes when the thread that started the
+# launcher ends: the main thread, which lives as long as aio-assume-role does. Not for
+# set-user-ID programs, for which Linux clears it at exec.
+_CAN_DIE_WITH_US = (
+    sys.platform.startswith("linux") and bool(sys.executable) and os.access(sys.executable, os.X_OK)
+)
+_PR_SET_PDEATHSIG = 1
+_DYING_WITH_US_LAUNCHER = f"""
+import os, signal, sys
+parent, report, command = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3:]
+try:
+    import ctypes
+    ctypes.CDLL(None, use_errno=True).prctl({_PR_SET_PDEATHSIG}, signal.SIGTERM)
+except (ImportError, OSError, AttributeError):
+    pass  # a Python without ctypes: COMMAND runs, without the signal
+if os.getppid() != parent:  # aio-assume-role died before the prctl
+    os.kill(os.getpid(), signal.SIGTERM)
+os.set_inheritable(report, False)
+try:
+    os.execvp(command[0], command)
+except OSError as error:
+    os.write(report, str(error.errno).encode())
+    sys.exit(127)
+"""
+# -I: no PYTHON* variable nor user site changes the launcher; -S: no site (faster).
+_LAUNCHER = (sys.executable, "-I", "-S", "-c", _DYING_WITH_US_LAUNCHER)
+
+
+def _start_dying_with_us(
+    command: list[str], environment: dict[str, str]
+) -> subprocess.Popen[bytes]:
+    """Start COMMAND through the launcher; raise OSError as Popen would if it cannot."""
+    report, report_to = os.pipe()
+    with open(report, "rb") as reported:
+        try:
+            process = subprocess.Popen(
+                [*_LAUNCHER, str(os.getpid()), str(report_to), *command],
+                env=environment,
+                pass_fds=(report_to,),
+            )
+        finally:
+            os.close(report_to)
+        failure = reported.read()  # nothing: COMMAND runs (the exec closed the pipe)
+    if failure:
+        process.wait()
+        number = int(failure)
+        raise OSError(number, os.strerror(number))  # FileNotFoundError for ENOENT
+    return process
 
 
 # --- entry point --------------------------------------------------------------------------
@@ -970,7 +1036,7 @@ def _serve_container_credentials(invocation: _Invocation, options: _ContainerOpt
                     ) as endpoint,
                 ):
                     environment.update(endpoint.environ())
-                    return _run_command(invocation.command, environment)
+                    return _run_command(invocation.command, environment, die_with_us=True)
 
 
 async def _serve_sidecar(invocation: _Invocation, options: _ContainerOptions) -> int:

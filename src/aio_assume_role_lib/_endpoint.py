@@ -252,13 +252,23 @@ async def serve_container_credentials(
         if path is not None:
             await anyio.to_thread.run_sync(_write_token_file, path, token)
         try:
+            # What the caller's block raises is raised as it is, after the task group:
+            # raised inside it, it would come out in an ExceptionGroup. (A cancellation
+            # goes through the group, which knows what to do with it.)
+            raised: BaseException | None = None
             async with anyio.create_task_group() as tasks:
                 tasks.start_soon(listener.serve, server.handle)
                 _log.info("container-credentials endpoint serving on %s", endpoint.url)
                 try:
                     yield endpoint
+                except anyio.get_cancelled_exc_class():
+                    raise
+                except BaseException as error:
+                    raised = error
                 finally:
                     tasks.cancel_scope.cancel()
+            if raised is not None:
+                raise raised
         finally:
             if path is not None:
                 with contextlib.suppress(FileNotFoundError):
