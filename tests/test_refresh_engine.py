@@ -1205,6 +1205,7 @@ def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
 def test_flights_left_in_a_closed_loop_keep_neither_children_nor_parent(
     sts: LoopbackSTS,
 ) -> None:
+    # asyncio only: trio.run() cannot end without cancelling every task it started.
     sts.fail_next("hang", 20)
     refs: list[weakref.ref[Any]] = []
     loop = asyncio.new_event_loop()
