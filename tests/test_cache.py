@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import anyio.lowlevel
 import botocore.credentials
 import botocore.exceptions
 import botocore.utils
@@ -27,9 +28,13 @@ import pytest
 from dateutil.parser import parse
 from dateutil.tz import tzutc
 
-from aio_assume_role_lib import JSONFileCache, _cache, assume_role
+from aio_assume_role_lib import JSONFileCache, RefreshPolicy, _cache, assume_role
+from aio_assume_role_lib._refresh import RefreshTimeoutError
+from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS
 
+from ._hand_clock_fetch import hand_clock_child
+from ._manual_clock import ManualClock
 from .conftest import HANG_SECONDS, caller_arn, make_parent
 
 SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCYEXAMPLEKEY"
@@ -1379,5 +1384,97 @@ async def test_a_hanging_read_does_not_hold_the_caller_past_its_deadline(
             with anyio.fail_after(0.2):
                 await cache.aget("key")
         assert not release.is_set()  # the deadline came while the read still hung
+    finally:
+        release.set()
+
+
+# --- a hung file system under a refresh's deadline, with time by hand (issue 20 D5) -------
+
+
+class _HungContains(botocore.utils.JSONFileCache):  # type: ignore[misc]
+    """botocore's own cache, on a file system whose reads hang until released."""
+
+    def __init__(self, working_dir: str, hang: Any) -> None:
+        super().__init__(working_dir=working_dir)
+        self._hang = hang
+
+    def __contains__(self, cache_key: object) -> bool:
+        self._hang()
+        return bool(super().__contains__(cache_key))
+
+
+@pytest.mark.anyio
+@pytest.mark.parametrize(
+    ("hung", "deadline"),
+    [
+        # A shared refresh opens the key's lock file inside its try.
+        ("lock file open", "try_timeout_seconds"),
+        # The first refresh reads the cache before its tries, within their allowance.
+        ("botocore cache read", "token_code_timeout_seconds"),
+        ("cache read", "token_code_timeout_seconds"),
+    ],
+)
+async def test_a_hung_file_system_hop_is_abandoned_at_the_refresh_deadline(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, anyio_backend: str, hung: str, deadline: str
+) -> None:
+    """Every hop of a refresh into a worker thread (the lock file's open, a cache read)
+    is let go when the refresh's deadline comes, by the refresher's clock: here a hand
+    clock, so the hop hangs for as long as the test likes and the deadline comes exactly
+    when the clock says (the fetcher's own real-time bounds are set far out)."""
+    entered, release = threading.Event(), threading.Event()
+
+    def hang(*args: object) -> None:
+        entered.set()
+        release.wait(HANG_SECONDS)  # (bounded: a failing run ends too)
+
+    cache: Any
+    if hung == "lock file open":
+        take = _cache._try_lock
+
+        def hung_open(path: str, held: list[int], created: list[str]) -> None:
+            hang()
+            take(path, held, created)
+
+        monkeypatch.setattr(_cache, "_try_lock", hung_open)
+        cache = JSONFileCache(tmp_path)
+    elif hung == "botocore cache read":
+        cache = _HungContains(str(tmp_path), hang)
+    else:
+        read = _cache._read_file
+
+        def hung_read(path: str, *args: Any) -> bytes:
+            hang()
+            return read(path, *args)
+
+        monkeypatch.setattr(_cache, "_read_file", hung_read)
+        cache = JSONFileCache(tmp_path)
+    policy = RefreshPolicy(try_timeout_seconds=0.5, token_code_timeout_seconds=1.0, max_tries=1)
+    seconds = getattr(policy, deadline)
+    clock = ManualClock(wall=time.time())
+    child = hand_clock_child(
+        StsClients(make_parent()), clock, ROLE, RoleSessionName="hung", cache=cache, policy=policy
+    )
+    outcome: list[BaseException] = []
+
+    async def first_fetch() -> None:
+        with pytest.raises(RefreshTimeoutError) as caught:
+            await child.get()
+        outcome.append(caught.value)
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first_fetch)
+            with anyio.fail_after(HANG_SECONDS):
+                while not entered.is_set():  # the hop is in its worker thread  # noqa: ASYNC110
+                    await anyio.sleep(0.005)
+            await clock.advance(seconds * 0.9)
+            assert outcome == []  # before the deadline: still waiting for the hop
+            await clock.advance(seconds * 0.1)
+            for _ in range(1000):  # scheduler rounds, no time: the hop is let go at once
+                if outcome:
+                    break
+                await anyio.lowlevel.checkpoint()
+            assert outcome, "the refresh still waits for the hung hop after its deadline"
+            assert not release.is_set()  # the hop hangs on: it was abandoned, not waited for
     finally:
         release.set()

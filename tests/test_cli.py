@@ -17,18 +17,26 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
+import anyio
+import anyio.lowlevel
 import pytest
+from aiobotocore.session import AioSession
 
-from aio_assume_role_lib import __version__
+from aio_assume_role_lib import RefreshPolicy, __version__, _cli
 from aio_assume_role_lib._cli import main
+from aio_assume_role_lib._refresh import RefreshTimeoutError
+from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
+from ._hand_clock_fetch import hand_clock_child
+from ._manual_clock import ManualClock
 from .conftest import HANG_SECONDS, MotoServer
 
 CLI = Path(sys.executable).parent / ("aio-assume-role" + (".exe" if os.name == "nt" else ""))
@@ -1035,6 +1043,110 @@ def test_terminal_signals_reach_the_command_once_not_twice(
     finally:
         os.close(main_fd)
         _stop(cli, command_pid)
+
+
+# --- an MFA prompt nobody answers (issue 20 D7) ---------------------------------------------
+
+
+@pytest.mark.anyio
+async def test_the_mfa_prompt_is_given_up_at_its_allowance_and_keeps_nothing_alive(
+    sts: LoopbackSTS, environ: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The command line's own prompt, on a child's real fetch path with time by hand
+    (``tests/_hand_clock_fetch.py``): when its allowance ends, the refresh ends too, and
+    the prompt left on the terminal is in a daemon thread, which no exit waits for.
+    Before: getpass ran in a worker thread that a cancelled refresh waited for, so the
+    refresh ended only when someone pressed Enter, and the process stayed alive until
+    then."""
+    asked, answer = threading.Event(), threading.Event()
+    prompt_threads: list[threading.Thread] = []
+
+    def unanswered(prompt: str = "Password: ", stream: Any = None) -> str:
+        prompt_threads.append(threading.current_thread())
+        asked.set()
+        answer.wait(HANG_SECONDS)  # (bounded: a failing run ends too)
+        return "123456\n"
+
+    monkeypatch.setattr(_cli.getpass, "getpass", unanswered)  # nobody at the terminal
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    before = set(threading.enumerate())
+    clock = ManualClock(wall=time.time())
+    serial = "arn:aws:iam::123456789012:mfa/alice"
+    child = hand_clock_child(
+        StsClients(AioSession()),
+        clock,
+        ROLE,
+        SerialNumber=serial,
+        TokenCode=_cli._token_code_prompt(serial),
+        policy=RefreshPolicy(token_code_timeout_seconds=60.0),
+    )
+    gave_up: list[BaseException] = []
+
+    async def first_fetch() -> None:
+        with pytest.raises(RefreshTimeoutError) as caught:
+            await child.get()
+        gave_up.append(caught.value)
+
+    try:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(first_fetch)
+            with anyio.fail_after(HANG_SECONDS):
+                while not asked.is_set():  # noqa: ASYNC110 - set by the prompt's thread
+                    await anyio.sleep(0.005)
+            await clock.advance(60.0)
+            for _ in range(1000):  # scheduler rounds, no time
+                if gave_up:
+                    break
+                await anyio.lowlevel.checkpoint()
+            assert gave_up, "the refresh still waits for the prompt after its allowance"
+        assert not answer.is_set()  # the prompt is still up, in a daemon thread
+        assert [thread.daemon for thread in prompt_threads] == [True]
+        alive = [t for t in threading.enumerate() if not t.daemon and t not in before]
+        assert alive == []  # nothing the interpreter would wait for at exit
+        assert sts.calls == []
+    finally:
+        answer.set()
+
+
+@needs_signals
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="Linux terminal semantics")
+def test_an_interrupted_mfa_prompt_exits_and_gives_the_terminal_its_echo_back(
+    sts: LoopbackSTS, environ: dict[str, str]
+) -> None:
+    """Ctrl-C at the prompt: the process ends with 130, and the terminal echoes again
+    (getpass turned echo off and cannot turn it back on from a thread the exit ends).
+    Before: "interrupted" was printed and the process stayed alive, its worker thread
+    in getpass, until someone pressed Enter."""
+    import pty
+    import termios
+
+    main_fd, terminal_fd = pty.openpty()
+    assert termios.tcgetattr(terminal_fd)[3] & termios.ECHO
+    serial = "arn:aws:iam::123456789012:mfa/alice"
+    cli = subprocess.Popen(
+        [sys.executable, "-c", _ON_A_TERMINAL, str(CLI), "--SerialNumber", serial, ROLE],
+        env=environ, stdin=terminal_fd, stdout=terminal_fd, stderr=terminal_fd,
+    )  # fmt: skip
+    output = b""
+    try:
+        deadline = time.monotonic() + HANG_SECONDS
+        while f"MFA code for {serial}: ".encode() not in output:
+            ready, _, _ = select.select([main_fd], [], [], max(0.0, deadline - time.monotonic()))
+            assert ready, f"no prompt; got {output!r}"
+            output += os.read(main_fd, 4096)
+        assert not termios.tcgetattr(terminal_fd)[3] & termios.ECHO  # getpass turned it off
+        os.write(main_fd, b"\x03")  # Ctrl-C
+        assert cli.wait(timeout=HANG_SECONDS) == 130
+        while select.select([main_fd], [], [], 0)[0]:
+            output += os.read(main_fd, 4096)
+        assert b"aio-assume-role: interrupted" in output
+        assert termios.tcgetattr(terminal_fd)[3] & termios.ECHO  # echo is back
+        assert sts.calls == []
+    finally:
+        _stop(cli, None)
+        os.close(main_fd)
+        os.close(terminal_fd)
 
 
 # --- hardening (issue 19) and CLI habits (issue 24) ----------------------------------------

@@ -14,6 +14,7 @@ import itertools
 import logging
 import math
 import os
+import signal
 import sys
 import threading
 import time
@@ -856,7 +857,8 @@ def test_a_waiter_elsewhere_leaves_a_flight_whose_loop_stopped_running() -> None
 @pytest.mark.skipif(not hasattr(os, "fork"), reason="needs os.fork")
 def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
     # The owner loop is running the flight (in its own thread) at the moment of the fork:
-    # in the child, that loop still looks running, but nothing will ever end its flight.
+    # in the child, that loop still looks running, but nothing will ever end its flight;
+    # and the refresher's lock is held, as by a thread that does not exist in the child.
     started = threading.Event()
 
     async def load() -> tuple[int, float]:
@@ -874,18 +876,24 @@ def test_a_forked_child_does_not_wait_for_the_parents_flight() -> None:
         assert started.wait(HANG_SECONDS)
         assert loop.is_running()
         assert refresher._flight is not None
-        pid = os.fork()
-        if pid == 0:  # pragma: no cover - the child
-            code = 1
-            try:
+        # As if another thread were inside the refresher at the fork: its lock is held.
+        refresher._mutex.acquire()
+        try:
+            pid = os.fork()
+            if pid == 0:  # pragma: no cover - the child
+                code = 1
+                try:
+                    signal.alarm(20)  # a lock still held blocks the loop itself: end the child
 
-                async def child() -> int:
-                    with anyio.fail_after(3):
-                        return await refresher.get()
+                    async def child() -> int:
+                        with anyio.fail_after(3):
+                            return await refresher.get()
 
-                code = 0 if asyncio.run(child()) == 2 else 1
-            finally:
-                os._exit(code)
+                    code = 0 if asyncio.run(child()) == 2 else 1
+                finally:
+                    os._exit(code)
+        finally:
+            refresher._mutex.release()
         _, status = os.waitpid(pid, 0)
         assert os.waitstatus_to_exitcode(status) == 0
     finally:

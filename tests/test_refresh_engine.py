@@ -1131,21 +1131,45 @@ async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
     assert sts.assume_role_count == 1
 
 
+@pytest.mark.parametrize(
+    "runner",
+    [
+        "asyncio",
+        pytest.param(
+            "trio",
+            marks=[
+                pytest.mark.trio,
+                pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
+            ],
+        ),
+    ],
+)
 def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
-    sts: LoopbackSTS,
+    sts: LoopbackSTS, runner: str
 ) -> None:
+    # (The same with time by hand, and the thread the prompt runs in: test_token_code_prompt.)
+    if runner == "trio":
+        parent = (
+            "from aiobotocore.config import AioConfig\n"
+            "from aiobotocore.httpxsession import HttpxSession\n"
+            "parent = AioSession()\n"
+            "parent.set_default_client_config(AioConfig(http_session_cls=HttpxSession))\n"
+        )
+        run = "import trio; trio.run(main)"
+    else:
+        parent, run = "parent = AioSession()\n", "asyncio.run(main())"
     script = textwrap.dedent(
         f"""
         import asyncio, threading
         from aiobotocore.session import AioSession
         from aio_assume_role_lib import RefreshPolicy, assume_role
-
+        PARENT
         def prompt():
             threading.Event().wait()  # nobody answers
 
         async def main():
             child = await assume_role(
-                AioSession(), {ROLE_A!r}, RoleSessionName="mfa", SerialNumber={MFA_SERIAL!r},
+                parent, {ROLE_A!r}, RoleSessionName="mfa", SerialNumber={MFA_SERIAL!r},
                 TokenCode=prompt, refresh=RefreshPolicy(token_code_timeout_seconds=0.2),
             )
             credentials = await child.get_credentials()
@@ -1154,10 +1178,10 @@ def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
             except Exception as error:
                 print(type(error).__name__, flush=True)
 
-        asyncio.run(main())
+        {run}
         print("main returned", flush=True)
         """
-    )
+    ).replace("PARENT\n", parent)
     process = subprocess.Popen(
         [sys.executable, "-c", script],
         env={**os.environ, **sts.environ()},
@@ -1181,6 +1205,7 @@ def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
 def test_flights_left_in_a_closed_loop_keep_neither_children_nor_parent(
     sts: LoopbackSTS,
 ) -> None:
+    # asyncio only: trio.run() cannot end without cancelling every task it started.
     sts.fail_next("hang", 20)
     refs: list[weakref.ref[Any]] = []
     loop = asyncio.new_event_loop()

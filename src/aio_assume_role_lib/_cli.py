@@ -27,7 +27,7 @@ import tempfile
 import threading
 import time
 import urllib.parse
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from types import FrameType
 from typing import Any, NoReturn, cast
 
@@ -419,15 +419,65 @@ class _Credentials:
         return f"_Credentials(access_key={self.access_key!r}, expiration={self.expiration!r})"
 
 
-def _token_code_prompt(serial_number: str) -> Callable[[], Awaitable[str]]:
-    async def prompt() -> str:
-        # getpass blocks: run it in a worker thread so the event loop keeps going.
-        code: str = await anyio.to_thread.run_sync(
-            getpass.getpass, f"MFA code for {serial_number}: "
-        )
-        return code.strip()
+def _token_code_prompt(serial_number: str) -> Callable[[], str]:
+    """The MFA code, asked for on the terminal.
+
+    A sync callable, which the library runs in a daemon thread of its own and stops
+    waiting for when the refresh's allowance ends (a late answer goes to the next
+    refresh): a prompt nobody answers, timed out or interrupted, never keeps the process
+    alive. getpass turns the terminal's echo off while it reads, and a thread ended by
+    the process's exit cannot turn it back on: :func:`main` does (``_restore_terminals``).
+    """
+
+    def prompt() -> str:
+        saved = _terminal_settings()
+        try:
+            return getpass.getpass(f"MFA code for {serial_number}: ").strip()
+        finally:
+            if saved is not None:
+                with _terminal_lock:
+                    del _saved_terminals[saved]
+                    os.close(saved)
 
     return prompt
+
+
+# The settings of the terminals that prompts in progress changed (descriptor -> settings).
+_saved_terminals: dict[int, Any] = {}
+_terminal_lock = threading.Lock()
+
+
+def _terminal_settings() -> int | None:
+    """Keep the controlling terminal's settings before a prompt changes them; the
+    descriptor they are kept under, or None (no terminal, or not a POSIX one)."""
+    try:
+        import termios
+    except ImportError:  # Windows: getpass leaves the console's settings alone
+        return None
+    try:
+        fd = os.open("/dev/tty", os.O_RDWR | os.O_NOCTTY)
+    except OSError:
+        return None
+    try:
+        settings = termios.tcgetattr(fd)
+    except termios.error:
+        os.close(fd)
+        return None
+    with _terminal_lock:
+        _saved_terminals[fd] = settings
+    return fd
+
+
+def _restore_terminals() -> None:
+    """Give the terminal back the settings a prompt still in progress changed."""
+    with _terminal_lock:
+        if not _saved_terminals:
+            return
+        import termios
+
+        for fd, settings in _saved_terminals.items():
+            with contextlib.suppress(OSError, termios.error):
+                termios.tcsetattr(fd, termios.TCSANOW, settings)
 
 
 def _format_expiration(expiry_time: object) -> str | None:
@@ -854,7 +904,13 @@ def _start_dying_with_us(
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command line with ``argv`` (default: ``sys.argv[1:]``); return the exit code."""
-    arguments = sys.argv[1:] if argv is None else argv
+    try:
+        return _main(sys.argv[1:] if argv is None else argv)
+    finally:
+        _restore_terminals()  # an MFA prompt left unanswered turned the echo off
+
+
+def _main(arguments: list[str]) -> int:
     try:
         invocation = _parse(arguments)
         if invocation.container is not None:
