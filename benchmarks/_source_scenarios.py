@@ -8,10 +8,14 @@ One scenario per kind of parent, each with the same two contenders:
 * R5C: the container endpoint (ECS, EKS Pod Identity):
   ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` + ``AWS_CONTAINER_AUTHORIZATION_TOKEN``;
 * R5P: ``credential_process`` (a small Python script that fetches from the container
-  endpoint, so that "the source is down" means the same thing).
-
-SSO is not measured: its portal (``GetRoleCredentials``) plus a token cache would need a
-loopback SSO server of its own; its refresh goes through the same code path as R5W.
+  endpoint, so that "the source is down" means the same thing);
+* R5S: SSO: an ``sso_session`` profile and a cached login, the loopback server as the
+  portal (``AWS_ENDPOINT_URL_SSO``, ``GetRoleCredentials``);
+* R5I: instance metadata (EC2, IMDSv2): ``AWS_EC2_METADATA_SERVICE_ENDPOINT``. botocore
+  moves the expiry of credentials it gets from instance metadata with under 17-25 minutes
+  left to 17-25 minutes from now (it takes them for an outage's stale ones), so with these
+  short lifetimes neither contender refreshes the parent before its real expiry: the
+  scenario shows what each does once its credentials are rejected as expired.
 
 Each run: a parent session made in that environment (stabilized or not) and one child of
 it (``assume_role``, the same for both contenders), each with its client sending
@@ -35,6 +39,8 @@ from pathlib import Path
 from typing import Any
 
 import anyio
+import botocore.credentials
+import botocore.tokens
 from aiobotocore.session import AioSession
 
 from _scenarios import ACCOUNT, Config, Context, Row, Scenario
@@ -47,8 +53,24 @@ SOURCE_ACTION = {
     "R5W": "AssumeRoleWithWebIdentity",
     "R5C": "ContainerCredentials",
     "R5P": "ContainerCredentials",
+    "R5S": "GetRoleCredentials",
+    "R5I": "InstanceMetadata",
 }
-KINDS = {"R5W": "web identity", "R5C": "container endpoint", "R5P": "credential_process"}
+KINDS = {
+    "R5W": "web identity",
+    "R5C": "container endpoint",
+    "R5P": "credential_process",
+    "R5S": "SSO",
+    "R5I": "instance metadata",
+}
+# "a web identity parent", "an SSO parent"
+_A_KIND = {
+    scenario: ("an " if scenario in ("R5S", "R5I") else "a ") + kind
+    for scenario, kind in KINDS.items()
+}
+# An instance metadata fetch is three requests (a token, the role's name, its
+# credentials); it is counted by its token request.
+_IMDS_TOKEN_PATH = "/latest/api/token"
 
 
 @dataclass(frozen=True)
@@ -62,9 +84,9 @@ class SourceSettings:
 
 
 FULL = SourceSettings(lifetime=15.0, rate=20.0, past_expiry=1.0, request_timeout=5.0,
-                      recovery_cap=15.0, kinds=("R5W", "R5C", "R5P"))  # fmt: skip
+                      recovery_cap=15.0, kinds=("R5W", "R5C", "R5P", "R5S", "R5I"))  # fmt: skip
 SMOKE = SourceSettings(lifetime=1.5, rate=10.0, past_expiry=0.2, request_timeout=0.5,
-                       recovery_cap=1.0, kinds=("R5W",))  # fmt: skip
+                       recovery_cap=1.0, kinds=("R5W", "R5S", "R5I"))  # fmt: skip
 
 
 def _settings(config: Config) -> SourceSettings:
@@ -94,12 +116,22 @@ def _environment(ctx: Context, scenario: str, directory: Path) -> Iterator[None]
     token_file.write_text("benchmark-web-identity-token")
     web_identity, container = ctx.sts.source_environ(str(token_file))
     saved = dict(os.environ)
+    saved_sso_cache = _sso_token_cache_dirs()
     for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN"):
         os.environ.pop(name, None)
     if scenario == "R5W":
         os.environ.update(web_identity)
     elif scenario == "R5C":
         os.environ.update(container)
+    elif scenario == "R5S":
+        # botocore reads the login's token from ~/.aws/sso/cache, a path it computed when
+        # imported: point it here, never at the developer's own.
+        token_cache = directory / "sso-cache"
+        _set_sso_token_cache_dirs((str(token_cache), str(token_cache)))
+        os.environ.update(ctx.sts.sso_environ(str(directory / "sso-config"), str(token_cache)))
+    elif scenario == "R5I":
+        os.environ.pop("AWS_EC2_METADATA_DISABLED", None)
+        os.environ.update(ctx.sts.instance_metadata_environ())
     else:
         script = directory / "credential_process.py"
         script.write_text(_PROCESS_SCRIPT)
@@ -116,6 +148,26 @@ def _environment(ctx: Context, scenario: str, directory: Path) -> Iterator[None]
     finally:
         os.environ.clear()
         os.environ.update(saved)
+        _set_sso_token_cache_dirs(saved_sso_cache)
+
+
+def _sso_token_cache_dirs() -> tuple[str, str]:
+    return (
+        botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR,
+        botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR,
+    )
+
+
+def _set_sso_token_cache_dirs(directories: tuple[str, str]) -> None:
+    botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR = directories[0]
+    botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR = directories[1]
+
+
+def _source_fetches(ctx: Context, scenario: str) -> list[Any]:
+    """The source's fetches so far (one request each, but for instance metadata's three)."""
+    if scenario == "R5I":
+        return ctx.sts.calls_of(SOURCE_ACTION[scenario], None, _IMDS_TOKEN_PATH)
+    return ctx.sts.calls_of(SOURCE_ACTION[scenario])
 
 
 @dataclass
@@ -179,7 +231,7 @@ async def _run_one(ctx: Context, scenario: str, contender: str) -> Row:
             stabilize(parent)
         # Before the child: assume_role resolves the parent, and a container or process
         # parent fetches then.
-        source_before = len(ctx.sts.calls_of(action))
+        source_before = len(_source_fetches(ctx, scenario))
         child = await assume_role(parent, role)
         async with (
             parent.create_client("sts") as parent_client,
@@ -196,7 +248,7 @@ async def _run_one(ctx: Context, scenario: str, contender: str) -> Row:
             )
             steady_seconds = time.time() - steady_from
             # The first fetch (both contenders make one) is not a refresh.
-            source_calls = max(len(ctx.sts.calls_of(action)) - source_before - 1, 0)
+            source_calls = max(len(_source_fetches(ctx, scenario)) - source_before - 1, 0)
             # Phase 2: the source and STS down until both credentials have expired.
             outage_from = time.time()
             issued = [c for c in ctx.sts.calls_of(action) if c.expiration]
@@ -224,9 +276,16 @@ async def _run_one(ctx: Context, scenario: str, contender: str) -> Row:
                 settings.request_timeout,
                 stop_when_ok=True,
             )
-    expiry = {"parent": parent_expiry, "child": child_expiry}
-    failed_while_valid = sum(1 for r in steady if not r.ok) + sum(
-        1 for r in outage if not r.ok and r.started < expiry[r.who] - 1.0
+    # A failed request counts when credentials the source (or STS, for the child) had
+    # issued before it were valid for more than a second after it was made: in R5I, where
+    # neither contender refreshes before the parent's real expiry, requests rejected
+    # after it (ExpiredToken) are not failures "while valid".
+    credentials = {"parent": issued, "child": issued_child}
+    failed_while_valid = sum(
+        1
+        for r in steady + outage
+        if not r.ok
+        and any(c.time <= r.started < (c.expiration or 0.0) - 1.0 for c in credentials[r.who])
     )
     recovered: dict[str, float | None] = {}
     for who in ("parent", "child"):
@@ -246,7 +305,7 @@ async def _run_one(ctx: Context, scenario: str, contender: str) -> Row:
             "recovery_parent": recovered["parent"],
             "recovery_child": recovered["child"],
             "outage_source_calls": len(
-                [c for c in ctx.sts.calls_of(action) if outage_from <= c.time < back]
+                [c for c in _source_fetches(ctx, scenario) if outage_from <= c.time < back]
             ),
         },
     )
@@ -283,13 +342,14 @@ def _workload(scenario: str) -> Any:
     def text(config: Config) -> str:
         settings = _settings(config)
         return (
-            f"a {KINDS[scenario]} parent and one child of it, {settings.lifetime:g} s "
+            f"{_A_KIND[scenario]} parent and one child of it, {settings.lifetime:g} s "
             f"credentials (source and AssumeRole), GetCallerIdentity at {settings.rate:g} "
             f"req/s each: one lifetime of steady traffic (source calls counted after the first fetch), then the source and STS answer "
             f"HTTP 500 until {settings.past_expiry:g} s past the later expiry, then are "
             f"back (recovery watched for {settings.recovery_cap:g} s); a request that takes "
             f"over {settings.request_timeout:g} s counts as failed; failed requests "
-            "counted when made more than 1 s before the credentials they needed expired; "
+            "counted when made more than 1 s before the expiry of credentials issued "
+            "before them; "
             "default RefreshPolicy"
         )
 
@@ -299,14 +359,14 @@ def _workload(scenario: str) -> Any:
 SOURCE_SCENARIOS = [
     Scenario(
         scenario,
-        f"a {KINDS[scenario]} parent: its source and STS down into expiry",
+        f"{_A_KIND[scenario]} parent: its source and STS down into expiry",
         "source calls per lifetime; failed requests while valid; seconds to recovery",
         "<= 1 source call per lifetime, 0 failed while valid, <= 5 s recovery",
         _met,
         _runner(scenario),
         _workload(scenario),
     )
-    for scenario in ("R5W", "R5C", "R5P")
+    for scenario in ("R5W", "R5C", "R5P", "R5S", "R5I")
 ]
 
 
@@ -336,10 +396,13 @@ def render_source_section(rows: list[Row], config: Config) -> list[str]:
         return []
     out = ["## R5: parents on their own sources (`stabilize`)\n"]
     out.append(
-        "A parent whose credentials come from web identity, the container endpoint or "
-        "`credential_process`, made stable with `stabilize(parent)`, beside the same "
-        "parent left to aiobotocore's own refresh. Children are made with `assume_role` "
-        "in both.\n"
+        "A parent whose credentials come from web identity, the container endpoint, "
+        "`credential_process`, SSO or instance metadata, made stable with "
+        "`stabilize(parent)`, beside the same parent left to aiobotocore's own refresh. "
+        "Children are made with `assume_role` in both. botocore moves the expiry of "
+        "instance metadata credentials with under 17-25 minutes left to 17-25 minutes "
+        "from now, so in R5I neither contender refreshes the parent before its real "
+        "expiry.\n"
     )
     out.append(f"| scenario | target | {LABELS[STABILIZED]} | met? | {LABELS[LEGACY]} | workload |")
     out.append("|---|---|---|---|---|---|")

@@ -59,6 +59,10 @@ def _serve(conn: Connection, latency: float) -> None:
                     result = None
                 elif command == "source_environ":
                     result = (sts.web_identity_environ(args[0]), sts.container_environ())
+                elif command == "sso_environ":  # writes the profile and the token cache
+                    result = sts.write_sso_profile(args[0], args[1])
+                elif command == "instance_metadata_environ":
+                    result = sts.instance_metadata_environ()
                 elif command == "calls_of":
                     with lock:
                         every = archived + sts.calls
@@ -69,6 +73,7 @@ def _serve(conn: Connection, latency: float) -> None:
                         for call in every
                         if call.action == args[0]
                         and (args[1] is None or call.params.get("RoleArn") == args[1])
+                        and (len(args) < 3 or call.params.get("path") == args[2])
                     ]
                 elif command == "pending_faults":
                     result = len(sts.pending_faults)
@@ -150,9 +155,24 @@ class RemoteSTS:
         environs: tuple[dict[str, str], dict[str, str]] = self._call("source_environ", token_file)
         return environs
 
-    def calls_of(self, action: str, role_arn: str | None = None) -> list[AssumeRoleCall]:
-        """Every request of ``action`` (for ``role_arn``, if given) so far, oldest first."""
-        calls: list[AssumeRoleCall] = self._call("calls_of", action, role_arn)
+    def sso_environ(self, config_file: str, token_cache_dir: str) -> dict[str, str]:
+        """The environment of an SSO parent (``LoopbackSTS.write_sso_profile``: it writes
+        the profile into ``config_file`` and the login's token into ``token_cache_dir``)."""
+        environ: dict[str, str] = self._call("sso_environ", config_file, token_cache_dir)
+        return environ
+
+    def instance_metadata_environ(self) -> dict[str, str]:
+        """The environment of an EC2 parent on the server's instance metadata."""
+        environ: dict[str, str] = self._call("instance_metadata_environ")
+        return environ
+
+    def calls_of(
+        self, action: str, role_arn: str | None = None, path: str | None = None
+    ) -> list[AssumeRoleCall]:
+        """Every request of ``action`` (for ``role_arn``, and to ``path`` for instance
+        metadata, if given) so far, oldest first."""
+        args = (action, role_arn) if path is None else (action, role_arn, path)
+        calls: list[AssumeRoleCall] = self._call("calls_of", *args)
         return calls
 
     def pending_faults(self) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shlex
@@ -1046,3 +1047,124 @@ def test_serve_shell_lines_quote_for_a_posix_shell() -> None:
     script = "\n".join([*lines, 'printf %s "$AWS_ACCESS_KEY_ID"'])
     shown = subprocess.run(["sh", "-c", script], capture_output=True, text=True, check=True)
     assert shown.stdout == "a b'c\"$HOME;`x`\\"
+
+
+# --- the SSO portal and instance metadata (parents' sources) -------------------------------
+
+
+@pytest.mark.parametrize(
+    ("fault", "expected"),
+    [
+        (None, None),
+        ("throttling", (429, "TooManyRequestsException")),
+        ("5xx", (500, "InternalServerException")),
+        ("access_denied", (403, "ForbiddenException")),
+        ("malformed", "no credentials"),
+    ],
+)
+def test_sso_portal_get_role_credentials(
+    session: AioSession, sts: LoopbackSTS, fault: Any, expected: Any
+) -> None:
+    """botocore's own SSO client (unsigned, the token in ``x-amz-sso_bearer_token``)
+    parses the portal's answers: credentials with their expiry in epoch milliseconds, and
+    errors with the code in ``x-amzn-ErrorType``."""
+    if fault is not None:
+        sts.fail_next(fault, action="GetRoleCredentials")
+    started = time.time()
+
+    async def main() -> tuple[Any, list[tuple[int, str]]]:
+        from botocore import UNSIGNED
+
+        config = AioConfig(signature_version=UNSIGNED, **ONE_ATTEMPT)
+        async with session.create_client(
+            "sso", region_name="us-east-1", endpoint_url=sts.endpoint_url, config=config
+        ) as sso:
+
+            async def code_of(**kwargs: str) -> tuple[int, str]:
+                with pytest.raises(ClientError) as caught:
+                    await sso.get_role_credentials(**kwargs)
+                return error_of(caught)[:2]
+
+            try:
+                outcome: Any = await sso.get_role_credentials(
+                    roleName="Ops", accountId="210987654321", accessToken=sts.sso_access_token
+                )
+            except Exception as error:
+                outcome = error
+            errors = [
+                await code_of(roleName="Ops", accountId="210987654321", accessToken="stale"),
+                await code_of(roleName="Ops", accountId="21098", accessToken=sts.sso_access_token),
+            ]
+        return outcome, errors
+
+    outcome, errors = run(main)
+    assert errors == [(401, "UnauthorizedException"), (400, "InvalidRequestException")]
+    if expected is None:
+        credentials = outcome["roleCredentials"]
+        assert credentials["accessKeyId"].startswith("LOOPBACKTEMP")
+        assert isinstance(credentials["expiration"], int)
+        assert started + 3599 < credentials["expiration"] / 1000 < time.time() + 3601
+        issued = next(call for call in sts.calls if call.issued_access_key_id)
+        assert issued.params == {"role_name": "Ops", "account_id": "210987654321"}
+        assert issued.issued_access_key_id == credentials["accessKeyId"]
+        assert sts.sso_role_arn("Ops").startswith(
+            "arn:aws:iam::123456789012:role/AWSReservedSSO_Ops_"
+        )
+    elif expected == "no credentials":  # botocore takes a body that is not JSON as {}
+        assert "roleCredentials" not in outcome
+    else:
+        assert isinstance(outcome, ClientError)
+        metadata, error = outcome.response["ResponseMetadata"], outcome.response["Error"]
+        assert (metadata["HTTPStatusCode"], error["Code"]) == expected
+    assert [call.action for call in sts.calls] == ["GetRoleCredentials"] * 3
+    assert sts.sso_access_token not in repr(sts.calls)
+    before = sts.sso_access_token
+    sts.revoke_sso_access_token()
+    assert sts.sso_access_token != before
+
+
+def test_instance_metadata_is_imdsv2_only(sts: LoopbackSTS) -> None:
+    """A session token first (PUT, with a TTL of 1..21600 s), then the role's name and its
+    credentials, each GET with the token; without one (IMDSv1) the answer is 401. Faults
+    answer in plain text, one per request."""
+    base = sts.instance_metadata_environ()["AWS_EC2_METADATA_SERVICE_ENDPOINT"]
+    credentials_path = "latest/meta-data/iam/security-credentials/"
+
+    async def main() -> list[tuple[int, str]]:
+        answers = []
+        async with aiohttp.ClientSession() as http:
+
+            async def call(method: str, path: str, **headers: str) -> str:
+                async with http.request(method, base + path, headers=headers) as response:
+                    text = await response.text()
+                    answers.append((response.status, text))
+                    return text
+
+            ttl = "x-aws-ec2-metadata-token-ttl-seconds"
+            await call("GET", credentials_path)  # IMDSv1
+            await call("PUT", "latest/api/token", **{ttl: "0"})
+            token = await call("PUT", "latest/api/token", **{ttl: "21600"})
+            role = await call("GET", credentials_path, **{"x-aws-ec2-metadata-token": token})
+            await call("GET", credentials_path + role, **{"x-aws-ec2-metadata-token": token})
+            await call("GET", credentials_path + role, **{"x-aws-ec2-metadata-token": "forged"})
+            sts.fail_next("throttling", action="InstanceMetadata")
+            await call("PUT", "latest/api/token", **{ttl: "60"})
+        return answers
+
+    answers = run(main)
+    statuses = [status for status, _ in answers]
+    assert statuses == [401, 400, 200, 200, 200, 401, 429]
+    assert answers[3][1] == "loopback-instance"
+    document = json.loads(answers[4][1])
+    assert document["Code"] == "Success"
+    assert document["Type"] == "AWS-HMAC"
+    # Instance metadata's format, whole seconds: what botocore's expiry check parses.
+    expiry = datetime.strptime(document["Expiration"], "%Y-%m-%dT%H:%M:%SZ")
+    assert abs(expiry.replace(tzinfo=timezone.utc).timestamp() - time.time() - 3600) < 5
+    assert sts.instance_role_arn == "arn:aws:iam::123456789012:role/loopback-instance"
+    recorded = [(call.params["path"], call.outcome) for call in sts.calls]
+    assert recorded[-1] == ("/latest/api/token", "throttling")
+    assert [outcome for _, outcome in recorded] == [
+        "Unauthorized", "BadRequest", "ok", "ok", "ok", "Unauthorized", "throttling"
+    ]  # fmt: skip
+    assert answers[2][1] not in repr(sts.calls)  # the session token is not recorded

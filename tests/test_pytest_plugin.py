@@ -278,3 +278,69 @@ def test_needs_it(loopback_sts):
     result = run(pytester)
     result.assert_outcomes(errors=1)
     result.stdout.fnmatch_lines(["*fixture 'loopback_sts' not found*"])
+
+
+def test_sso_and_instance_metadata_parents_and_botocores_sso_cache(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """``loopback_sso_session`` and ``loopback_imds_session`` get their credentials from
+    the server's SSO portal and instance metadata; botocore's SSO token cache, a path
+    botocore computed when imported (before: the developer's real ``~/.aws/sso/cache``,
+    whatever HOME said), is the temporary home's during a test and the real one after."""
+    import botocore.credentials
+    import botocore.tokens
+
+    real_cache = str(tmp_path / "real-home" / ".aws" / "sso" / "cache")
+    monkeypatch.setattr(botocore.credentials.SSOProvider, "_SSO_TOKEN_CACHE_DIR", real_cache)
+    monkeypatch.setattr(botocore.tokens.SSOTokenProvider, "_SSO_TOKEN_CACHE_DIR", real_cache)
+    pytester.makepyfile(
+        ENABLE
+        + """
+import os
+from pathlib import Path
+
+import botocore.credentials
+import botocore.tokens
+import pytest
+
+
+@pytest.fixture
+def anyio_backend():
+    return "asyncio"
+
+
+async def who_am_i(session):
+    async with session.create_client("sts") as client:
+        return (await client.get_caller_identity())["Arn"]
+
+
+def test_isolated_sso_cache(isolated_aws_env):
+    expected = str(isolated_aws_env / ".aws" / "sso" / "cache")
+    assert botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR == expected
+    assert botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR == expected
+
+
+@pytest.mark.anyio
+async def test_sso(loopback_sts, loopback_sso_session, isolated_aws_env):
+    assert "AWSReservedSSO_LoopbackSSO_" in await who_am_i(loopback_sso_session)
+    assert [c.action for c in loopback_sts.calls][:1] == ["GetRoleCredentials"]
+    assert list((isolated_aws_env / ".aws" / "sso" / "cache").glob("*.json"))
+    assert "AWS_ACCESS_KEY_ID" not in os.environ
+
+
+@pytest.mark.anyio
+async def test_instance_metadata(loopback_sts, loopback_imds_session):
+    arn = await who_am_i(loopback_imds_session)
+    assert arn.endswith(":assumed-role/loopback-instance/i-0123456789abcdef0")
+    paths = [c.params["path"] for c in loopback_sts.calls if c.action == "InstanceMetadata"]
+    assert paths[0] == "/latest/api/token"
+    assert "AWS_EC2_METADATA_DISABLED" not in os.environ
+"""
+    )
+    run(pytester).assert_outcomes(passed=3)
+    after = (
+        botocore.credentials.SSOProvider._SSO_TOKEN_CACHE_DIR,
+        botocore.tokens.SSOTokenProvider._SSO_TOKEN_CACHE_DIR,
+    )
+    assert after == (real_cache, real_cache)
+    assert not (tmp_path / "real-home").exists()

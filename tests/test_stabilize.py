@@ -2,10 +2,13 @@
 
 The refresher's part (seeding, serving cached credentials before they expire instead of
 waiting past it) is driven by hand (``ManualClock``). The rest talks real HTTP to the
-loopback STS, which also serves ``AssumeRoleWithWebIdentity`` (an EKS IRSA parent) and a
-container-credentials endpoint (an ECS / EKS Pod Identity parent), on both stacks and on
-trio where the stack has it. The outage and recovery tests assert durations: this file
-is in dev.py's TIMED_TESTS.
+loopback STS, which also serves the parents' sources: ``AssumeRoleWithWebIdentity`` (an
+EKS IRSA parent), a container-credentials endpoint (an ECS / EKS Pod Identity parent), an
+SSO portal (a profile after ``aws sso login``) and instance metadata (an EC2 parent), on
+both stacks and on trio where the stack has it; a profile's ``role_arn`` and environment
+keys with ``AWS_CREDENTIAL_EXPIRATION`` sign their way through it. Where the code allows,
+time is moved by hand there too (``time_travel``). The outage and recovery tests assert
+durations: this file is in dev.py's TIMED_TESTS.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ from botocore.exceptions import (
     CredentialRetrievalError,
     EndpointConnectionError,
     InvalidConfigError,
+    SSOTokenLoadError,
     UnauthorizedSSOTokenError,
 )
 
@@ -41,7 +45,7 @@ from aio_assume_role_lib._refresh import Refresher, UnusableCredentialsError
 from aio_assume_role_lib._refreshed import refreshed_credentials
 from aio_assume_role_lib._stabilize import SourceCredentials, _loader, classify_source_error
 from aio_assume_role_lib.adapters.sync import SyncCredentials
-from aio_assume_role_lib.testing import LoopbackSTS
+from aio_assume_role_lib.testing import LoopbackSTS, time_travel
 
 from ._manual_clock import ManualClock, settle
 from .conftest import (
@@ -55,7 +59,14 @@ from .conftest import (
 
 pytestmark = pytest.mark.anyio
 
-SOURCE_ACTION = {"web_identity": "AssumeRoleWithWebIdentity", "container": "ContainerCredentials"}
+SOURCE_ACTION = {
+    "web_identity": "AssumeRoleWithWebIdentity",
+    "container": "ContainerCredentials",
+    "sso": "GetRoleCredentials",
+    "imds": "InstanceMetadata",
+}
+# Each instance metadata fetch starts with a session token: one per fetch.
+IMDS_TOKEN_PATH = "/latest/api/token"
 
 
 def _client_error(code: str, status: int = 400) -> ClientError:
@@ -227,6 +238,9 @@ async def test_invalidated_credentials_are_not_served_early() -> None:
         (_client_error("UnauthorizedException", 401), "non_recoverable"),
         (_client_error("AccessDenied", 403), "non_recoverable"),
         (UnauthorizedSSOTokenError(), "non_recoverable"),
+        (_client_error("ForbiddenException", 403), "non_recoverable"),
+        (SSOTokenLoadError(error_msg="Token for loopback does not exist"), "non_recoverable"),
+        (_client_error("TooManyRequestsException", 429), "transient"),
         (InvalidConfigError(error_msg="no role"), "non_recoverable"),
         (_client_error("Throttling"), "transient"),
         (_client_error("InternalFailure", 500), "transient"),
@@ -347,11 +361,24 @@ def test_stabilize_refuses_what_is_not_a_session() -> None:
         stabilize(AioSession(), refresh=30)  # type: ignore[call-overload]
 
 
-# --- real HTTP: web identity and container parents --------------------------------------
+# --- real HTTP: web identity, container, SSO and instance metadata parents ---------------
+
+
+@pytest.fixture(params=["web_identity", "container", "sso", "imds"])
+def source_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
+
+
+# Instance metadata is left out where short credentials are waited for: botocore moves
+# the expiry of credentials it gets from there with under 17-25 minutes left to 17-25
+# minutes from now (see the instance metadata tests below).
+@pytest.fixture(params=["web_identity", "container", "sso"])
+def short_lived_kind(request: pytest.FixtureRequest) -> str:
+    return str(request.param)
 
 
 @pytest.fixture(params=["web_identity", "container"])
-def source_kind(request: pytest.FixtureRequest) -> str:
+def slow_kind(request: pytest.FixtureRequest) -> str:
     return str(request.param)
 
 
@@ -365,7 +392,13 @@ def _parent(request: pytest.FixtureRequest, kind: str, backend: str = "asyncio")
 
 
 def _source_calls(sts: LoopbackSTS, kind: str) -> list[Any]:
-    return [call for call in sts.calls if call.action == SOURCE_ACTION[kind]]
+    """The source's fetches (for instance metadata: its token requests, one per fetch)."""
+    return [
+        call
+        for call in sts.calls
+        if call.action == SOURCE_ACTION[kind]
+        and (kind != "imds" or call.params.get("path") == IMDS_TOKEN_PATH)
+    ]
 
 
 @pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
@@ -405,15 +438,15 @@ async def test_a_stabilized_parent_is_found_by_credentials_of_and_the_adapters(
 
 
 async def test_without_stabilize_the_source_is_called_per_request(
-    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, short_lived_kind: str
 ) -> None:
     """The baseline the test above is measured against: aiobotocore's own refresh."""
     loopback_sts.credential_lifetime = 20.0
-    parent = _parent(request, source_kind)
+    parent = _parent(request, short_lived_kind)
     async with parent.create_client("sts") as sts_client:
         for _ in range(10):
             await sts_client.get_caller_identity()
-    assert len(_source_calls(loopback_sts, source_kind)) >= 10
+    assert len(_source_calls(loopback_sts, short_lived_kind)) >= 10
 
 
 async def test_a_container_parent_resolved_before_stabilize_is_not_fetched_again(
@@ -451,7 +484,8 @@ async def test_a_slow_source_is_not_cancelled_by_childrens_try_timeouts(
     """The parent's source takes longer than a child's try: each child's try gives up
     waiting, but the parent's one refresh runs on and completes, and the children's
     next tries use it."""
-    loopback_sts.source_latency = 1.5
+    # Instance metadata's requests time out after 1 s; a fetch is three of them.
+    loopback_sts.source_latency = 0.8 if source_kind == "imds" else 1.5
     parent = stabilize(_parent(request, source_kind))
     policy = RefreshPolicy(try_timeout_seconds=0.5, max_tries=6, retry_delay_seconds=0.3)
     children = [
@@ -477,7 +511,7 @@ async def test_a_slow_source_is_not_cancelled_by_childrens_try_timeouts(
     assert isinstance(credentials, SourceCredentials)
     stats = credentials.refresh_stats
     assert (resolution.attempts, resolution.successes, resolution.timeouts) == (1, 1, 0)
-    expected = (0, 0, 0) if source_kind == "container" else (1, 1, 0)
+    expected = (0, 0, 0) if source_kind in ("container", "imds") else (1, 1, 0)
     assert (stats.attempts, stats.successes, stats.timeouts) == expected
 
 
@@ -524,9 +558,24 @@ async def _request(session: Any) -> BaseException | None:
     return None
 
 
-@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+# Each case waits 20 s or more: SSO's fetcher works like web identity's (a client of its
+# own, made to try once), so it runs on trio in the shorter tests only.
+_TRIO = ASYNCIO_AND_TRIO[1].marks
+OUTAGE_CASES = [
+    ("web_identity", "asyncio"),
+    ("container", "asyncio"),
+    ("sso", "asyncio"),
+    pytest.param("web_identity", "trio", marks=_TRIO),
+    pytest.param("container", "trio", marks=_TRIO),
+]
+
+
+@pytest.mark.parametrize(("short_lived_kind", "anyio_backend"), OUTAGE_CASES)
 async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
-    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str, anyio_backend: str
+    request: pytest.FixtureRequest,
+    loopback_sts: LoopbackSTS,
+    short_lived_kind: str,
+    anyio_backend: str,
 ) -> None:
     """20-second credentials (parent and child); after the first fetch the source and
     STS fail every request. Requests of the parent and of its child made while their
@@ -534,14 +583,14 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     nobody waiting through the source's own retries); once both are back, fresh
     credentials come within 5 s."""
     loopback_sts.credential_lifetime = 20.0
-    parent = stabilize(_parent(request, source_kind, anyio_backend))
+    parent = stabilize(_parent(request, short_lived_kind, anyio_backend))
     child = await assume_role(parent, ROLE_A)
     assert await _request(parent) is None
     assert await _request(child) is None
     expiries = [call.expiration for call in loopback_sts.calls if call.expiration]
     assert len(expiries) == 2
     valid_until = min(expiries)  # type: ignore[type-var]
-    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[source_kind])
+    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[short_lived_kind])
     loopback_sts.fail_next("5xx", 100_000)
 
     failures: list[tuple[float, BaseException]] = []
@@ -561,7 +610,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     resolution = parent.get_component("credential_provider").resolution.stats
     tries = credentials.refresh_stats.tries + resolution.tries
     # (A try just started may not have reached the server yet.)
-    assert 1 < len(_source_calls(loopback_sts, source_kind)) <= tries
+    assert 1 < len(_source_calls(loopback_sts, short_lived_kind)) <= tries
 
     await anyio.sleep(max(max(expiries) + 1.0 - time.time(), 0.0))  # type: ignore[type-var]
     loopback_sts.clear_faults()
@@ -580,20 +629,20 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
 
 
 async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
-    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, source_kind: str
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, slow_kind: str
 ) -> None:
     """The source answers errors after 4 s (longer than the blocking window): requests of
     the parent and its child made while their credentials are valid are served them in
     time instead of waiting for the failing refresh and reaching the service after they
     expired (what a plain wrapper of the source did)."""
     loopback_sts.credential_lifetime = 20.0
-    parent = stabilize(_parent(request, source_kind))
+    parent = stabilize(_parent(request, slow_kind))
     child = await assume_role(parent, ROLE_A)
     assert await _request(parent) is None
     assert await _request(child) is None
     valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
     loopback_sts.source_latency = 4.0
-    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[source_kind])
+    loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[slow_kind])
     loopback_sts.fail_next("5xx", 100_000)
     failures: list[tuple[float, BaseException]] = []
     made = 0
@@ -683,3 +732,197 @@ async def test_without_stabilize_a_profile_role_parent_assumes_per_request(
         for _ in range(10):
             await sts_client.get_caller_identity()
     assert loopback_sts.assume_role_count >= 10
+
+
+# --- an SSO parent (IAM Identity Center, after `aws sso login`) -----------------------------
+
+
+async def test_a_revoked_sso_login_is_not_retried_nor_raised_while_valid(
+    loopback_sso_session: AioSession, loopback_sts: LoopbackSTS
+) -> None:
+    """The portal answers UnauthorizedException (the SSO login expired or was revoked),
+    which no retry can fix: one portal request per refresh. Requests made while the
+    credentials are valid are served them; once they have expired, requests get
+    botocore's UnauthorizedSSOTokenError, those right after it without another request."""
+    # Short credentials: botocore's SSO fetcher keeps an answer with over 15 minutes left
+    # in a cache of its own, which time_travel does not move.
+    loopback_sts.credential_lifetime = 20.0
+    parent = stabilize(loopback_sso_session)
+    assert "AWSReservedSSO_LoopbackSSO_" in await caller_arn(parent)
+    loopback_sts.revoke_sso_access_token()
+    time_travel(parent, "blocking")
+    assert await _request(parent) is None  # the refresh failed; the valid ones are served
+    portal = [call.outcome for call in _source_calls(loopback_sts, "sso")]
+    assert portal == ["ok", "UnauthorizedException"]
+    time_travel(parent, "expired")
+    for _ in range(3):
+        with pytest.raises(UnauthorizedSSOTokenError):
+            await caller_arn(parent)
+    assert len(_source_calls(loopback_sts, "sso")) == 2  # remembered: no new request
+    stats = credentials_of(parent, SourceCredentials).refresh_stats
+    # The first fetch and the failed refresh, one try each; three callers told at once.
+    assert (stats.attempts, stats.tries, stats.fast_failures) == (2, 2, 3)
+
+
+async def test_a_legacy_sso_profile_asks_the_portal_once_per_lifetime(
+    loopback_sts: LoopbackSTS, isolated_aws_env: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The older SSO profile (``sso_start_url`` in the profile, its token cached under the
+    start URL's SHA-1) goes through the same fetcher."""
+    loopback_sts.credential_lifetime = 20.0
+    for name in ("AWS_ACCESS_KEY_ID", "AWS_SECRET_ACCESS_KEY"):
+        monkeypatch.delenv(name)
+    environ = loopback_sts.write_sso_profile(
+        isolated_aws_env / "config", isolated_aws_env / ".aws" / "sso" / "cache", legacy=True
+    )
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    parent = stabilize(AioSession())
+    for _ in range(10):
+        assert "AWSReservedSSO_LoopbackSSO_" in await caller_arn(parent)
+    child = await assume_role(parent, ROLE_A)
+    assert ":assumed-role/Reader/" in await caller_arn(child)
+    assert len(_source_calls(loopback_sts, "sso")) == 1
+
+
+# --- an EC2 parent (instance metadata, IMDSv2) -----------------------------------------------
+
+
+async def _access_key(session: AioSession) -> str:
+    credentials = await session.get_credentials()
+    assert credentials is not None
+    return str((await credentials.get_frozen_credentials()).access_key)
+
+
+@pytest.mark.parametrize("anyio_backend", ASYNCIO_AND_TRIO)
+async def test_an_instance_parent_with_metadata_and_sts_down(
+    request: pytest.FixtureRequest,
+    loopback_sts: LoopbackSTS,
+    monkeypatch: pytest.MonkeyPatch,
+    anyio_backend: str,
+) -> None:
+    """Instance metadata and STS answer 500 while the parent's and its child's credentials
+    pass through the blocking window and their expiry (moved by hand: time_travel). Every
+    request succeeds (the cached credentials, which the endpoint still accepts); each try
+    of the engine makes one token request, although the configuration asks instance
+    metadata for 3 attempts of each; new credentials within 5 s once both are back."""
+    loopback_sts.credential_lifetime = 1800.0  # botocore keeps their expiry as it is
+    monkeypatch.setenv("AWS_METADATA_SERVICE_NUM_ATTEMPTS", "3")
+    parent = stabilize(_parent(request, "imds", anyio_backend))
+    child = await assume_role(parent, ROLE_A)
+    assert (await caller_arn(parent)).endswith(
+        ":assumed-role/loopback-instance/i-0123456789abcdef0"
+    )
+    assert await _request(child) is None
+    keys = (await _access_key(parent), await _access_key(child))
+    loopback_sts.fail_next("5xx", 100_000, action="InstanceMetadata")
+    loopback_sts.fail_next("5xx", 100_000)
+    for window in ("blocking", "expired"):
+        time_travel(parent, window)
+        time_travel(child, window)
+        for _ in range(5):
+            assert await _request(parent) is None
+            assert await _request(child) is None
+    credentials = credentials_of(parent, SourceCredentials)
+    assert credentials.refresh_stats.served_expired > 0
+    assert 1 < len(_source_calls(loopback_sts, "imds")) <= credentials.refresh_stats.tries + 1
+
+    loopback_sts.clear_faults()
+    back = time.monotonic()
+    while time.monotonic() - back < 30:
+        assert await _request(parent) is None
+        assert await _request(child) is None
+        parent_key, child_key = await _access_key(parent), await _access_key(child)
+        if parent_key != keys[0] and child_key != keys[1]:
+            break
+        await anyio.sleep(0.1)
+    assert time.monotonic() - back <= 5.0
+
+
+async def test_instance_credentials_botocore_keeps_past_expiry_are_renewed_on_expired_token(
+    loopback_sts: LoopbackSTS, loopback_imds_session: AioSession
+) -> None:
+    """botocore takes instance metadata credentials with under 17-25 minutes left for an
+    outage's stale ones and moves their expiry to 17-25 minutes from now. With 2-second
+    credentials, left to aiobotocore every request after their real expiry fails
+    (``ExpiredToken``) and instance metadata is not asked again; with ``stabilize`` the
+    first ``ExpiredToken`` marks them stale and the next request gets new ones."""
+    loopback_sts.credential_lifetime = 2.0
+    legacy = loopback_imds_session
+    stabilized = stabilize(AioSession())
+    assert await _request(legacy) is None
+    assert await _request(stabilized) is None
+    assert len(_source_calls(loopback_sts, "imds")) == 2
+    await anyio.sleep(max(c.expiration for c in loopback_sts.calls if c.expiration) - time.time())
+    await anyio.sleep(0.2)
+
+    legacy_errors = [await _request(legacy) for _ in range(3)]
+    assert all("ExpiredToken" in str(error) for error in legacy_errors), legacy_errors
+    assert len(_source_calls(loopback_sts, "imds")) == 2
+
+    first = await _request(stabilized)
+    assert "ExpiredToken" in str(first)  # the request that found out
+    assert [await _request(stabilized) for _ in range(3)] == [None, None, None]
+    assert len(_source_calls(loopback_sts, "imds")) == 3
+
+
+# --- environment keys with AWS_CREDENTIAL_EXPIRATION --------------------------------------
+
+
+async def _issued_environ(sts: LoopbackSTS, session_name: str) -> dict[str, str]:
+    """Environment keys as a supervisor hands them to a process: temporary credentials of
+    a role, with their expiry."""
+    key, secret = sts.root_credentials
+    async with AioSession().create_client(
+        "sts",
+        region_name="us-east-1",
+        endpoint_url=sts.endpoint_url,
+        aws_access_key_id=key,
+        aws_secret_access_key=secret,
+    ) as sts_client:
+        response = await sts_client.assume_role(
+            RoleArn="arn:aws:iam::123456789012:role/Supervised", RoleSessionName=session_name
+        )
+    credentials = response["Credentials"]
+    return {
+        "AWS_ACCESS_KEY_ID": credentials["AccessKeyId"],
+        "AWS_SECRET_ACCESS_KEY": credentials["SecretAccessKey"],
+        "AWS_SESSION_TOKEN": credentials["SessionToken"],
+        "AWS_CREDENTIAL_EXPIRATION": credentials["Expiration"].isoformat(),
+    }
+
+
+async def test_environment_keys_with_an_expiry_are_seeded_then_read_again(
+    loopback_sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """botocore's environment provider gives refreshable credentials when
+    ``AWS_CREDENTIAL_EXPIRATION`` is set, refreshed by reading the environment again. On
+    the engine: the first keys are served as resolved (no refresh); keys put in the
+    environment later are read when the refresh windows come; a child's AssumeRole is
+    signed with the keys of the moment."""
+    first = await _issued_environ(loopback_sts, "first")
+    second = await _issued_environ(loopback_sts, "second")
+    for name, value in first.items():
+        monkeypatch.setenv(name, value)
+    parent = stabilize(AioSession())
+    assert (await caller_arn(parent)).endswith(":assumed-role/Supervised/first")
+    credentials = credentials_of(parent, SourceCredentials)
+    assert credentials.method == "env"
+    assert credentials.refresh_stats.attempts == 0  # seeded with what the chain resolved
+    child = await assume_role(parent, ROLE_A)
+    assert ":assumed-role/Reader/" in await caller_arn(child)
+
+    for name, value in second.items():
+        monkeypatch.setenv(name, value)
+    assert (await caller_arn(parent)).endswith("/first")  # an hour left: not read yet
+    time_travel(parent, "blocking")
+    assert (await caller_arn(parent)).endswith(":assumed-role/Supervised/second")
+    assert (credentials.refresh_stats.attempts, credentials.refresh_stats.successes) == (1, 1)
+    time_travel(child, "blocking")
+    assert ":assumed-role/Reader/" in await caller_arn(child)
+    signers = [
+        call.access_key_id
+        for call in loopback_sts.calls
+        if call.action == "AssumeRole" and call.params.get("RoleArn") == ROLE_A
+    ]
+    assert signers == [first["AWS_ACCESS_KEY_ID"], second["AWS_ACCESS_KEY_ID"]]

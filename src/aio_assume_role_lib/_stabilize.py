@@ -21,7 +21,9 @@ refresher's tries, deadlines and backoff are the only ones:
   on a copy of their fetcher, and a profile role's own source credentials go on the
   engine too;
 * the container endpoint's fetcher makes one request per call instead of three with a
-  second's sleep between them.
+  second's sleep between them;
+* instance metadata's fetcher (a copy) makes one request of each kind per call, whatever
+  ``metadata_service_num_attempts`` says.
 
 Nothing here imports the session code of ``_assume``; ``_assume`` does not import this.
 """
@@ -48,10 +50,11 @@ from botocore.exceptions import (
     MetadataRetrievalError,
     ParamValidationError,
     RefreshWithMFAUnsupportedError,
+    SSOTokenLoadError,
     UnauthorizedSSOTokenError,
 )
 from botocore.exceptions import ConnectionError as BotocoreConnectionError
-from botocore.utils import ContainerMetadataFetcher, parse_timestamp
+from botocore.utils import ContainerMetadataFetcher, IMDSFetcher, parse_timestamp
 
 from ._assume import Aioboto3Session, _botocore_session_of
 from ._credentials import AssumeRoleCredentials, register_expired_token_hook
@@ -70,7 +73,8 @@ _STABILIZED = "_aio_assume_role_lib_stabilized"
 
 # Codes that say the source's own identity is refused: a retry a second later meets the
 # same answer. ExpiredTokenException: the web identity token (the JWT) has expired;
-# UnauthorizedException: SSO's access token is expired or revoked.
+# UnauthorizedException: SSO's access token is expired or revoked (botocore turns it into
+# UnauthorizedSSOTokenError); ForbiddenException: the SSO user has no access to the role.
 _NON_RECOVERABLE_SOURCE_CODES = NON_RECOVERABLE_ERROR_CODES | {
     "ExpiredTokenException",
     "UnauthorizedException",
@@ -82,6 +86,7 @@ _NON_RECOVERABLE_SOURCE_ERRORS = (
     InvalidConfigError,
     RefreshWithMFAUnsupportedError,
     UnauthorizedSSOTokenError,
+    SSOTokenLoadError,  # no SSO login cached: a person has to run `aws sso login`
 )
 _TRANSIENT_SOURCE_ERRORS = (
     CredentialRetrievalError,
@@ -151,6 +156,11 @@ def _one_try_source(refresh_using: Callable[[], Any], policy: RefreshPolicy | No
     """The source's refresh function, making one request per call (see the module doc)."""
     owner = getattr(refresh_using, "__self__", None)
     name = getattr(refresh_using, "__name__", None)
+    if owner is not None and name and isinstance(owner, IMDSFetcher):
+        # Instance metadata: each of its requests is tried num_attempts times in a row.
+        instance_metadata: Any = copy.copy(owner)  # botocore's private field, set once
+        instance_metadata._num_attempts = 1
+        return getattr(instance_metadata, name)
     if owner is not None and name and hasattr(owner, "_client_creator"):
         # A fetcher of botocore's (web identity, AssumeRole, SSO): a copy of our own, so
         # that the original credentials object keeps working as it did.

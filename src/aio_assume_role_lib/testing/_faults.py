@@ -16,7 +16,7 @@ from typing import Literal, get_args
 from aiohttp import web
 
 from ._identities import Identity
-from ._protocol import error_body, json_response, xml_response
+from ._protocol import error_body, json_response, rest_json_error, text_response, xml_response
 
 __all__ = [
     "FAULTS",
@@ -29,6 +29,8 @@ __all__ = [
     "drop",
     "respond",
     "respond_container",
+    "respond_instance_metadata",
+    "respond_sso",
     "trickle",
 ]
 
@@ -47,10 +49,13 @@ Fault = Literal["throttling", "5xx", "access_denied", "drop", "hang", "malformed
   sent a few bytes every 0.5 s, so that the whole takes about 30 s. Each read returns
   data well within any read timeout; only an overall deadline catches it.
 
-The same faults apply to ``AssumeRoleWithWebIdentity`` and to the container-credentials
-endpoint (``fail_next(fault, action=...)``); the endpoint answers them in its own JSON:
-HTTP 429, 500 and 403 with a ``{"code": ..., "message": ...}`` body, and a body that is not
-JSON for ``"malformed"``.
+The same faults apply to the sources of a parent's credentials (``fail_next(fault,
+action=...)``), each answering in its own format: ``AssumeRoleWithWebIdentity`` as
+``AssumeRole``; the container-credentials endpoint with HTTP 429, 500 and 403 and a
+``{"code": ..., "message": ...}`` body; the SSO portal (``GetRoleCredentials``) with 429
+``TooManyRequestsException``, 500 ``InternalServerException`` and 403
+``ForbiddenException``, its code in the ``x-amzn-ErrorType`` header; instance metadata with
+HTTP 429, 500 and 403 in plain text. ``"malformed"`` is then a 200 whose body is not JSON.
 """
 
 FAULTS: frozenset[str] = frozenset(get_args(Fault))
@@ -131,14 +136,23 @@ _CONTAINER_ERRORS = {
 }
 
 
-async def respond_container(
+_SSO_ERRORS = {
+    "throttling": (429, "TooManyRequestsException", "Rate exceeded"),
+    "5xx": (500, "InternalServerException", "An internal error occurred"),
+    "access_denied": (403, "ForbiddenException", "No access"),
+}
+
+_INSTANCE_METADATA_ERRORS = {
+    "throttling": (429, b"Too Many Requests"),
+    "5xx": (500, b"Internal Server Error"),
+    "access_denied": (403, b"Forbidden"),
+}
+
+
+async def _malformed_or_drop(
     fault: str, request: web.BaseRequest, request_id: str, pause: Pause
 ) -> web.StreamResponse:
-    """Answer a container-credentials request with ``fault`` instead of its credentials."""
-    if fault in _CONTAINER_ERRORS:
-        status, code, message = _CONTAINER_ERRORS[fault]
-        body = json.dumps({"code": code, "message": message}).encode()
-        return json_response(status, body, request_id)
+    """The faults a JSON source answers alike: a body that is not JSON, a hang, a drop."""
     if fault == "malformed":
         return web.Response(
             status=200,
@@ -151,11 +165,48 @@ async def respond_container(
     return drop(request)
 
 
+async def respond_container(
+    fault: str, request: web.BaseRequest, request_id: str, pause: Pause
+) -> web.StreamResponse:
+    """Answer a container-credentials request with ``fault`` instead of its credentials."""
+    if fault in _CONTAINER_ERRORS:
+        status, code, message = _CONTAINER_ERRORS[fault]
+        body = json.dumps({"code": code, "message": message}).encode()
+        return json_response(status, body, request_id)
+    return await _malformed_or_drop(fault, request, request_id, pause)
+
+
+async def respond_sso(
+    fault: str, request: web.BaseRequest, request_id: str, pause: Pause
+) -> web.StreamResponse:
+    """Answer an SSO portal ``GetRoleCredentials`` request with ``fault``."""
+    if fault in _SSO_ERRORS:
+        status, code, message = _SSO_ERRORS[fault]
+        return rest_json_error(status, code, message, request_id)
+    return await _malformed_or_drop(fault, request, request_id, pause)
+
+
+async def respond_instance_metadata(
+    fault: str, request: web.BaseRequest, request_id: str, pause: Pause
+) -> web.StreamResponse:
+    """Answer an instance metadata request (token, role name or credentials) with ``fault``."""
+    if fault in _INSTANCE_METADATA_ERRORS:
+        status, body = _INSTANCE_METADATA_ERRORS[fault]
+        return text_response(status, body)
+    return await _malformed_or_drop(fault, request, request_id, pause)
+
+
 async def trickle(
-    request: web.BaseRequest, status: int, payload: bytes, request_id: str, pause: Pause
+    request: web.BaseRequest,
+    status: int,
+    payload: bytes,
+    request_id: str,
+    pause: Pause,
+    content_type: str | None = None,
 ) -> web.StreamResponse:
     """Send ``payload`` a few bytes every ``TRICKLE_INTERVAL`` over ``TRICKLE_TOTAL``."""
-    content_type = "application/json" if payload[:1] == b"{" else "text/xml"
+    if content_type is None:
+        content_type = "application/json" if payload[:1] == b"{" else "text/xml"
     response = web.StreamResponse(
         status=status, headers={"Content-Type": content_type, "x-amzn-RequestId": request_id}
     )

@@ -28,9 +28,13 @@ __all__ = [
     "caller_identity_body",
     "container_credentials_body",
     "error_body",
+    "instance_metadata_credentials_body",
     "json_response",
     "members",
     "parse_request",
+    "rest_json_error",
+    "sso_role_credentials_body",
+    "text_response",
     "web_identity_body",
     "xml_response",
 ]
@@ -105,6 +109,11 @@ def members(params: Mapping[str, str], name: str) -> list[dict[str, str]] | None
 def _iso8601(epoch: float) -> str:
     moment = datetime.fromtimestamp(epoch, timezone.utc)
     return moment.strftime("%Y-%m-%dT%H:%M:%S.") + f"{moment.microsecond // 1000:03d}Z"
+
+
+def _iso8601_seconds(epoch: float) -> str:
+    # Instance metadata's format: whole seconds (rounded down: never later than the truth).
+    return datetime.fromtimestamp(int(epoch), timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def _render(xml_body: str) -> bytes:
@@ -223,6 +232,57 @@ def container_credentials_body(issued: Identity, role_arn: str) -> bytes:
             "AccountId": issued.account,
         }
     ).encode()
+
+
+def sso_role_credentials_body(issued: Identity) -> bytes:
+    """The JSON of an SSO portal's ``GetRoleCredentials`` answer (expiry in epoch ms)."""
+    assert issued.expiration is not None
+    return json.dumps(
+        {
+            "roleCredentials": {
+                "accessKeyId": issued.access_key_id,
+                "secretAccessKey": issued.secret_access_key,
+                "sessionToken": issued.session_token,
+                "expiration": int(issued.expiration * 1000),
+            }
+        }
+    ).encode()
+
+
+def instance_metadata_credentials_body(issued: Identity, last_updated: float) -> bytes:
+    """The JSON instance metadata serves at ``iam/security-credentials/<role>``."""
+    assert issued.expiration is not None
+    return json.dumps(
+        {
+            "Code": "Success",
+            "LastUpdated": _iso8601_seconds(last_updated),
+            "Type": "AWS-HMAC",
+            "AccessKeyId": issued.access_key_id,
+            "SecretAccessKey": issued.secret_access_key,
+            "Token": issued.session_token,
+            "Expiration": _iso8601_seconds(issued.expiration),
+        },
+        indent=2,
+    ).encode()
+
+
+def rest_json_error(status: int, code: str, message: str, request_id: str) -> web.Response:
+    """An error of a REST-JSON service (the SSO portal): the code in ``x-amzn-ErrorType``,
+    in the form the portal sends it."""
+    return web.Response(
+        status=status,
+        body=json.dumps({"message": message}).encode(),
+        headers={
+            "Content-Type": "application/json",
+            "x-amzn-RequestId": request_id,
+            "x-amzn-ErrorType": f"{code}:http://internal.amazon.com/coral/com.amazonaws.switchboard.portal/",
+        },
+    )
+
+
+def text_response(status: int, body: bytes) -> web.Response:
+    """A plain-text answer, as instance metadata gives (tokens, role names, errors)."""
+    return web.Response(status=status, body=body, headers={"Content-Type": "text/plain"})
 
 
 def json_response(status: int, body: bytes, request_id: str) -> web.Response:

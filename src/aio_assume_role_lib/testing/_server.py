@@ -3,9 +3,11 @@
 The server runs aiohttp's low-level ``web.Server`` on its own event loop in a daemon
 thread. Each request is parsed (``_protocol``), authenticated (``_sigv4``), routed to
 ``GetCallerIdentity`` or ``AssumeRole`` (checked by ``_validation``, issuing an identity
-from ``_identities``), or answered with a queued fault (``_faults``). Two credential
-sources a parent session may have are served too: ``AssumeRoleWithWebIdentity`` (unsigned,
-as on EKS with IRSA) and a container-credentials endpoint (as on ECS and EKS Pod Identity).
+from ``_identities``), or answered with a queued fault (``_faults``). The sources a parent
+session's own credentials may come from are served too: ``AssumeRoleWithWebIdentity``
+(unsigned, as on EKS with IRSA) here, and at paths of their own (``_sources``) the
+container-credentials endpoint (ECS, EKS Pod Identity), the SSO portal's
+``GetRoleCredentials`` and instance metadata (EC2, IMDSv2).
 """
 
 from __future__ import annotations
@@ -15,43 +17,63 @@ import contextlib
 import logging
 import math
 import re
-import secrets
 import threading
 import time
 import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
+from pathlib import Path
 from types import TracebackType
 
 from aiohttp import web
 
-from ._faults import FAULTS, Fault, Stopping, drop, respond, respond_container, trickle
+from ._faults import FAULTS, Fault, Stopping, drop, respond, trickle
 from ._identities import Identity, expiration, issue, root_identity
 from ._protocol import (
     VERSION,
     STSError,
     assume_role_body,
     caller_identity_body,
-    container_credentials_body,
     error_body,
-    json_response,
     parse_request,
     web_identity_body,
     xml_response,
 )
 from ._sigv4 import authenticate
+from ._sources import (
+    CONTAINER_CREDENTIALS,
+    CONTAINER_PATH,
+    CONTAINER_ROLE,
+    INSTANCE_METADATA,
+    INSTANCE_ROLE,
+    SSO_ROLE_CREDENTIALS,
+    SourceEndpoints,
+    sso_role_name,
+)
 from ._validation import AssumeRoleRequest, check_assume_role
 
-__all__ = ["CONTAINER_CREDENTIALS", "WEB_IDENTITY", "LoopbackSTS", "STSCall"]
+__all__ = [
+    "CONTAINER_CREDENTIALS",
+    "INSTANCE_METADATA",
+    "SSO_ROLE_CREDENTIALS",
+    "WEB_IDENTITY",
+    "LoopbackSTS",
+    "STSCall",
+]
 
 WEB_IDENTITY = "AssumeRoleWithWebIdentity"
 """The action of a web identity (IRSA) parent's source, for ``fail_next(action=...)``."""
-CONTAINER_CREDENTIALS = "ContainerCredentials"
-"""The action name of the container-credentials endpoint's requests (in ``calls`` and
-``fail_next(action=...)``)."""
-_CONTAINER_PATH = "/container-credentials"
-_FAULT_ACTIONS = ("AssumeRole", WEB_IDENTITY, CONTAINER_CREDENTIALS)
+# CONTAINER_CREDENTIALS ("ContainerCredentials"), SSO_ROLE_CREDENTIALS
+# ("GetRoleCredentials") and INSTANCE_METADATA ("InstanceMetadata"): the action names of
+# the other sources' requests, in ``calls`` and for ``fail_next(action=...)``.
+_FAULT_ACTIONS = (
+    "AssumeRole",
+    WEB_IDENTITY,
+    CONTAINER_CREDENTIALS,
+    SSO_ROLE_CREDENTIALS,
+    INSTANCE_METADATA,
+)
 
 # The public module's name: what users configure logging for.
 _log = logging.getLogger("aio_assume_role_lib.testing")
@@ -66,10 +88,13 @@ class STSCall:
 
     action: str
     """``"AssumeRole"``, ``"GetCallerIdentity"``, ``"AssumeRoleWithWebIdentity"``,
-    ``"ContainerCredentials"`` (the container endpoint), or whatever the request said."""
+    ``"ContainerCredentials"`` (the container endpoint), ``"GetRoleCredentials"`` (the SSO
+    portal), ``"InstanceMetadata"`` (any instance metadata request), or whatever the
+    request said."""
     params: Mapping[str, str]
     """The request's parameters as sent (``RoleArn``, ``RoleSessionName``,
-    ``Tags.member.1.Key``, ...), without ``Action`` and ``Version``."""
+    ``Tags.member.1.Key``, ...), without ``Action`` and ``Version``; for the SSO portal
+    ``role_name`` and ``account_id``; for instance metadata the ``path``."""
     caller_arn: str | None
     """ARN of the identity whose key signed the request; None for an unknown key."""
     access_key_id: str | None
@@ -129,7 +154,7 @@ class LoopbackSTS:
         self._calls: list[STSCall] = []
         self._faults: dict[str, deque[str]] = {action: deque() for action in _FAULT_ACTIONS}
         self._assume_role_count = 0
-        self._container_token = secrets.token_urlsafe(24)
+        self._sources = SourceEndpoints(self)
         root = root_identity(account_id)
         self._root = root
         # Every identity that may sign a request, by access key id (guarded by _lock).
@@ -169,8 +194,9 @@ class LoopbackSTS:
 
     @property
     def source_latency(self) -> float:
-        """Seconds ``AssumeRoleWithWebIdentity`` and container-credentials requests wait
-        on top of :attr:`latency` (a slow parent source). Settable at any time."""
+        """Seconds the requests of a parent's source (``AssumeRoleWithWebIdentity``, the
+        container endpoint, the SSO portal, instance metadata) wait on top of
+        :attr:`latency` (a slow source). Settable at any time."""
         return self._source_latency
 
     @source_latency.setter
@@ -218,17 +244,99 @@ class LoopbackSTS:
         is :attr:`container_authorization_token` with new credentials of
         :attr:`container_role_arn`, as JSON (``AccessKeyId``, ``SecretAccessKey``,
         ``Token``, ``Expiration``, ...), living ``credential_lifetime`` (else 1 hour)."""
-        return self.endpoint_url + _CONTAINER_PATH
+        return self.endpoint_url + CONTAINER_PATH
 
     @property
     def container_authorization_token(self) -> str:
         """The token the container endpoint requires (``AWS_CONTAINER_AUTHORIZATION_TOKEN``)."""
-        return self._container_token
+        return self._sources.container_token
 
     @property
     def container_role_arn(self) -> str:
         """The role whose credentials the container endpoint serves."""
-        return f"arn:aws:iam::{self._account_id}:role/loopback-container"
+        return f"arn:aws:iam::{self._account_id}:role/{CONTAINER_ROLE}"
+
+    @property
+    def sso_access_token(self) -> str:
+        """The access token of the SSO login the portal accepts (what ``aws sso login``
+        leaves in ``~/.aws/sso/cache``). It is a credential: do not log it."""
+        return self._sources.sso_access_token
+
+    def revoke_sso_access_token(self) -> None:
+        """End the SSO login: from now on the portal answers ``UnauthorizedException``
+        (HTTP 401) to the current :attr:`sso_access_token` (which becomes a new one), as
+        when the session has expired or an administrator has revoked it."""
+        self._sources.revoke_sso_access_token()
+
+    def sso_role_arn(self, permission_set: str = "LoopbackSSO") -> str:
+        """The role whose credentials the SSO portal serves for ``permission_set``
+        (the profile's ``sso_role_name``): ``role/AWSReservedSSO_<permission set>_<16 hex>``,
+        the session named ``loopback-sso-user``."""
+        return f"arn:aws:iam::{self._account_id}:role/{sso_role_name(permission_set)}"
+
+    def write_sso_profile(
+        self,
+        config_file: str | Path,
+        token_cache_dir: str | Path,
+        *,
+        profile: str = "loopback-sso",
+        permission_set: str = "LoopbackSSO",
+        legacy: bool = False,
+    ) -> dict[str, str]:
+        """Set up an SSO parent that gets its credentials from this server's SSO portal.
+
+        Writes ``config_file`` (replacing it) with ``profile``: an ``sso_session``
+        profile (``legacy=True``: the older form with ``sso_start_url`` in the profile)
+        for this server's account and ``permission_set``, and writes the cached access
+        token of an SSO login, valid 8 hours, into ``token_cache_dir`` as
+        ``<sha1>.json``, the file botocore's ``SSOTokenLoader`` reads. botocore reads that
+        cache in ``~/.aws/sso/cache``, a path it computes when it is imported: the pytest
+        plugin's ``isolated_aws_env`` points it at the temporary home's
+        ``.aws/sso/cache``; never pass your real one.
+
+        Returns the environment of that parent: ``AWS_CONFIG_FILE``, ``AWS_PROFILE``,
+        ``AWS_ENDPOINT_URL_SSO`` (the portal: this server), the STS endpoint and the
+        region. Remove ``AWS_ACCESS_KEY_ID`` and ``AWS_SECRET_ACCESS_KEY`` (they come
+        first in the chain).
+        """
+        self._sources.write_sso_profile(
+            Path(config_file),
+            Path(token_cache_dir),
+            profile=profile,
+            permission_set=permission_set,
+            legacy=legacy,
+        )
+        return {
+            "AWS_CONFIG_FILE": str(config_file),
+            "AWS_PROFILE": profile,
+            "AWS_ENDPOINT_URL_SSO": self.endpoint_url,
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
+
+    @property
+    def instance_role_arn(self) -> str:
+        """The role of the instance profile whose credentials instance metadata serves
+        (sessions named ``i-0123456789abcdef0``, the instance's id)."""
+        return f"arn:aws:iam::{self._account_id}:role/{INSTANCE_ROLE}"
+
+    def instance_metadata_environ(self) -> dict[str, str]:
+        """Environment variables of an EC2 parent that gets its credentials from this
+        server's instance metadata (IMDSv2: token first, then the role's credentials):
+        ``AWS_EC2_METADATA_SERVICE_ENDPOINT``, the STS endpoint and the region. Remove
+        ``AWS_ACCESS_KEY_ID``, ``AWS_SECRET_ACCESS_KEY`` and ``AWS_EC2_METADATA_DISABLED``,
+        and have no profile that gives credentials: instance metadata comes last.
+
+        The credentials' ``Expiration`` is in whole seconds, as instance metadata's is, and
+        botocore treats credentials it gets from there with less than about 17-25 minutes
+        left as an outage's stale ones: it moves their expiry to 17-25 minutes from now.
+        Give them a ``credential_lifetime`` of 30 minutes or more to see their own expiry.
+        """
+        return {
+            "AWS_EC2_METADATA_SERVICE_ENDPOINT": self.endpoint_url + "/",
+            "AWS_ENDPOINT_URL_STS": self.endpoint_url,
+            "AWS_DEFAULT_REGION": "us-east-1",
+        }
 
     def web_identity_environ(self, token_file: str, role_arn: str | None = None) -> dict[str, str]:
         """Environment variables of a web identity (EKS IRSA) parent that gets its
@@ -254,7 +362,7 @@ class LoopbackSTS:
             "AWS_ENDPOINT_URL_STS": self.endpoint_url,
             "AWS_DEFAULT_REGION": "us-east-1",
             "AWS_CONTAINER_CREDENTIALS_FULL_URI": self.container_credentials_url,
-            "AWS_CONTAINER_AUTHORIZATION_TOKEN": self._container_token,
+            "AWS_CONTAINER_AUTHORIZATION_TOKEN": self._sources.container_token,
         }
 
     def environ(self) -> dict[str, str]:
@@ -283,9 +391,11 @@ class LoopbackSTS:
         consume none). A faulted request is recorded in :attr:`calls` with the fault's
         name as ``outcome``. See :data:`Fault` for what each one does.
 
-        ``action="AssumeRoleWithWebIdentity"`` or ``"ContainerCredentials"`` queues them
-        for a parent's source instead (each has a queue of its own), so that a test can
-        take the source down while ``AssumeRole`` works, or the other way round.
+        ``action="AssumeRoleWithWebIdentity"``, ``"ContainerCredentials"``,
+        ``"GetRoleCredentials"`` (the SSO portal) or ``"InstanceMetadata"`` queues them for
+        a parent's source instead (each has a queue of its own, and each request of the
+        source consumes one), so that a test can take the source down while
+        ``AssumeRole`` works, or the other way round.
         """
         if fault not in FAULTS:
             raise ValueError(f"unknown fault {fault!r}; expected one of {sorted(FAULTS)}")
@@ -543,8 +653,9 @@ class LoopbackSTS:
         request_id = str(uuid.uuid4())
         body = await request.read()
         parsed = parse_request(request.method, request.raw_path, body)
-        if parsed.path == _CONTAINER_PATH:
-            return await self._container_credentials(request, received, request_id)
+        source = self._sources.handler(parsed.path)
+        if source is not None:
+            return await source(request, parsed, received, request_id)
         params = parsed.params
         action = parsed.action
         recorded = parsed.recorded_params
@@ -652,30 +763,6 @@ class LoopbackSTS:
         if fault is not None:
             return await trickle(request, 200, payload, request_id, self._pause)
         return xml_response(200, payload, request_id)
-
-    async def _container_credentials(
-        self, request: web.BaseRequest, received: float, request_id: str
-    ) -> web.StreamResponse:
-        """The container-credentials endpoint (see :attr:`container_credentials_url`)."""
-        await self._pause(self._latency + self._source_latency)
-        fault = self._next_fault(CONTAINER_CREDENTIALS)
-        if fault is not None and fault != "trickle":
-            self._record(CONTAINER_CREDENTIALS, {}, None, None, received, fault)
-            return await respond_container(fault, request, request_id, self._pause)
-        token = request.headers.get("Authorization", "")
-        if request.method != "GET" or not secrets.compare_digest(token, self._container_token):
-            outcome = "InvalidAuthorizationToken" if request.method == "GET" else "InvalidAction"
-            self._record(CONTAINER_CREDENTIALS, {}, None, None, received, outcome)
-            message = b'{"code": "%s", "message": "Unauthorized"}' % outcome.encode()
-            return json_response(401 if request.method == "GET" else 405, message, request_id)
-        issued = self._new_identity(
-            self._account_id, "loopback-container", "loopback-container", "aws", received, 3600
-        )
-        payload = container_credentials_body(issued, self.container_role_arn)
-        self._record(CONTAINER_CREDENTIALS, {}, None, None, received, fault or "ok", issued)
-        if fault is not None:
-            return await trickle(request, 200, payload, request_id, self._pause)
-        return json_response(200, payload, request_id)
 
     def _new_identity(
         self,

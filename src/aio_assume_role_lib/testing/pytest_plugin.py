@@ -20,7 +20,9 @@ Fixtures (all function-scoped):
   ``XDG_CACHE_HOME``, ``XDG_DATA_HOME`` and ``XDG_STATE_HOME``. Code under test that
   keeps a cache in ``Path.home() / ".aws/cli/cache"`` (or botocore's and the AWS CLI's
   SSO and credential caches under ``~/.aws``) then neither reads your real entries nor
-  writes loopback credentials into them.
+  writes loopback credentials into them. botocore's SSO token cache directory, which
+  botocore computes once when it is imported, is pointed at the temporary home's
+  ``.aws/sso/cache`` too.
 - ``loopback_sts``: a running :class:`LoopbackSTS`, stopped after the test, with the
   isolated environment pointing at it: ``AWS_ENDPOINT_URL_STS``, its root key as
   ``AWS_ACCESS_KEY_ID``/``AWS_SECRET_ACCESS_KEY``, and ``AWS_DEFAULT_REGION=us-east-1``.
@@ -38,9 +40,19 @@ Fixtures (all function-scoped):
   ``AWS_CONTAINER_CREDENTIALS_FULL_URI`` and ``AWS_CONTAINER_AUTHORIZATION_TOKEN`` in the
   environment (no keys), served by the ``loopback_sts`` server.
 
-Neither of the last two is stabilized: call ``aio_assume_role_lib.stabilize()`` on it as
+- ``loopback_sso_session``: an ``AioSession`` whose own credentials come from SSO (IAM
+  Identity Center), as after ``aws sso login``: a profile with an ``sso_session`` in
+  ``AWS_CONFIG_FILE``, ``AWS_PROFILE``, the login's cached access token in the temporary
+  home's ``.aws/sso/cache``, and ``AWS_ENDPOINT_URL_SSO`` sending the portal's
+  ``GetRoleCredentials`` to the ``loopback_sts`` server.
+- ``loopback_imds_session``: an ``AioSession`` whose own credentials come from instance
+  metadata (IMDSv2), as on EC2: ``AWS_EC2_METADATA_SERVICE_ENDPOINT`` pointing at the
+  ``loopback_sts`` server, ``AWS_EC2_METADATA_DISABLED`` removed, no keys.
+
+None of the last four is stabilized: call ``aio_assume_role_lib.stabilize()`` on it as
 your service does. Their sources take ``credential_lifetime``, ``source_latency`` and
-``fail_next(fault, action="AssumeRoleWithWebIdentity" | "ContainerCredentials")``.
+``fail_next(fault, action=...)`` with ``"AssumeRoleWithWebIdentity"``,
+``"ContainerCredentials"``, ``"GetRoleCredentials"`` or ``"InstanceMetadata"``.
 
 To test what your code does as credentials age, without sleeping, use
 :func:`aio_assume_role_lib.testing.time_travel` on a session it made with
@@ -66,7 +78,9 @@ __all__ = [
     "isolated_aws_env",
     "loopback_aioboto3_session",
     "loopback_container_session",
+    "loopback_imds_session",
     "loopback_parent_session",
+    "loopback_sso_session",
     "loopback_sts",
     "loopback_web_identity_session",
 ]
@@ -97,7 +111,17 @@ def isolated_aws_env(
         monkeypatch.setenv(name, str(directory))
     for name, relative in _XDG_DIRECTORIES.items():
         monkeypatch.setenv(name, str(directory / relative))
+    # botocore expands ~/.aws/sso/cache when it is imported, before HOME changed here.
+    import botocore.credentials
+    import botocore.tokens
+
+    sso_cache = str(directory / _SSO_TOKEN_CACHE)
+    monkeypatch.setattr(botocore.credentials.SSOProvider, "_SSO_TOKEN_CACHE_DIR", sso_cache)
+    monkeypatch.setattr(botocore.tokens.SSOTokenProvider, "_SSO_TOKEN_CACHE_DIR", sso_cache)
     return directory
+
+
+_SSO_TOKEN_CACHE = Path(".aws", "sso", "cache")
 
 
 _HOME_VARIABLES = ("HOME", "USERPROFILE")
@@ -177,5 +201,35 @@ def loopback_container_session(
 
     _without_keys(monkeypatch)
     for name, value in loopback_sts.container_environ().items():
+        monkeypatch.setenv(name, value)
+    return AioSession()
+
+
+@pytest.fixture
+def loopback_sso_session(
+    loopback_sts: LoopbackSTS, isolated_aws_env: Path, monkeypatch: pytest.MonkeyPatch
+) -> AioSession:
+    """An ``AioSession`` whose credentials come from SSO (an ``sso_session`` profile and
+    a cached login), its portal served by ``loopback_sts``."""
+    from aiobotocore.session import AioSession
+
+    _without_keys(monkeypatch)
+    environ = loopback_sts.write_sso_profile(
+        isolated_aws_env / "config", isolated_aws_env / _SSO_TOKEN_CACHE
+    )
+    for name, value in environ.items():
+        monkeypatch.setenv(name, value)
+    return AioSession()
+
+
+@pytest.fixture
+def loopback_imds_session(loopback_sts: LoopbackSTS, monkeypatch: pytest.MonkeyPatch) -> AioSession:
+    """An ``AioSession`` whose credentials come from instance metadata (IMDSv2, as on EC2),
+    served by ``loopback_sts``."""
+    from aiobotocore.session import AioSession
+
+    _without_keys(monkeypatch)
+    monkeypatch.delenv("AWS_EC2_METADATA_DISABLED", raising=False)
+    for name, value in loopback_sts.instance_metadata_environ().items():
         monkeypatch.setenv(name, value)
     return AioSession()
