@@ -30,6 +30,7 @@ from aio_assume_role_lib import (
     ClientPool,
     RefreshPolicy,
     TenantClientError,
+    _assume,
     assume_role,
     credentials_of,
 )
@@ -329,6 +330,25 @@ async def test_only_children_that_differ_in_credentials_alone_share(
                 pass
         assert pool.open_clients == 4
         assert [event for event, _ in opened] == ["open"] * 4
+
+
+async def test_children_of_an_unknown_botocore_get_a_client_each(
+    sts: LoopbackSTS, s3: LoopbackS3, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Where children are whole sessions (a botocore whose sessions the library cannot
+    copy lightly), a tenant client is a client of the child's own, as from client()."""
+    parent = AioSession()
+    await tenant(parent, 0)  # makes the parent's template
+    parent.__dict__[_assume._SHARED_ATTRIBUTE].template.light = False
+    caplog.set_level(logging.WARNING, "aio_assume_role_lib.pool")
+    async with ClientPool() as pool:
+        for number in (1, 2, 1):
+            child = await tenant(parent, number)
+            async with pool.tenant_client(child, "s3", endpoint_url=s3.endpoint_url) as own:
+                await own.put_object(Bucket=BUCKET, Key=f"tenant-{number}/0", Body=b"")
+        assert pool.clients_opened == 2
+    assert len([r for r in caplog.records if "a client of its own" in r.getMessage()]) <= 1
+    assert signed_by_their_tenant(s3) == []
 
 
 @pytest.mark.parametrize("kind", ["aiobotocore", "aioboto3"] if HAS_AIOBOTO3 else ["aiobotocore"])

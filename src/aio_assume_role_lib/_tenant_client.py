@@ -241,42 +241,30 @@ def _refuse_endpoint_discovery(context: dict[str, Any], **_: Any) -> None:
 # --- which sessions share a client --------------------------------------------------------
 
 
-class Tenant:
-    """A child session as a tenant: its credentials, and the key of the shared client it
-    can use (everything a client made on it depends on, besides its credentials)."""
+class ClientGroup:
+    """What a client made on a child depends on, its credentials aside: children with
+    equal groups can share one client."""
 
     __slots__ = (
-        "credentials",
         "data_loader",
         "default_config",
         "is_aioboto3",
-        "own_handlers",
         "region",
         "template",
         "user_agent",
     )
 
-    def __init__(
-        self,
-        credentials: AssumeRoleCredentials,
-        core: Any,
-        is_aioboto3: bool,
-        template: ChildTemplate,
-        parent: Any,
-    ) -> None:
-        self.credentials = credentials
+    def __init__(self, core: Any, is_aioboto3: bool, template: ChildTemplate, parent: Any) -> None:
         self.template = template
         self.is_aioboto3 = is_aioboto3
         self.data_loader = core.get_component("data_loader")
         self.default_config = core.get_default_client_config()
         self.region = current_region(core, parent)
         self.user_agent = (core.user_agent_name, core.user_agent_version, core.user_agent_extra)
-        emitter = core._original_handler
-        self.own_handlers = -1 if emitter._plain is not None else len(emitter._ops)
 
     def base_session(self, credentials: Any) -> Any:
-        """A session like this tenant's child, with ``credentials``'s resolver: what the
-        shared client is made on (aioboto3's ``Session`` for an aioboto3 child)."""
+        """A session like the group's children, with ``credentials``'s resolver: what the
+        shared client is made on (aioboto3's ``Session`` for aioboto3 children)."""
         region = self.region
 
         def configure(store: Any, _session: Any) -> None:
@@ -291,6 +279,16 @@ class Tenant:
         return session
 
 
+class Tenant:
+    """A child session as a tenant: its credentials and the group whose client it uses."""
+
+    __slots__ = ("credentials", "group")
+
+    def __init__(self, credentials: AssumeRoleCredentials, group: ClientGroup) -> None:
+        self.credentials = credentials
+        self.group = group
+
+
 # Per template: how many handlers of its own a child has when nobody registered any
 # (the library's ExpiredToken hook, and aioboto3's customizations on an aioboto3 child).
 _pristine_handlers: weakref.WeakKeyDictionary[ChildTemplate, dict[bool, int]] = (
@@ -298,13 +296,13 @@ _pristine_handlers: weakref.WeakKeyDictionary[ChildTemplate, dict[bool, int]] = 
 )
 
 
-def _handlers_of_a_pristine_child(tenant: Tenant) -> int:
-    counts = _pristine_handlers.setdefault(tenant.template, {})
-    count = counts.get(tenant.is_aioboto3)
+def _handlers_of_a_pristine_child(group: ClientGroup) -> int:
+    counts = _pristine_handlers.setdefault(group.template, {})
+    count = counts.get(group.is_aioboto3)
     if count is None:
-        base = tenant.base_session(_TenantCredentials())
+        base = group.base_session(_TenantCredentials())
         core, _ = _botocore_session_of(base)
-        count = counts[tenant.is_aioboto3] = len(core._original_handler._ops)
+        count = counts[group.is_aioboto3] = len(core._original_handler._ops)
     return count
 
 
@@ -356,12 +354,14 @@ def tenant_of(session: Any, kwargs: dict[str, Any]) -> Tenant | None:
             "for it"
         )
     parent_core, _ = _botocore_session_of(parent)
-    tenant = Tenant(credentials, core, is_aioboto3, template, parent_core)
-    if tenant.own_handlers != _handlers_of_a_pristine_child(tenant):
+    group = ClientGroup(core, is_aioboto3, template, parent_core)
+    own_handlers = -1 if emitter._plain is not None else len(emitter._ops)
+    if own_handlers != _handlers_of_a_pristine_child(group):
         raise ValueError(
             "this child has event handlers of its own, which a tenant client shared with "
             "other tenants would not run; use pool.client() for it"
         )
+    tenant = Tenant(credentials, group)
     return tenant
 
 
@@ -382,18 +382,18 @@ class SharedClient:
 
 
 class SharedClientContext:
-    """Opens (``async with``) the shared client of ``tenant``'s key for ``service_name``."""
+    """Opens (``async with``) the shared client of ``group`` for ``service_name``."""
 
-    def __init__(self, tenant: Tenant, service_name: str, kwargs: dict[str, Any]) -> None:
-        self._tenant = tenant
+    def __init__(self, group: ClientGroup, service_name: str, kwargs: dict[str, Any]) -> None:
+        self._group = group
         self._service_name = service_name
         self._kwargs = kwargs
         self._context: Any = None
 
     async def __aenter__(self) -> SharedClient:
         credentials = _TenantCredentials()
-        session = self._tenant.base_session(credentials)
-        make = session.client if self._tenant.is_aioboto3 else session.create_client
+        session = self._group.base_session(credentials)
+        make = session.client if self._group.is_aioboto3 else session.create_client
         context = make(self._service_name, **self._kwargs)
         client = await context.__aenter__()
         self._context = context
