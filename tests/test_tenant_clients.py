@@ -272,6 +272,7 @@ async def test_a_view_refuses_calls_once_its_lease_ended(sts: LoopbackSTS, s3: L
             paginator = view.get_paginator("list_objects_v2")
             with pytest.raises(TenantClientError, match="closed by its lease"):
                 await view.close()
+            assert not hasattr(view, "__aexit__")  # the shared client's is the pool's
             with pytest.raises(RuntimeError, match="entered twice"):
                 async with lease:
                     pass

@@ -99,7 +99,9 @@ class TenantClient:
         self._open = True
 
     def __getattr__(self, name: str) -> Any:
-        if name in TenantClient.__slots__:  # not set (only while being made)
+        # Not set (only while being made), or special: ``view.__aenter__()`` must not
+        # reach the shared client's, which only its pool enters and exits.
+        if name in TenantClient.__slots__ or name.startswith("__"):
             raise AttributeError(name)
         client = self._client
         value = getattr(client, name)
