@@ -1,12 +1,12 @@
 """Tenant clients: one aiobotocore client shared by children that differ only in credentials.
 
-A client per tenant costs ~50 ms of CPU to open (most of it loading the CA bundle into a
-new TLS context) and ~2 MiB to keep, so thousands of tenants cannot each have one. Yet
+A client per tenant costs ~30-50 ms of CPU to open (most of it loading the CA bundle into
+a new TLS context) and ~2 MiB to keep, so thousands of tenants cannot each have one. Yet
 the children of one parent differ only in their credentials: same service data, same
 configuration, same event handlers. Here one client is opened per (children's template,
-region, default config, service, client arguments); each tenant borrows a small view of
-it (:class:`TenantClient`, ~100 bytes, made in about a microsecond) whose calls are signed
-with that tenant's credentials.
+region, default config, service, client arguments); each lease lends a tenant a small
+view of it (:class:`TenantClient`, ~100 bytes; the lease with it ~15 µs of CPU and under
+1 KiB) whose calls are signed with that tenant's credentials.
 
 How a call finds its tenant: the shared client is made on a session of its own whose
 credentials object (:class:`_TenantCredentials`, installed the way every child gets its
