@@ -8,7 +8,7 @@ path URI-encoded once more as for every service but S3): ``POST /model/<id>/invo
 (Anthropic's Messages shape) and ``POST .../chat/completions`` (OpenAI's), each answering
 a fixed "hello".
 
-Objects live in memory; PUT, GET, HEAD and a ListObjectsV2 without paging are enough for
+Objects live in memory; PUT, GET, HEAD and a ListObjectsV2 (paged by ``max-keys``) are enough for
 obstore, s3fs and hand-written httpx requests. Errors come in S3's XML shape with S3's
 codes (``ExpiredToken``, ``InvalidAccessKeyId``, ``SignatureDoesNotMatch``).
 """
@@ -38,6 +38,7 @@ class S3Call:
     caller_arn: str | None
     outcome: str
     time: float
+    query: str = ""
 
 
 _ANTHROPIC_MESSAGE = {
@@ -121,7 +122,17 @@ class LoopbackS3:
         self, request: web.BaseRequest, key: str | None, arn: str | None, outcome: str
     ) -> None:
         with self._lock:
-            self._calls.append(S3Call(request.method, request.path, key, arn, outcome, time.time()))
+            self._calls.append(
+                S3Call(
+                    request.method,
+                    request.path,
+                    key,
+                    arn,
+                    outcome,
+                    time.time(),
+                    request.rel_url.query_string,
+                )
+            )
 
     def _authenticate(
         self, request: web.BaseRequest, body: bytes
@@ -245,14 +256,25 @@ class LoopbackS3:
                     k.partition("/")[2] for k in self.objects if k.startswith(f"{bucket}/{prefix}")
                 )
                 sizes = {n: len(self.objects[f"{bucket}/{n}"]) for n in names}
+            # Pages of max-keys, the continuation token being the last key sent.
+            after = request.query.get("continuation-token", "")
+            names = [n for n in names if n > after]
+            max_keys = int(request.query.get("max-keys", "1000"))
+            page, truncated = names[:max_keys], len(names) > max_keys
             contents = "".join(
                 f'<Contents><Key>{escape(n)}</Key><Size>{sizes[n]}</Size><LastModified>2026-01-01T00:00:00.000Z</LastModified><ETag>"x"</ETag><StorageClass>STANDARD</StorageClass></Contents>'
-                for n in names
+                for n in page
+            )
+            following = (
+                f"<NextContinuationToken>{escape(page[-1])}</NextContinuationToken>"
+                if truncated
+                else ""
             )
             xml = (
                 "<?xml version='1.0' encoding='UTF-8'?><ListBucketResult xmlns=\"http://s3.amazonaws.com/doc/2006-03-01/\">"
-                f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(names)}</KeyCount>"
-                f"<MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated>{contents}</ListBucketResult>"
+                f"<Name>{escape(bucket)}</Name><Prefix>{escape(prefix)}</Prefix><KeyCount>{len(page)}</KeyCount>"
+                f"<MaxKeys>{max_keys}</MaxKeys><IsTruncated>{str(truncated).lower()}</IsTruncated>"
+                f"{following}{contents}</ListBucketResult>"
             )
             return web.Response(status=200, body=xml.encode(), content_type="application/xml")
         return _error(405, "MethodNotAllowed", "The specified method is not allowed.")

@@ -467,6 +467,7 @@ def test_public_names() -> None:
             "RefreshPolicy",
             "RefreshStats",
             "RefreshTimeoutError",
+            "TenantClientError",
             "UnusableCredentialsError",
             "__version__",
             "assume_role",

@@ -27,6 +27,7 @@ from ._names import (
 from ._pool import ClientPool, ClientPoolClosedError
 from ._refresh import RefreshPolicy, RefreshStats, RefreshTimeoutError, UnusableCredentialsError
 from ._stabilize import stabilize
+from ._tenant_client import TenantClientError
 from ._version import __version__
 
 # A library's logging is its user's to configure (the logging HOWTO's advice).
@@ -42,6 +43,7 @@ __all__ = [
     "RefreshPolicy",
     "RefreshStats",
     "RefreshTimeoutError",
+    "TenantClientError",
     "UnusableCredentialsError",
     "__version__",
     "assume_role",

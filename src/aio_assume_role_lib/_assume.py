@@ -39,7 +39,7 @@ from ._params import (
     validate_token_code,
 )
 from ._refresh import Refresher, RefreshPolicy
-from ._region import apply_region_mode, check_sts_region, link_region_in
+from ._region import LINKED_ATTRIBUTE, apply_region_mode, check_sts_region, link_region_in
 from ._sts import StsClients
 
 logger = logging.getLogger("aio_assume_role_lib.sharing")
@@ -364,6 +364,8 @@ def _new_child(
                 link_region_in(store, child, parent)
 
         child = template.new_session(resolver, data_loader, default_config, link)
+        if link is not None:
+            child.__dict__[LINKED_ATTRIBUTE] = True  # for current_region()
         if region_name is not None:
             apply_region_mode(child, parent, region_name)
     else:  # a botocore this module does not know: a whole session, as before

@@ -36,10 +36,19 @@ async def check_clients_are_typed_per_service(parent: AioSession) -> None:
             assert_type(sts, STSClient)
             identity = await sts.get_caller_identity()
             assert_type(identity["Arn"], str)
+        async with pool.tenant_client(child, "s3", region_name="eu-west-1") as tenant_s3:
+            assert_type(tenant_s3, S3Client)  # a view of a shared client, typed as one
+            objects = await tenant_s3.list_objects_v2(Bucket="reports")
+            assert_type(objects["KeyCount"], int)
+            paginator = tenant_s3.get_paginator("list_objects_v2")
+            async for page in paginator.paginate(Bucket="reports"):
+                assert_type(page["KeyCount"], int)
         # A service name that is not a literal: the client is Any, as with create_client.
         service: str = "s3"
         async with pool.client(child, service) as anything:
             assert_type(anything, Any)
+        async with pool.tenant_client(child, service) as anything_shared:
+            assert_type(anything_shared, Any)
 
 
 async def check_resources_are_typed_per_service(aioboto3_session: Any) -> None:
