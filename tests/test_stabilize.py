@@ -14,8 +14,10 @@ durations: this file is in dev.py's TIMED_TESTS.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
@@ -55,6 +57,7 @@ from .conftest import (
     ROLE_A,
     ROLE_B,
     caller_arn,
+    client,
 )
 
 pytestmark = pytest.mark.anyio
@@ -558,6 +561,33 @@ async def _request(session: Any) -> BaseException | None:
     return None
 
 
+Request = Callable[[Any], Awaitable[BaseException | None]]
+
+
+@pytest.fixture
+async def sts_request() -> AsyncIterator[Request]:
+    """``_request`` through one STS client per session, kept open until the test ends.
+
+    The traffic loops below make hundreds of requests over 20 s: a client made for
+    each (what ``_request`` does) was most of their CPU (~25 ms a client; 5 s per test),
+    in a CI run that has to fit in 10 minutes. A client signs each request with what its
+    session's credentials object gives at that moment, so the loops see the same."""
+    async with contextlib.AsyncExitStack() as stack:
+        clients: dict[int, Any] = {}
+
+        async def request(session: Any) -> BaseException | None:
+            try:
+                if id(session) not in clients:
+                    opened = await stack.enter_async_context(client(session, "sts"))
+                    clients[id(session)] = opened
+                await clients[id(session)].get_caller_identity()
+            except Exception as error:
+                return error
+            return None
+
+        yield request
+
+
 # Each case waits 20 s or more: SSO's fetcher works like web identity's (a client of its
 # own, made to try once), so it runs on trio in the shorter tests only.
 _TRIO = ASYNCIO_AND_TRIO[1].marks
@@ -576,6 +606,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     loopback_sts: LoopbackSTS,
     short_lived_kind: str,
     anyio_backend: str,
+    sts_request: Request,
 ) -> None:
     """20-second credentials (parent and child); after the first fetch the source and
     STS fail every request. Requests of the parent and of its child made while their
@@ -585,8 +616,8 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     loopback_sts.credential_lifetime = 20.0
     parent = stabilize(_parent(request, short_lived_kind, anyio_backend))
     child = await assume_role(parent, ROLE_A)
-    assert await _request(parent) is None
-    assert await _request(child) is None
+    assert await sts_request(parent) is None
+    assert await sts_request(child) is None
     expiries = [call.expiration for call in loopback_sts.calls if call.expiration]
     assert len(expiries) == 2
     valid_until = min(expiries)  # type: ignore[type-var]
@@ -598,7 +629,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     while time.time() < valid_until - 1.0:
         for session in (parent, child):
             started = time.time()
-            error = await _request(session)
+            error = await sts_request(session)
             made += 1
             if error is not None and started < valid_until - 1.0:
                 failures.append((valid_until - started, error))
@@ -617,9 +648,9 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
     back = time.monotonic()
     parent_ok = child_ok = None
     while (parent_ok is None or child_ok is None) and time.monotonic() - back < 30:
-        if parent_ok is None and await _request(parent) is None:
+        if parent_ok is None and await sts_request(parent) is None:
             parent_ok = time.monotonic() - back
-        if child_ok is None and await _request(child) is None:
+        if child_ok is None and await sts_request(child) is None:
             child_ok = time.monotonic() - back
         await anyio.sleep(0.1)
     assert parent_ok is not None
@@ -629,7 +660,7 @@ async def test_source_and_sts_down_no_failed_request_while_valid_then_recovery(
 
 
 async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
-    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, slow_kind: str
+    request: pytest.FixtureRequest, loopback_sts: LoopbackSTS, slow_kind: str, sts_request: Request
 ) -> None:
     """The source answers errors after 4 s (longer than the blocking window): requests of
     the parent and its child made while their credentials are valid are served them in
@@ -638,8 +669,8 @@ async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
     loopback_sts.credential_lifetime = 20.0
     parent = stabilize(_parent(request, slow_kind))
     child = await assume_role(parent, ROLE_A)
-    assert await _request(parent) is None
-    assert await _request(child) is None
+    assert await sts_request(parent) is None
+    assert await sts_request(child) is None
     valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
     loopback_sts.source_latency = 4.0
     loopback_sts.fail_next("5xx", 100_000, action=SOURCE_ACTION[slow_kind])
@@ -651,7 +682,7 @@ async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
         nonlocal made
         while time.time() < valid_until - 1.0:
             started = time.time()
-            error = await _request(session)
+            error = await sts_request(session)
             made += 1
             if error is not None:
                 failures.append((valid_until - started, error))
@@ -665,21 +696,21 @@ async def test_a_slow_failing_source_never_makes_a_request_wait_past_expiry(
 
 
 async def test_a_hanging_sts_never_makes_a_childs_request_wait_past_expiry(
-    loopback_parent_session: AioSession, loopback_sts: LoopbackSTS
+    loopback_parent_session: AioSession, loopback_sts: LoopbackSTS, sts_request: Request
 ) -> None:
     """The same for a child's own refresh: AssumeRole hangs (each try runs into its
     10-second timeout); the child's requests in its blocking window are served its valid
     credentials in time."""
     loopback_sts.credential_lifetime = 20.0
     child = await assume_role(loopback_parent_session, ROLE_A)
-    assert await _request(child) is None
+    assert await sts_request(child) is None
     valid_until = min(call.expiration for call in loopback_sts.calls if call.expiration)
     loopback_sts.fail_next("hang", 1000)
     failures: list[tuple[float, BaseException]] = []
     made = 0
     while time.time() < valid_until - 1.0:
         started = time.time()
-        error = await _request(child)
+        error = await sts_request(child)
         made += 1
         if error is not None:
             failures.append((valid_until - started, error))
