@@ -7,6 +7,7 @@ refresher's hot path and nothing else.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, TypeVar, cast, overload
 
@@ -179,15 +180,20 @@ _SIGNED_WITH = "aio_assume_role_lib.signed_with"
 _CREDENTIAL_RE = re.compile(r"Credential=([^/,\s]+)/")
 
 
-def register_expired_token_hook(session: Any, credentials: AssumeRoleCredentials) -> None:
+def register_expired_token_hook(
+    session: Any,
+    credentials: AssumeRoleCredentials | Callable[[], AssumeRoleCredentials | None],
+) -> None:
     """Mark ``credentials`` stale when a service answers ExpiredToken (R9).
 
     Each request notes the access key it was signed with (its ``request-created`` handler
     runs after the signer's). An ExpiredToken answer then invalidates the credentials only
     if they still have that access key: a slow answer to a request signed with the
     previous credentials does not throw away the ones a refresh has just brought.
+    ``credentials`` may be a function that names them at answer time (a shared client
+    whose requests each sign with the calling tenant's: ``ClientPool.tenant_client``).
     """
-    refresher = credentials._refresher
+    credentials_now = credentials if callable(credentials) else lambda: credentials
 
     def note_signed(request: Any, **_: Any) -> None:
         match = _CREDENTIAL_RE.search(str(request.headers.get("Authorization", "")))
@@ -198,7 +204,9 @@ def register_expired_token_hook(session: Any, credentials: AssumeRoleCredentials
         error = parsed.get("Error") if isinstance(parsed, dict) else None
         signed_with = context.get(_SIGNED_WITH)
         if error and signed_with and error.get("Code") in EXPIRED_TOKEN_CODES:
-            refresher.invalidate(signed_with)
+            held = credentials_now()
+            if held is not None:
+                held.invalidate(signed_with)
 
     events = session.get_component("event_emitter")
     events.register_last("request-created", note_signed, unique_id="aio_assume_role_lib.signed")

@@ -46,11 +46,9 @@ from ._assume import _SHARED_ATTRIBUTE, _botocore_session_of, _FixedCredentialRe
 from ._assume import _wrap_aioboto3 as wrap_aioboto3
 from ._child import ChildTemplate, LayeredEmitter
 from ._credentials import (
-    _CREDENTIAL_RE,
-    _SIGNED_WITH,
     CREDENTIALS_ATTRIBUTE,
-    EXPIRED_TOKEN_CODES,
     AssumeRoleCredentials,
+    register_expired_token_hook,
 )
 from ._region import current_region
 
@@ -197,27 +195,10 @@ class _TenantCredentials(AioRefreshableCredentials):
         return "<credentials of the calling tenant>"
 
 
-def _register_expired_token_hook(session: Any) -> None:
-    """``register_expired_token_hook`` for the shared client: an ExpiredToken answer
-    invalidates the calling tenant's credentials (if they still have the key that
-    signed). The same two registrations, so that a child and the shared session have as
-    many handlers of their own."""
-
-    def note_signed(request: Any, **_: Any) -> None:
-        match = _CREDENTIAL_RE.search(str(request.headers.get("Authorization", "")))
-        if match:
-            request.context[_SIGNED_WITH] = match.group(1)
-
-    def check_response(parsed: Any, context: dict[str, Any], **_: Any) -> None:
-        error = parsed.get("Error") if isinstance(parsed, dict) else None
-        signed_with = context.get(_SIGNED_WITH)
-        tenant = _current.get()
-        if error and signed_with and tenant and error.get("Code") in EXPIRED_TOKEN_CODES:
-            tenant._credentials.invalidate(signed_with)
-
-    events = session.get_component("event_emitter")
-    events.register_last("request-created", note_signed, unique_id="aio_assume_role_lib.signed")
-    events.register("after-call", check_response, unique_id="aio_assume_role_lib.expired")
+def _calling_tenants_credentials() -> AssumeRoleCredentials | None:
+    """Whose credentials an ExpiredToken answer of the shared client concerns."""
+    tenant = _current.get()
+    return tenant._credentials if tenant is not None else None
 
 
 def _refuse_s3_express_sessions(request: Any, **_: Any) -> None:
@@ -275,7 +256,7 @@ class ClientGroup:
         base = self.template.new_session(
             _FixedCredentialResolver(credentials), self.data_loader, self.default_config, configure
         )
-        _register_expired_token_hook(base)
+        register_expired_token_hook(base, _calling_tenants_credentials)
         session = wrap_aioboto3(base) if self.is_aioboto3 else base
         base.user_agent_name, base.user_agent_version, base.user_agent_extra = self.user_agent
         return session
