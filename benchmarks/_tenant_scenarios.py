@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import importlib.util
 import json
 import multiprocessing
 import os
@@ -47,6 +48,7 @@ from _scenarios import Config, Context, Row, Scenario
 LIBRARY = "library"
 BEFORE = "before"
 DICT = "dict"
+AIOBOTO3_ASSUME = "aioboto3-assume"
 POOL_CLIENT = "pool-client"
 PER_REQUEST = "per-request"
 FLOOR = "floor"
@@ -54,6 +56,7 @@ LABELS = {
     LIBRARY: "this library",
     BEFORE: "this library before issue 21",
     DICT: "hand-written dict of children",
+    AIOBOTO3_ASSUME: "aioboto3-assume 0.1.2, one session per tenant in a dict",
     POOL_CLIENT: "ClientPool.client (a client per tenant, max_clients=64)",
     PER_REQUEST: "a client per request (create_client)",
     FLOOR: "floor: the call alone (one client reused, no assume_role, no lease)",
@@ -73,6 +76,7 @@ def _sizes(config: Config) -> dict[str, int]:
             "t1": 20,
             "t1_slow": 20,
             "t1_dict": 10,
+            "t1_aioboto3_assume": 10,
             "t2": 20,
             "t2_large": 40,
             "t3": 20,
@@ -87,6 +91,7 @@ def _sizes(config: Config) -> dict[str, int]:
         "t1": 10_000,
         "t1_slow": 1_000,
         "t1_dict": 200,
+        "t1_aioboto3_assume": 200,
         "t2": 1_000,
         "t2_large": 10_000,
         "t3": 10_000,
@@ -133,7 +138,7 @@ async def _run_worker(
     process = await asyncio.create_subprocess_exec(
         sys.executable,
         str(WORKER),
-        "library" if mode in (LIBRARY, BEFORE) else "dict",
+        LIBRARY if mode in (LIBRARY, BEFORE) else mode,
         phase,
         str(tenants),
         str(rounds),
@@ -153,6 +158,10 @@ async def _run_worker(
     return result
 
 
+def _has_aioboto3_assume() -> bool:
+    return importlib.util.find_spec("aioboto3_assume") is not None
+
+
 def _role(ctx: Context, scenario: str, mode: str) -> str:
     ctx._roles += 1
     return f"arn:aws:iam::{ACCOUNT}:role/bench-{scenario}-{mode}-{ctx._roles}"
@@ -162,8 +171,11 @@ async def run_t1(ctx: Context) -> list[Row]:
     sizes = _sizes(ctx.config)
     ctx.reset_server()
     rows = []
-    for mode in (LIBRARY, BEFORE, DICT):
-        tenants = sizes[{LIBRARY: "t1", BEFORE: "t1_slow", DICT: "t1_dict"}[mode]]
+    # aioboto3-assume needs aioboto3: stack S2 (the bench environment) only.
+    modes = (LIBRARY, BEFORE, DICT) + ((AIOBOTO3_ASSUME,) if _has_aioboto3_assume() else ())
+    for mode in modes:
+        size = {LIBRARY: "t1", BEFORE: "t1_slow", DICT: "t1_dict"}.get(mode, "t1_aioboto3_assume")
+        tenants = sizes[size]
         arn = _role(ctx, "t1", mode)
         result = await _run_worker(ctx, mode, "cpu", tenants, 3, arn)
         if result is None:
@@ -427,7 +439,8 @@ TENANT_SCENARIOS = [
         lambda c: (
             f"{_sizes(c)['t1']:,} tenants (one ExternalId and session name each) x 3 rounds "
             f"for this library, {_sizes(c)['t1_slow']:,} for it before issue 21 and "
-            f"{_sizes(c)['t1_dict']:,} for the dict (an STS client per fetch); each use "
+            f"{_sizes(c)['t1_dict']:,} for the dict (an STS client per fetch) and for "
+            "aioboto3-assume (stack S2); each use "
             "`assume_role` (or a dict lookup) then the tenant's credentials; each "
             "contender in a fresh process"
         ),

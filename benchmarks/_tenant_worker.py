@@ -77,6 +77,35 @@ class _DictOfChildren:
         return child
 
 
+class _Aioboto3AssumePerTenant:
+    """aioboto3-assume per tenant: ``aioboto3_assume.assume_role`` once per tenant, kept in
+    a dict (stack S2 only: it needs aioboto3)."""
+
+    def __init__(self, parent: AioSession, role_arn: str) -> None:
+        import aioboto3
+
+        self._source = aioboto3.Session(botocore_session=parent)
+        self._role_arn = role_arn
+        self._children: dict[int, Any] = {}
+
+    async def child(self, tenant: int) -> Any:
+        child = self._children.get(tenant)
+        if child is None:
+            from aioboto3_assume import assume_role
+
+            kwargs = {"RoleArn": self._role_arn, **_tenant_args(tenant)}
+            child = assume_role(source_session=self._source, assume_role_kwargs=kwargs)
+            self._children[tenant] = child
+        return child._session  # its botocore session, as the other contenders give
+
+
+CONTENDERS = {
+    "library": _Library,
+    "dict": _DictOfChildren,
+    "aioboto3-assume": _Aioboto3AssumePerTenant,
+}
+
+
 async def _use(child: Any) -> str:
     credentials = await child.get_credentials()
     return str((await credentials.get_frozen_credentials()).access_key)
@@ -94,7 +123,7 @@ async def _sts_round_trip_cpu(parent: AioSession, role_arn: str, count: int) -> 
 
 async def _main(mode: str, phase: str, tenants: int, rounds: int, role_arn: str) -> dict[str, Any]:
     parent = AioSession()
-    contender = (_Library if mode == "library" else _DictOfChildren)(parent, role_arn)
+    contender = CONTENDERS[mode](parent, role_arn)
     # Warm up: service data, the parent's credentials, the STS client, code paths.
     await _use(await contender.child(-1))
     await _use(await contender.child(-2))
