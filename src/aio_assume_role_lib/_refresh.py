@@ -18,6 +18,9 @@ It knows nothing about sessions or STS. It is given:
 * ``classify_error``: ``"transient"`` (retried inside the refresh), ``"non_recoverable"``
   (remembered for a few seconds, raised to callers that need new credentials) or
   ``"failed"`` (neither: the refresh fails and backs off);
+* ``retry_early`` (optional): during the backoff after a failed refresh, whether what made
+  it fail has gone (a child's parent renewed the credentials STS refused), so that the
+  next caller refreshes at once;
 * a :class:`RefreshPolicy` with the named knobs.
 
 Tests give it hand-driven clocks and sleep; production gives it ``time.time``,
