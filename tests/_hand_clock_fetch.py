@@ -59,4 +59,5 @@ def hand_clock_child(
         key_of=lambda credentials: credentials.access_key,
         description=fetcher.description,
         expiry_margin_seconds=1.0,
+        retry_early=fetcher.parent_renewed,
     )

@@ -32,12 +32,21 @@ import botocore.utils
 import pytest
 from aiobotocore.config import AioConfig
 from aiobotocore.session import AioSession
-from botocore.exceptions import ClientError, RefreshWithMFAUnsupportedError
+from botocore.credentials import ReadOnlyCredentials
+from botocore.exceptions import (
+    ClientError,
+    CredentialRetrievalError,
+    RefreshWithMFAUnsupportedError,
+)
 
 from aio_assume_role_lib import JSONFileCache, RefreshPolicy, _cache, assume_role
-from aio_assume_role_lib._refresh import RefreshTimeoutError
+from aio_assume_role_lib._refresh import Refresher, RefreshTimeoutError
+from aio_assume_role_lib._stabilize import SourceCredentials, classify_source_error
+from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
+from ._hand_clock_fetch import hand_clock_child
+from ._manual_clock import ManualClock
 from .conftest import (
     ASYNCIO_AND_TRIO,
     HANG_SECONDS,
@@ -913,6 +922,169 @@ async def test_r9_a_late_expired_token_for_old_credentials_keeps_the_new_ones(
     assert {call.access_key_id for call in fresh_calls} == {
         assume_role_calls(sts)[-1].issued_access_key_id
     }
+
+
+# --- a child whose AssumeRole is refused for its parent's expired credentials --------------
+# (issue 20: an instance metadata parent, whose expiry botocore moves 17-25 minutes ahead,
+# so that only STS's ExpiredToken tells; hand clock, real HTTP to the loopback STS)
+
+
+class ParentSource:
+    """A parent's source on a hand clock: hands out ``keys`` in order, each claimed valid
+    for an hour (as botocore's instance metadata fetcher claims); raises while down."""
+
+    def __init__(self, clock: ManualClock, keys: list[ReadOnlyCredentials]) -> None:
+        self.clock = clock
+        self.keys = keys
+        self.up = True
+        self.calls = 0
+
+    async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
+        self.calls += 1
+        if not self.up:
+            raise CredentialRetrievalError(provider="test", error_msg="the source is down")
+        return self.keys.pop(0), self.clock.wall() + 3600.0
+
+
+async def parent_keys(sts: LoopbackSTS) -> list[ReadOnlyCredentials]:
+    """Keys STS already treats as expired, then valid ones."""
+    keys = []
+    async with AioSession().create_client("sts") as root:
+        for lifetime in (0.2, None):
+            sts.credential_lifetime = lifetime
+            issued = (await root.assume_role(RoleArn=ROLE_B, RoleSessionName="parent"))[
+                "Credentials"
+            ]
+            keys.append(
+                ReadOnlyCredentials(
+                    issued["AccessKeyId"], issued["SecretAccessKey"], issued["SessionToken"]
+                )
+            )
+    await anyio.sleep(0.3)  # past the first keys' expiry at the server
+    return keys
+
+
+def hand_clock_parent(
+    clock: ManualClock, source: ParentSource
+) -> tuple[AioSession, Refresher[Any]]:
+    """A parent session whose credentials are on the engine (as ``stabilize`` puts them),
+    on ``clock``; one try per refresh, backoff 2 s."""
+    refresher: Refresher[Any] = Refresher(
+        source,
+        policy=RefreshPolicy(max_tries=1),
+        wall_clock=clock.wall,
+        monotonic=clock.monotonic,
+        sleep=clock.sleep,
+        random=lambda: 0.0,
+        classify_error=classify_source_error,
+        key_of=lambda credentials: credentials.access_key,
+        expiry_margin_seconds=1.0,
+    )
+    parent = AioSession()
+    parent._credentials = SourceCredentials(refresher, "test")  # as stabilize() sets it
+    return parent, refresher
+
+
+def child_calls(sts: LoopbackSTS) -> list[STSCall]:
+    return [call for call in assume_role_calls(sts) if call.params.get("RoleArn") == ROLE_A]
+
+
+async def until(condition: Callable[[], bool]) -> None:
+    """Wait (real time: HTTP is answered meanwhile) until ``condition()``."""
+    with anyio.fail_after(HANG_SECONDS):
+        while not condition():  # noqa: ASYNC110
+            await anyio.sleep(0.005)
+
+
+async def test_a_child_refused_for_its_parents_expired_keys_waits_for_the_parents_renewal(
+    sts: LoopbackSTS,
+) -> None:
+    """STS rejects the child's AssumeRole as ExpiredToken: the parent's keys are expired
+    while the parent thinks them valid. The parent is invalidated, and the child's next
+    try waits for the parent's renewal (through the parent's backoff) instead of signing
+    with the rejected keys again; it has credentials the moment the parent has new ones."""
+    clock = ManualClock(wall=time.time())
+    expired, fresh = await parent_keys(sts)
+    source = ParentSource(clock, [expired, fresh])
+    parent, parent_refresher = hand_clock_parent(clock, source)
+    child = hand_clock_child(StsClients(parent), clock, ROLE_A, RoleSessionName="waits")
+    outcome: list[Outcome] = []
+    async with anyio.create_task_group() as tasks:
+
+        async def first_fetch() -> None:
+            outcome.append(await attempt(child.get))
+
+        tasks.start_soon(first_fetch)
+        # Try 1: signed with the expired keys, ExpiredToken; the parent is marked stale.
+        await until(lambda: len(child_calls(sts)) == 1 and len(clock._sleepers) == 1)
+        assert child_calls(sts)[0].outcome == "ExpiredToken"
+        assert parent_refresher.stats.invalidations == 1
+        source.up = False
+        await clock.advance(0.25)  # the pause before try 2
+        # Try 2 asks the parent for new keys: the source is down, the parent backs off 2 s.
+        await until(
+            lambda: source.calls == 2 and (len(clock._sleepers) == 2 or len(child_calls(sts)) > 1)
+        )
+        await clock.advance(0.75)
+        source.up = True
+        await clock.advance(1.0)
+        assert outcome == []
+        assert len(child_calls(sts)) == 1  # the rejected keys were not used again
+        await clock.advance(0.25)  # the parent's backoff is over: it renews, the child goes on
+        await until(lambda: bool(outcome))
+    assert outcome[0].error is None, outcome[0].error
+    assert clock.mono_now == 2.25
+    calls = child_calls(sts)
+    assert [(c.access_key_id, c.outcome) for c in calls] == [
+        (expired.access_key, "ExpiredToken"),
+        (fresh.access_key, "ok"),
+    ]
+    assert outcome[0].value.access_key == calls[1].issued_access_key_id
+    assert (child.stats.attempts, child.stats.failures, child.stats.tries) == (1, 0, 2)
+    assert source.calls == 3
+    # Keys the parent holds and nobody rejected: a child refused with them waits its own
+    # backoff (asking again would meet the same refusal); replaced ones: it goes on.
+    assert not parent_refresher.renewal_due(fresh.access_key)
+    assert parent_refresher.renewal_due(expired.access_key)
+
+
+async def test_a_child_backing_off_after_its_parents_keys_were_refused_goes_on_with_the_parent(
+    sts: LoopbackSTS,
+) -> None:
+    """After a refresh failed because STS refused the parent's keys as expired, the child
+    does not wait out its own backoff: while the parent holds the refused keys in its own
+    backoff, callers get the remembered failure (no AssumeRole); once the parent may
+    refresh, the next caller refreshes the parent and then the child at once."""
+    clock = ManualClock(wall=time.time())
+    expired, fresh = await parent_keys(sts)
+    source = ParentSource(clock, [expired, fresh])
+    parent, parent_refresher = hand_clock_parent(clock, source)
+    policy = RefreshPolicy(max_tries=1, backoff_min_seconds=10.0)
+    child = hand_clock_child(StsClients(parent), clock, ROLE_A, RoleSessionName="on", policy=policy)
+    with anyio.fail_after(HANG_SECONDS), pytest.raises(ClientError) as caught:
+        await child.get()
+    assert error_code(caught.value) == "ExpiredToken"
+    assert parent_refresher.stats.invalidations == 1
+    source.up = False
+    await clock.advance(0.1)
+    assert (await parent_refresher.get()).access_key == expired.access_key  # backing off
+    await clock.advance(0.1)
+    # The remembered failure, at once (5 s of real time only catch a wait on the clock).
+    with anyio.fail_after(5.0), pytest.raises(ClientError):
+        await child.get()
+    assert child.stats.fast_failures == 1
+    assert len(child_calls(sts)) == 1
+    source.up = True
+    await clock.advance(2.0)  # the parent's backoff is over; the child's (10 s) is not
+    with anyio.fail_after(HANG_SECONDS):
+        credentials = await child.get()
+    calls = child_calls(sts)
+    assert [(c.access_key_id, c.outcome) for c in calls] == [
+        (expired.access_key, "ExpiredToken"),
+        (fresh.access_key, "ok"),
+    ]
+    assert credentials.access_key == calls[1].issued_access_key_id
+    assert (child.stats.attempts, parent_refresher.stats.attempts) == (2, 3)
 
 
 # --- R10: observability without leaks --------------------------------------------------------

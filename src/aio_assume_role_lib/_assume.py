@@ -338,6 +338,7 @@ def _new_entry(
         },
         metrics=RefreshMetrics(fetcher.kwargs["RoleArn"]),
         expiry_margin_seconds=1.0,  # waiters are served valid credentials (R13)
+        retry_early=fetcher.parent_renewed,
     )
     return _Entry(AssumeRoleCredentials(refresher, args.kwargs["RoleArn"]), fetcher)
 

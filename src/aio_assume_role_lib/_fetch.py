@@ -56,8 +56,9 @@ from botocore.utils import parse_timestamp
 
 from ._backend import current_event_loop
 from ._cache import CredentialCache, entry_problem
+from ._credentials import EXPIRED_TOKEN_CODES, AssumeRoleCredentials
 from ._params import AssumeRoleArgs, TokenCodeSource
-from ._refresh import ErrorKind, RefreshTimeoutError, UnusableCredentialsError
+from ._refresh import ErrorKind, Refresher, RefreshTimeoutError, UnusableCredentialsError
 from ._sts import StsClients
 
 logger = logging.getLogger("aio_assume_role_lib.fetch")
@@ -321,6 +322,9 @@ class AssumeRoleFetcher:
         # A sync TokenCode callable's call in progress (a prompt): a refresh that gave up
         # waiting for it leaves it to the next refresh, which never opens a second one.
         self._pending_prompt: concurrent.futures.Future[object] | None = None
+        # The parent's refresher and the access key STS rejected as expired when the last
+        # AssumeRole was signed with it: the next try waits for the parent to renew them.
+        self._rejected_parent: tuple[Refresher[Any], object] | None = None
         _all_fetchers.add(self)
 
     def __repr__(self) -> str:
@@ -353,12 +357,39 @@ class AssumeRoleFetcher:
                 return
         self._code = await self._next_token_code()
 
+    def parent_renewed(self) -> bool:
+        """Whether the parent's credentials that STS rejected, failing the last refresh,
+        have been renewed or can be now (the refresher's ``retry_early``): the next
+        refresh then need not wait out the backoff. False when no rejection is pending."""
+        rejected = self._rejected_parent
+        return rejected is not None and rejected[0].renewal_due(rejected[1])
+
+    async def _wait_for_parent(self) -> None:
+        """If STS rejected the parent's credentials the last time, wait for the parent to
+        renew them (starting its refresh as its backoff allows) instead of signing with
+        them again; bounded by this try's deadline (the refresher cancels the wait)."""
+        rejected = self._rejected_parent
+        if rejected is None:
+            return
+        parent, key = rejected
+        if not parent.renewal_due(key):
+            logger.info(
+                "%s: waiting for the parent's credentials to be renewed (STS rejected "
+                "them as expired)",
+                self.description,
+            )
+        await parent.renewed(key)
+        self._rejected_parent = None  # one wait per rejection: the next try signs
+
     async def __call__(self) -> tuple[ReadOnlyCredentials, float]:
         self._last_from_cache = False
         if self._from_cache is not None:
             found, self._from_cache = self._from_cache, None
             self._last_from_cache = True
-        elif self._shared and self._cache_key is not None:
+            self._held_expiry = found[1]
+            return found
+        await self._wait_for_parent()  # before any cache lock is taken
+        if self._shared and self._cache_key is not None:
             found = await self._shared_refresh()
         else:
             response = await self._assume_role()
@@ -454,10 +485,25 @@ class AssumeRoleFetcher:
         if self._code is not None:
             request["TokenCode"] = self._code
         unparsable = False
+        # The parent's refresher and the key its credentials have now (the signer asks
+        # for them next): if STS says they are expired, the parent is told and the next
+        # try waits for it.
+        parent = await self._sts_clients.parent_credentials()
+        signer: Refresher[Any] | None = None
+        signed_with: object = None
+        if isinstance(parent, AssumeRoleCredentials):
+            signer = parent._refresher
+            signed_with = (await signer.get()).access_key
+        self._rejected_parent = None
         async with self._sts_clients.lease() as lease:
             try:
                 response: dict[str, Any] = await lease.client.assume_role(**request)
-            except ClientError:
+            except ClientError as error:
+                if signer is not None and error_code(error) in EXPIRED_TOKEN_CODES:
+                    # The parent's credentials, not ours: mark them stale (only if it
+                    # still holds that key) and have the next try wait for new ones.
+                    signer.invalidate(signed_with)
+                    self._rejected_parent = (signer, signed_with)
                 raise  # STS answered: the client is fine
             except UnicodeEncodeError:
                 # Only reachable with validate=False, which skipped the check for this.

@@ -18,6 +18,9 @@ It knows nothing about sessions or STS. It is given:
 * ``classify_error``: ``"transient"`` (retried inside the refresh), ``"non_recoverable"``
   (remembered for a few seconds, raised to callers that need new credentials) or
   ``"failed"`` (neither: the refresh fails and backs off);
+* ``retry_early`` (optional): during the backoff after a failed refresh, whether what made
+  it fail has gone (a child's parent renewed the credentials STS refused), so that the
+  next caller refreshes at once;
 * a :class:`RefreshPolicy` with the named knobs.
 
 Tests give it hand-driven clocks and sleep; production gives it ``time.time``,
@@ -489,6 +492,7 @@ class Refresher(Generic[T]):
         owner_check_interval: float = 1.0,
         metrics: RefreshMetrics | None = None,
         expiry_margin_seconds: float | None = None,
+        retry_early: Callable[[], bool] | None = None,
     ) -> None:
         self._load = load
         self._prepare = prepare
@@ -512,6 +516,10 @@ class Refresher(Generic[T]):
         # unexpired value waits at most until that much (or half the time left) before its
         # expiry, and is then served it while the flight goes on (see _wait_bounded).
         self._expiry_margin = expiry_margin_seconds
+        # During the backoff after a failed refresh (not the memory of a non-recoverable
+        # error): whether what made it fail has gone, so that the next caller may start a
+        # refresh at once (a child's parent renewed the credentials STS rejected).
+        self._retry_early = retry_early
         if metrics is not None:
             metrics.watch(functools.partial(_seconds_to_expiry, weakref.ref(self)))
         self.stats = RefreshStats()
@@ -570,6 +578,45 @@ class Refresher(Generic[T]):
         )
         return True
 
+    def renewal_due(self, rejected_key: object) -> bool:
+        """Whether a caller waiting for the value with ``rejected_key`` to be replaced can
+        go on now: another value is cached, or the rejected one was invalidated and no
+        backoff holds its refresh back (one is running, or the next caller starts one).
+        False while that value is held invalidated during a backoff, and while it is held
+        *not* invalidated (the same credentials refreshed again, say): asking again then
+        would only meet the same rejection."""
+        current = self._current  # read without the mutex: a caller's hint, not a decision
+        if current is None or self._key_of(current.value) != rejected_key:
+            return True
+        if not current.stale:
+            return False
+        failure = self._failure
+        return self._flight is not None or failure is None or self._monotonic() >= failure.retry_at
+
+    async def renewed(self, rejected_key: object) -> None:
+        """Wait while the cached value is the one with ``rejected_key`` and invalidated
+        (a service rejected it): until a refresh replaces it, starting one whenever the
+        backoff allows. Returns at once when another value is cached, or that one was not
+        invalidated. The caller bounds the wait (cancel it); the refreshes it joins or
+        starts are detached flights, which no cancellation aborts."""
+        while True:
+            with self._mutex:
+                current = self._current
+                if (
+                    current is None
+                    or not current.stale
+                    or self._key_of(current.value) != rejected_key
+                ):
+                    return
+                failure = self._failure
+                pause = 0.0
+                if self._flight is None and failure is not None:
+                    pause = failure.retry_at - self._monotonic()
+            if pause > 0:
+                await self._sleep(pause)  # backing off: nobody may start a refresh yet
+            else:
+                await self.get()  # joins the refresh in flight, or starts one
+
     def seed(self, value: T, expiry: float) -> bool:
         """Start from a value already in hand (no load), timed as if it had just been
         loaded. Does nothing (returns False) once a value is cached."""
@@ -623,7 +670,11 @@ class Refresher(Generic[T]):
                 flight = self._flight
                 if flight is None:
                     failure = self._failure
-                    if failure is not None and self._monotonic() < failure.retry_at:
+                    if (
+                        failure is not None
+                        and self._monotonic() < failure.retry_at
+                        and not self._may_retry_early(failure)
+                    ):
                         # Backing off, or remembering a non-recoverable error.
                         if current is None or (
                             failure.kind == "non_recoverable" and wall >= current.expiry
@@ -674,6 +725,13 @@ class Refresher(Generic[T]):
                         self._flight = None
                 continue
             return result  # type: ignore[return-value]
+
+    def _may_retry_early(self, failure: _Failure) -> bool:
+        return (
+            self._retry_early is not None
+            and failure.kind != "non_recoverable"
+            and self._retry_early()
+        )
 
     def _serve_cached_at(self, current: _Current[T], wall: float) -> float | None:
         """When the waiters of a flight starting now stop waiting and are served

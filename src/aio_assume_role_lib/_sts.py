@@ -306,6 +306,10 @@ class StsClients:
     def __repr__(self) -> str:
         return f"<StsClients open on {len(self._held)} event loop(s)>"
 
+    async def parent_credentials(self) -> Any:
+        """The credentials object the parent's clients sign with (None: none found)."""
+        return await self._parent.get_credentials()
+
     async def _settings(self) -> tuple[Any, ...]:
         # What the client was made from: if the parent's region, credentials or default
         # config change, the next attempt opens a client that uses the new ones.
