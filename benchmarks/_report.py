@@ -52,7 +52,7 @@ NA_LAG = {"S3", "S4", "S8"}
 class Measurement:
     """One run of benchmarks/run.py on one stack: when, on what, and which scenarios."""
 
-    started: str  # UTC, "2026-05-03 14:02"
+    started: str  # when the run began (both stacks' share it), UTC: "2026-05-03 14:02"
     commit: str  # the checkout's commit, "+ changes" if src/ or benchmarks/ differed
     command: str
     mode: str  # "full" or "smoke"
@@ -132,9 +132,10 @@ class StackRun:
 def provenance(runs: list[StackRun]) -> Callable[[Sequence[str]], str | None]:
     """Which run measured some scenarios, for a page whose rows come from several runs.
 
-    None when every stack's rows come from one run (the page's header says which).
+    None when all the rows come from one run (the page's header says which). The stacks
+    of one run share its start time.
     """
-    if all(len(run.measurements) == 1 for run in runs):
+    if len({m.started for run in runs for m in run.measurements}) == 1:
         return lambda ids: None
 
     def which(ids: Sequence[str]) -> str | None:
@@ -266,13 +267,13 @@ def render_markdown(runs: list[StackRun], config: Config, *, charts: list[tuple[
     )
     for run in runs:
         for m in run.measurements:
-            line = (
+            entry = (
                 f"- stack {run.stack} ({m.description}), {m.started} UTC, commit {m.commit}, "
                 f"`{m.command}`, run time {m.runtime:,.0f} s: " + "; ".join(m.environment)
             )
             if len(run.measurements) > 1:
-                line += f"; measured: {', '.join(m.scenarios)}"
-            out.append(line)
+                entry += f"; measured: {', '.join(m.scenarios)}"
+            out.append(entry)
     out.append(
         "- stacks: S1 is what `pip install aio-assume-role-lib` gets (aiobotocore 3.x); S2 "
         "is aioboto3 15.5.0 with the aiobotocore 2.25.1 it pins. The headline figures are "
@@ -360,9 +361,9 @@ def render_markdown(runs: list[StackRun], config: Config, *, charts: list[tuple[
     notes: list[str] = []
     for scenario in ran:
         for stack in stacks:
-            cells = table[scenario.id].get(stack, {})
+            contenders = table[scenario.id].get(stack, {})
             for key in ORDER:
-                row = cells.get(key)
+                row = contenders.get(key)
                 if row is None:
                     continue
                 failed = (

@@ -100,6 +100,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar="FILE",
         help="run nothing: write the report from files --rows-out wrote",
     )
+    # The start of the run (UTC), passed to the --also stack: one run, one time.
+    parser.add_argument("--started", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -221,7 +223,9 @@ def main(argv: list[str]) -> int:
         runs = [StackRun.from_json(path.read_text()) for path in args.from_rows]
         return _write_report(runs, out_dir)
     started = time.perf_counter()
-    started_at = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M")
+    started_at = args.started or datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M"
+    )
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-home-") as home:
         sts = RemoteSTS(latency=config.sts_latency)
         try:
@@ -248,7 +252,7 @@ def main(argv: list[str]) -> int:
         args.rows_out.write_text(runs[0].to_json())
         return 0
     if args.also:
-        other = _run_other_stack(args.also, argv)
+        other = _run_other_stack(args.also, argv, started_at)
         if other is None:
             return 1
         runs.append(other)
@@ -289,9 +293,10 @@ def _write_report(runs: list[StackRun], out_dir: Path) -> int:
     return 0
 
 
-def _run_other_stack(python: str, argv: list[str]) -> StackRun | None:
+def _run_other_stack(python: str, argv: list[str], started: str) -> StackRun | None:
     """Run the same scenarios with ``python`` (another stack's interpreter); its rows."""
     passed_on = [arg for arg in argv if arg not in {"--also", python}]
+    passed_on += ["--started", started]
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-rows-") as directory:
         rows_file = Path(directory) / "rows.json"
         print(f"== the same with {python}", file=sys.stderr, flush=True)
