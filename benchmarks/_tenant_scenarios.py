@@ -290,9 +290,10 @@ def _cell(row: Row) -> str:
             f"{_kib(row.headline or 0)} per tenant at {row.extra['tenants']:,} "
             f"(RSS +{_mib(row.extra['rss_growth'])})"
         )
+    growth = row.extra["second_half_growth"] / 2**20
     return (
-        f"{_mib(row.headline or 0)} traced, +{_mib(row.extra['second_half_growth'])} over "
-        f"the second half (RSS +{_mib(row.extra['rss_growth'])})"
+        f"{_mib(row.headline or 0)} traced, {growth:+,.1f} MiB over the second half "
+        f"(RSS +{_mib(row.extra['rss_growth'])})"
     )
 
 
