@@ -776,6 +776,9 @@ def bench(args: list[str]) -> int:
     # with every job of a fresh clone's test run competing for two cores.
     also = [] if "--smoke" in args else ["--also", _bin(s1, "python")]
     code = _run(_bin(env, "python"), run_py, *also, *args, cwd=ROOT)
+    if any(arg == "--only" or arg.startswith("--only=") for arg in args):
+        # A partial run (the page keeps the other scenarios' rows): no adapters' figures.
+        return code
     # The adapters' figures (docs/other-clients.md quotes them), on Python >= 3.12 when
     # there is one so that the SDK v4 is measured too.
     adapters_env = ensure_env("s3") or s1

@@ -26,6 +26,7 @@ import urllib.parse
 from typing import Any, NamedTuple
 
 from _scenarios import ACCOUNT, Config, Context, Row, Scenario
+from _sections import Measured, comparison_section
 
 ENDPOINT = "endpoint"
 STATIC = "static-keys"
@@ -257,35 +258,23 @@ def _cell(row: Row) -> str:
     return text + (f", {row.failed} failed" if row.failed else "")
 
 
-def render_endpoint_section(rows: list[Row], config: Config) -> list[str]:
+def render_endpoint_section(measured: Measured, config: Config) -> list[str]:
     """The container-credentials section of docs/benchmarks.md (nothing if none ran)."""
-    table: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        if row.scenario.startswith("E"):
-            table.setdefault(row.scenario, {})[row.contender] = row
-    ran = [scenario for scenario in ENDPOINT_SCENARIOS if scenario.id in table]
-    if not ran:
-        return []
-    out = ["## Any process: the container-credentials endpoint\n"]
-    out.append(
-        "`serve_container_credentials` / `aio-assume-role --container-credentials` (see the "
-        "guide *Credentials for any process*).\n"
+    return comparison_section(
+        measured,
+        config,
+        heading="Any process: the container-credentials endpoint",
+        intro=(
+            "`serve_container_credentials` / `aio-assume-role --container-credentials` (see "
+            "the guide *Credentials for any process*)."
+        ),
+        scenarios=ENDPOINT_SCENARIOS,
+        ours_header="this library",
+        is_ours=lambda row: row.contender == ENDPOINT,
+        label=lambda row: LABELS[row.contender],
+        cell=_cell,
+        no_target=("E1",),
     )
-    out.append("| scenario | target | this library | met? | other | workload |")
-    out.append("|---|---|---|---|---|---|")
-    for scenario in ran:
-        cells = table[scenario.id]
-        ours = cells.get(ENDPOINT)
-        other = cells.get(STATIC)
-        verdict = "n/a" if ours is None else ("met" if scenario.met(ours) else "**not met**")
-        other_text = f"{LABELS[STATIC]}: {_cell(other)}" if other else "n/a"
-        out.append(
-            f"| {scenario.id} {scenario.title} | {scenario.target} | "
-            f"{_cell(ours) if ours else 'n/a'} | {verdict} | {other_text} | "
-            f"{scenario.workload(config)} |"
-        )
-    out.append("")
-    return out
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--client"]:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 from aiobotocore.session import AioSession
 
 from _scenarios import Config, Context, Row, Scenario
+from _sections import Measured, comparison_section
 from aio_assume_role_lib import ClientPool, assume_role
 
 POOL = "pool"
@@ -47,7 +48,6 @@ LABELS = {
     PER_REQUEST: "client per request",
     DICT_CACHE: "unbounded dict cache",
 }
-COLORS = {POOL: "#2a7ab0", PER_REQUEST: "#c0504d", DICT_CACHE: "#8a8a8a"}
 ACCOUNT = "111111111111"
 
 
@@ -485,92 +485,24 @@ def _cell(scenario: str, row: Row) -> str:
     return text + (f", {row.failed:,} failed" if row.failed else "")
 
 
-def render_pool_section(rows: list[Row], config: Config) -> list[str]:
+def render_pool_section(measured: Measured, config: Config) -> list[str]:
     """The ClientPool section of docs/benchmarks.md (nothing if no P scenario ran)."""
-    table = _finish([row for row in rows if row.scenario.startswith("P")])
-    ran = [scenario for scenario in POOL_SCENARIOS if scenario.id in table]
-    if not ran:
-        return []
-    out = ["## Clients: ClientPool\n"]
-    out.append(
-        "This library's `ClientPool` beside what users write without it: a client made "
-        "per request, or a dictionary of clients that only grows. In brackets, the other "
-        "pattern's figure divided by the pool's.\n"
+    for _, rows in measured.stacks:
+        _finish([row for row in rows if row.scenario.startswith("P")])  # P2's ratio
+    return comparison_section(
+        measured,
+        config,
+        heading="Clients: ClientPool",
+        intro=(
+            "This library's `ClientPool` beside what users write without it: a client made "
+            "per request, or a dictionary of clients that only grows. In brackets, the other "
+            "pattern's figure divided by the pool's."
+        ),
+        scenarios=POOL_SCENARIOS,
+        ours_header=LABELS[POOL],
+        is_ours=lambda row: row.contender == POOL,
+        label=lambda row: LABELS[row.contender],
+        cell=lambda row: _cell(row.scenario, row),
+        no_target=("P1",),
+        ratio=True,
     )
-    out.append(f"| scenario | target | {LABELS[POOL]} | met? | other pattern | workload |")
-    out.append("|---|---|---|---|---|---|")
-    for scenario in ran:
-        cells = table[scenario.id]
-        ours = cells.get(POOL)
-        verdict = "n/a" if ours is None else ("met" if scenario.met(ours) else "**not met**")
-        if scenario.id == "P1":
-            verdict = "n/a"  # no target of its own
-        others = []
-        for key in (PER_REQUEST, DICT_CACHE):
-            row = cells.get(key)
-            if row is None:
-                continue
-            text = f"{LABELS[key]}: {_cell(scenario.id, row)}"
-            if ours is not None and ours.headline and row.headline is not None:
-                text += f" ({row.headline / ours.headline:,.1f}x)"
-            others.append(text)
-        workload = "; ".join(
-            f"{LABELS[key]}: {row.workload}" for key, row in cells.items() if row.workload
-        )
-        out.append(
-            f"| {scenario.id} {scenario.title} | {scenario.target} | "
-            f"{_cell(scenario.id, ours) if ours else 'n/a'} | {verdict} | "
-            f"{'; '.join(others) or 'n/a'} | {workload} |"
-        )
-    out.append("")
-    out.extend(f"- **{scenario.id}**: {scenario.workload(config)}." for scenario in ran)
-    out.append("")
-    return out
-
-
-def pool_chart_panels(rows: list[Row]) -> int:
-    """How many chart panels the P scenarios need."""
-    return sum(any(row.scenario == s.id for row in rows) for s in POOL_SCENARIOS)
-
-
-def draw_pool_panel(axis: Any, index: int, rows: list[Row]) -> bool:
-    """Draw the ``index``-th P panel on ``axis``; False if there is none."""
-    table = _finish([row for row in rows if row.scenario.startswith("P")])
-    ran = [scenario for scenario in POOL_SCENARIOS if scenario.id in table]
-    if index >= len(ran):
-        return False
-    scenario = ran[index]
-    cells = table[scenario.id]
-    keys = [key for key in (POOL, PER_REQUEST, DICT_CACHE) if key in cells]
-    unit, label, target = {
-        "P1": (1e-3, "CPU per request (ms)", None),
-        "P2": (1e-3, "CPU per request (ms)", None),
-        "P3": (1, "peak open clients", 32),
-        "P4": (1, "clients opened", 1),
-    }[scenario.id]
-    values = [float(cells[key].headline or 0) / unit for key in keys]
-    bars = axis.bar(
-        range(len(keys)), values, color=[COLORS[key] for key in keys], edgecolor="black"
-    )
-    for bar, value in zip(bars, values, strict=True):
-        axis.annotate(
-            f"{value:.3g}",
-            (bar.get_x() + bar.get_width() / 2, value),
-            ha="center",
-            va="bottom",
-            fontsize=8,
-        )
-    positive = [value for value in values if value > 0]
-    if positive and max(positive) / max(min(positive), 1e-12) > 50:
-        axis.set_yscale("log")
-    if target is not None:
-        axis.axhline(target, color="green", linestyle="--", linewidth=1, label=f"target {target:g}")
-        axis.legend(fontsize=7, loc="best")
-    if scenario.id == "P3":
-        rss = ", ".join(_mib(cells[key].extra["rss_growth"]) for key in keys)
-        axis.set_xlabel(f"peak RSS growth: {rss}", fontsize=8)
-    axis.set_xticks(range(len(keys)))
-    axis.set_xticklabels([LABELS[key] for key in keys], rotation=25, ha="right")
-    axis.set_ylabel(label)
-    axis.set_title(f"{scenario.id}: {scenario.title}".replace("`", ""), fontsize=9, wrap=True)
-    return True

@@ -22,6 +22,7 @@ import time
 from typing import Any, NamedTuple
 
 from _scenarios import ACCOUNT, Config, Context, Row, Scenario
+from _sections import Measured, comparison_section
 
 SHARED = "shared-cache"
 ALONE = "no-cache"
@@ -227,38 +228,32 @@ def _cell(row: Row) -> str:
     return f"{row.headline * 1e6:.2f} µs"
 
 
-def render_process_section(rows: list[Row], config: Config) -> list[str]:
+def _verdict(scenario: Scenario, ours: list[Row], others: list[Row]) -> bool | None:
+    if not ours:
+        return None
+    if scenario.id == "M2":  # no target of its own: the same as without a cache
+        mine, alone = ours[0].headline, others[0].headline if others else None
+        return mine is not None and alone is not None and mine <= alone * 1.2
+    return all(scenario.met(row) for row in ours)
+
+
+def render_process_section(measured: Measured, config: Config) -> list[str]:
     """The many-processes section of docs/benchmarks.md (nothing if no M scenario ran)."""
-    table: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        if row.scenario.startswith("M"):
-            table.setdefault(row.scenario, {})[row.contender] = row
-    ran = [scenario for scenario in PROCESS_SCENARIOS if scenario.id in table]
-    if not ran:
-        return []
-    out = ["## Many processes: one refresh per host\n"]
-    out.append(
-        "Worker processes of one host sharing a `JSONFileCache` directory (see the "
-        "guide *Many processes*), beside the same processes without a cache.\n"
+    return comparison_section(
+        measured,
+        config,
+        heading="Many processes: one refresh per host",
+        intro=(
+            "Worker processes of one host sharing a `JSONFileCache` directory (see the "
+            "guide *Many processes*), beside the same processes without a cache."
+        ),
+        scenarios=PROCESS_SCENARIOS,
+        ours_header="this library, shared cache",
+        is_ours=lambda row: row.contender in (SHARED, LOCKED),
+        label=lambda row: LABELS[row.contender],
+        cell=_cell,
+        verdict=_verdict,
     )
-    out.append("| scenario | target | this library, shared cache | met? | other | workload |")
-    out.append("|---|---|---|---|---|---|")
-    for scenario in ran:
-        cells = table[scenario.id]
-        ours = cells.get(SHARED if scenario.id == "M1" else LOCKED)
-        other = cells.get(ALONE)
-        verdict = "n/a" if ours is None else ("met" if scenario.met(ours) else "**not met**")
-        if scenario.id == "M2" and ours is not None and other is not None:
-            same = ours.headline is not None and other.headline is not None
-            verdict = "met" if same and ours.headline <= other.headline * 1.2 else "**not met**"
-        other_text = f"{LABELS[ALONE]}: {_cell(other)}" if other else "n/a"
-        out.append(
-            f"| {scenario.id} {scenario.title} | {scenario.target} | "
-            f"{_cell(ours) if ours else 'n/a'} | {verdict} | {other_text} | "
-            f"{scenario.workload(config)} |"
-        )
-    out.append("")
-    return out
 
 
 if __name__ == "__main__" and sys.argv[1:2] == ["--worker"]:

@@ -11,7 +11,7 @@ with its value, the target a labelled line, and no legend inside a plot.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
@@ -23,9 +23,10 @@ from _pool_scenarios import render_pool_section
 from _process_scenarios import render_process_section
 from _scenarios import SCENARIOS as _S_SCENARIOS
 from _scenarios import Config, Row, Scenario
+from _sections import Measured
 from _source_scenarios import render_source_section
 from _stability_scenarios import STABILITY_SCENARIOS, format_stability
-from _tenant_scenarios import render_tenant_section
+from _tenant_scenarios import TENANT_SCENARIOS, render_tenant_section
 
 # The scenarios with a row per contender: the summary table, the details, the charts.
 SCENARIOS = _S_SCENARIOS + STABILITY_SCENARIOS
@@ -44,27 +45,117 @@ NA_FAILED = {"S3", "S4", "S8"}
 NA_LAG = {"S3", "S4", "S8"}
 
 
-# --- one stack's run ----------------------------------------------------------------------
+# --- one stack's rows, and the runs that measured them ---------------------------------------
+
+
+@dataclass
+class Measurement:
+    """One run of benchmarks/run.py on one stack: when, on what, and which scenarios."""
+
+    started: str  # when the run began (both stacks' share it), UTC: "2026-05-03 14:02"
+    commit: str  # the checkout's commit, "+ changes" if src/ or benchmarks/ differed
+    command: str
+    mode: str  # "full" or "smoke"
+    description: str  # the stack's packages, e.g. "aiobotocore 3.10.0"
+    environment: list[str]
+    runtime: float  # seconds
+    scenarios: list[str]  # the ids this run measured whose rows are kept
 
 
 @dataclass
 class StackRun:
-    """Every row one stack measured, and what it ran on."""
+    """Every row kept for one stack, and the runs that measured them (oldest first).
+
+    Saved beside the page (``benchmarks-rows/s1.json``, ``s2.json``), so that a partial
+    run (``--only``) replaces the rows of the scenarios it ran and keeps the others.
+    """
 
     stack: str  # "S1" or "S2"
-    description: str  # e.g. "aiobotocore 3.10.0"
-    environment: list[str]
-    runtime: float  # seconds
+    measurements: list[Measurement]
     rows: list[Row]
 
+    @property
+    def description(self) -> str:
+        return self.measurements[-1].description
+
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1)
+        return json.dumps(asdict(self), indent=1) + "\n"
 
     @classmethod
     def from_json(cls, text: str) -> StackRun:
         data = json.loads(text)
-        data["rows"] = [Row(**row) for row in data["rows"]]
-        return cls(**data)
+        rows = [Row(**row) for row in data["rows"]]
+        if "measurements" not in data:  # written before partial runs: one run, no date
+            data["measurements"] = [
+                {
+                    "started": "unknown",
+                    "commit": "unknown",
+                    "command": "python3 dev.py bench",
+                    "mode": "full",
+                    "description": data["description"],
+                    "environment": data["environment"],
+                    "runtime": data["runtime"],
+                    "scenarios": sorted({row.scenario for row in rows}),
+                }
+            ]
+        measurements = [Measurement(**item) for item in data["measurements"]]
+        return cls(data["stack"], measurements, rows)
+
+    def merged(self, newer: StackRun, order: list[str]) -> StackRun:
+        """These rows with ``newer``'s in place of every scenario it measured.
+
+        ``order`` lists the scenario ids that exist, in the page's order: rows of any
+        other id (a scenario renamed or removed since) are dropped.
+        """
+        if newer.stack != self.stack:
+            raise ValueError(f"rows of stack {newer.stack} cannot replace {self.stack}'s")
+        modes = {m.mode for m in self.measurements + newer.measurements}
+        if len(modes) > 1:
+            raise ValueError(
+                f"stack {self.stack}: rows of a {' and a '.join(sorted(modes))} run cannot "
+                "share a page (write the smoke run elsewhere with --out)"
+            )
+        replaced = {scenario for m in newer.measurements for scenario in m.scenarios}
+        known = set(order)
+        measurements = []
+        for m in self.measurements:
+            scenarios = [s for s in m.scenarios if s not in replaced and s in known]
+            if scenarios:
+                measurements.append(Measurement(**{**asdict(m), "scenarios": scenarios}))
+        rows = [r for r in self.rows if r.scenario not in replaced and r.scenario in known]
+        rows += [r for r in newer.rows if r.scenario in known]
+        rank = {scenario: index for index, scenario in enumerate(order)}
+        rows.sort(key=lambda row: rank[row.scenario])
+        return StackRun(self.stack, measurements + newer.measurements, rows)
+
+
+def provenance(runs: list[StackRun]) -> Callable[[Sequence[str]], str | None]:
+    """Which run measured some scenarios, for a page whose rows come from several runs.
+
+    None when all the rows come from one run (the page's header says which). The stacks
+    of one run share its start time.
+    """
+    if len({m.started for run in runs for m in run.measurements}) == 1:
+        return lambda ids: None
+
+    def which(ids: Sequence[str]) -> str | None:
+        parts = []
+        for run in runs:
+            dates = []
+            for m in run.measurements:
+                covered = [scenario for scenario in ids if scenario in m.scenarios]
+                if covered:
+                    only = "" if len(covered) == len(ids) else f"{', '.join(covered)} on "
+                    dates.append(f"{only}{m.started} UTC")
+            if dates:
+                parts.append(f"{run.stack}: {', '.join(dates)}")
+        return "; ".join(parts) + " (the runs at the top of the page, with their packages)"
+
+    return which
+
+
+def measured(runs: list[StackRun]) -> Measured:
+    return Measured([(run.stack, run.rows) for run in runs], provenance(runs))
 
 
 def this_stack() -> tuple[str, str]:
@@ -160,24 +251,29 @@ def chart_file(group: str) -> str:
     return f"benchmarks-{group}.png"
 
 
-def render_markdown(
-    runs: list[StackRun], config: Config, *, command: str, charts: list[tuple[str, str]]
-) -> str:
+def render_markdown(runs: list[StackRun], config: Config, *, charts: list[tuple[str, str]]) -> str:
     """The page; ``charts`` are ``(file name, caption)`` in the order to show them."""
     table = _tables(runs)
     stacks = [run.stack for run in runs]
     ran = [scenario for scenario in SCENARIOS if scenario.id in table]
+    when = provenance(runs)
     out: list[str] = ["# Benchmarks\n"]
     out.append(
-        "Measured by `benchmarks/run.py`; every figure below is what this run measured "
-        "(this file is generated, never edited by hand).\n"
+        f"Measured by `benchmarks/run.py` ({config.name} mode); every figure below is what "
+        "the runs listed here measured (this file is generated, never edited by hand). "
+        "Their rows are kept in `docs/benchmarks-rows/`: `python3 dev.py bench --only T3` "
+        "(scenario ids or groups) measures some scenarios again on both stacks and "
+        "rewrites the page with the other rows kept.\n"
     )
-    out.append(f"- command: `{command}` ({config.name} mode)")
     for run in runs:
-        out.append(
-            f"- stack {run.stack} ({run.description}), run time {run.runtime:.0f} s: "
-            + "; ".join(run.environment)
-        )
+        for m in run.measurements:
+            entry = (
+                f"- stack {run.stack} ({m.description}), {m.started} UTC, commit {m.commit}, "
+                f"`{m.command}`, run time {m.runtime:,.0f} s: " + "; ".join(m.environment)
+            )
+            if len(run.measurements) > 1:
+                entry += f"; measured: {', '.join(m.scenarios)}"
+            out.append(entry)
     out.append(
         "- stacks: S1 is what `pip install aio-assume-role-lib` gets (aiobotocore 3.x); S2 "
         "is aioboto3 15.5.0 with the aiobotocore 2.25.1 it pins. The headline figures are "
@@ -207,6 +303,9 @@ def render_markdown(
     )
     out.append("")
     out.append("## Summary\n")
+    summary_when = when([scenario.id for scenario in ran])
+    if summary_when:
+        out.append(f"Measured: {summary_when}.\n")
     out.append(
         "The headline figure of each scenario; met / not met is computed from this "
         f"library's measurement. Anchors: {HEADLINE_STACK} figure, then S2's.\n"
@@ -239,7 +338,8 @@ def render_markdown(
     out.append(
         "Each bar is one contender on one stack (dark: S1, light: S2), labelled with its "
         "value; the dashed line is the target. No bar, and the label *not run*, where a "
-        "contender does not run on that stack.\n"
+        "contender does not run on that stack. A line (T4) follows one figure through a "
+        "run, one line per stack. The sections of the other groups are tables below.\n"
     )
     for file_name, caption in charts:
         out.append(f"![{caption}]({file_name})\n")
@@ -261,9 +361,9 @@ def render_markdown(
     notes: list[str] = []
     for scenario in ran:
         for stack in stacks:
-            cells = table[scenario.id].get(stack, {})
+            contenders = table[scenario.id].get(stack, {})
             for key in ORDER:
-                row = cells.get(key)
+                row = contenders.get(key)
                 if row is None:
                     continue
                 failed = (
@@ -315,13 +415,15 @@ def render_markdown(
     out.append("after the expiry, during the outage, are not counted there); R2: callers that")
     out.append("gave up; R4: parents whose first fetch raised.")
     out.append("")
-    # The ClientPool section shows the headline stack's figures.
-    headline_rows = next((run.rows for run in runs if run.stack == HEADLINE_STACK), runs[0].rows)
-    out.extend(render_source_section(headline_rows, config))
-    out.extend(render_pool_section(headline_rows, config))
-    out.extend(render_process_section(headline_rows, config))
-    out.extend(render_endpoint_section(headline_rows, config))
-    out.extend(render_tenant_section(headline_rows, config))
+    page = measured(runs)
+    for render in (
+        render_source_section,
+        render_pool_section,
+        render_process_section,
+        render_endpoint_section,
+        render_tenant_section,
+    ):
+        out.extend(render(page, config))
     out.append("## Workloads\n")
     out.append(
         f"Bounds: a batch of tasks is cut off {config.finish_within:g} s after it starts, a "
@@ -391,6 +493,8 @@ class Panel:
     unit: float = 1.0  # the value is divided by this before plotting
     target: Callable[[Row | None], float | None] = lambda ours: None
     label: Callable[[Row], str] | None = None  # default: the plotted value
+    samples: Callable[[Row], list[tuple[float, float]]] | None = None
+    """Instead of bars: a line per stack through these ``(x, value)`` points."""
 
 
 def _headline(row: Row) -> float | None:
@@ -430,6 +534,15 @@ def _rss_growth(row: Row) -> float | None:
     if "rss_after" not in row.extra:
         return None
     return float(row.extra["rss_after"] - row.extra["rss_before"])
+
+
+def _calls_per_tenant(row: Row) -> float | None:
+    tenants = row.extra.get("tenants")
+    return None if row.headline is None or not tenants else row.headline / tenants
+
+
+def _t1_label(row: Row) -> str:
+    return f"{row.headline or 0:,.0f} calls / {row.extra.get('tenants', 0):,} tenants"
 
 
 def _fixed(value: float) -> Callable[[Row | None], float | None]:
@@ -486,6 +599,39 @@ PANELS: dict[str, list[Panel]] = {
         Panel("R4", "objects left per parent (second half)", _headline, 1.0, _fixed(1)),
         Panel("R4", "RSS growth (MiB)", _rss_growth, 2**20),
     ],
+    "T1": [
+        Panel(
+            "T1",
+            "AssumeRole calls per tenant, 3 rounds",
+            _calls_per_tenant,
+            target=_fixed(1),
+            label=_t1_label,
+        ),
+        Panel(
+            "T1",
+            "CPU per new tenant beyond its STS round trip (ms)",
+            lambda row: _extra(row, "new_cpu_beyond_sts"),
+            1e-3,
+            _fixed(3e-3),
+        ),
+        Panel(
+            "T1",
+            "CPU per known tenant (µs)",
+            lambda row: _extra(row, "known_cpu"),
+            1e-6,
+            _fixed(100e-6),
+        ),
+    ],
+    "T2": [Panel("T2", "tracemalloc per cached tenant (KiB)", _headline, 1024, _fixed(32 * 1024))],
+    "T4": [
+        Panel(
+            "T4",
+            "traced memory (MiB) by tenants streamed so far",
+            _headline,
+            2**20,
+            samples=lambda row: [(tenants, traced) for tenants, traced, _ in row.extra["samples"]],
+        )
+    ],
 }
 
 # (file suffix, chart title, scenarios); scenarios not listed get a chart of their own.
@@ -496,7 +642,16 @@ GROUPS: list[tuple[str, str, list[str]]] = [
     ("loop-lag", "Event-loop lag while STS takes 200 ms to answer", ["S5"]),
     ("stability", "STS outages and errors", ["R1", "R2", "R3"]),
     ("memory", "Parents made, used and dropped", ["R4"]),
+    ("tenants", "Many tenants on one parent", [s.id for s in TENANT_SCENARIOS]),
 ]
+
+# How the charts name contenders outside the S and R1-R4 scenarios (group T's; a T2
+# contender is "mode@tenants").
+TENANT_NAMES = {
+    "library": "this library",
+    "before": "before issue 21",
+    "dict": "dict of children",
+}
 
 
 def _default_panels(scenario_id: str, by_stack: dict[str, dict[str, Row]]) -> list[Panel]:
@@ -507,8 +662,28 @@ def _default_panels(scenario_id: str, by_stack: dict[str, dict[str, Row]]) -> li
     return panels
 
 
+def _contender_name(key: str) -> str:
+    if key in SHORT_LABELS:
+        return SHORT_LABELS[key]
+    mode, _, tenants = key.partition("@")
+    name = TENANT_NAMES.get(mode, mode)
+    return f"{name}, {int(tenants):,} tenants" if tenants.isdigit() else name
+
+
+def _contender_order(keys: set[str]) -> list[str]:
+    """The S and R1-R4 contenders in their order, the others as group T lists them."""
+    known = [key for key in ORDER if key in keys]
+    rank = {mode: index for index, mode in enumerate(TENANT_NAMES)}
+
+    def place(key: str) -> tuple[int, int, str]:
+        mode, _, tenants = key.partition("@")
+        return (rank.get(mode, len(rank)), int(tenants) if tenants.isdigit() else 0, key)
+
+    return known + sorted(keys - set(known), key=place)
+
+
 def _short_title(scenario_id: str) -> str:
-    titles = {scenario.id: scenario.title for scenario in SCENARIOS}
+    titles = {scenario.id: scenario.title for scenario in (*SCENARIOS, *TENANT_SCENARIOS)}
     return f"{scenario_id}: {titles.get(scenario_id, '')}".replace("`", "")
 
 
@@ -528,7 +703,7 @@ def _draw_panel(
     stacks: list[str],
     target: float | None,
 ) -> None:
-    contenders = [key for key in ORDER if key in values]
+    contenders = _contender_order(set(values))
     bar_height = 0.8 / len(stacks)
     plotted = [v for key in contenders for v in values[key].values() if v is not None and v > 0]
     # Log scale when the bars differ by more than 50x (every label still readable).
@@ -555,9 +730,9 @@ def _draw_panel(
                 text += " (below the baseline)"
             axis.text(width, y, f" {text}", va="center", fontsize=8)
     axis.set_yticks(range(len(contenders)))
-    axis.set_yticklabels([SHORT_LABELS[key] for key in contenders], fontsize=9)
+    axis.set_yticklabels([_contender_name(key) for key in contenders], fontsize=9)
     for tick, key in zip(axis.get_yticklabels(), contenders, strict=True):
-        if key == THIS:
+        if key == THIS or key.partition("@")[0] == "library":
             tick.set_fontweight("bold")
     axis.invert_yaxis()
     if target is not None and (target > 0 or not log):
@@ -574,6 +749,33 @@ def _draw_panel(
     axis.set_title(title, fontsize=10, loc="left", pad=14)
     axis.tick_params(axis="x", labelsize=8)
     axis.grid(axis="x", color="#e0e0e0", linewidth=0.6)
+    axis.set_axisbelow(True)
+    for side in ("top", "right"):
+        axis.spines[side].set_visible(False)
+
+
+def _draw_samples(
+    axis: Any, title: str, panel: Panel, by_stack: dict[str, dict[str, Row]], stacks: list[str]
+) -> None:
+    """A line per stack (and contender) through the panel's samples."""
+    assert panel.samples is not None
+    for index, stack in enumerate(stacks):
+        for row in by_stack.get(stack, {}).values():
+            points = panel.samples(row)
+            if not points:
+                continue
+            xs = [x for x, _ in points]
+            ys = [y / panel.unit for _, y in points]
+            axis.plot(xs, ys, color=STACK_COLORS[stack], marker="o", markersize=3)
+            # The end labels of two close lines: the first stack's above, the next below.
+            where = "bottom" if index == 0 else "top"
+            axis.text(xs[-1], ys[-1], f" {_format_value(ys[-1])}", va=where, fontsize=8)
+    axis.set_xlim(left=0, right=axis.get_xlim()[1] * 1.08)  # room for the end labels
+    axis.set_ylim(bottom=0, top=axis.get_ylim()[1] * 1.15)
+    axis.xaxis.set_major_formatter(lambda x, _: f"{x:,.0f}")
+    axis.set_title(title, fontsize=10, loc="left", pad=14)
+    axis.tick_params(labelsize=8)
+    axis.grid(color="#e0e0e0", linewidth=0.6)
     axis.set_axisbelow(True)
     for side in ("top", "right"):
         axis.spines[side].set_visible(False)
@@ -617,16 +819,21 @@ def render_charts(runs: list[StackRun], out_dir: Path) -> list[tuple[str, str]]:
     ]
     written: list[tuple[str, str]] = []
     for suffix, chart_title, items in groups:
-        panels: list[tuple[str, dict[str, Any], dict[str, Any], float | None]] = []
+        # (title, panel, rows, bar data or None for a samples panel, height in inches)
+        panels: list[tuple[str, Panel, dict[str, dict[str, Row]], Any, float]] = []
         for item in items:
             if item not in table:
                 continue
             for panel in PANELS.get(item) or _default_panels(item, table[item]):
+                title = f"{_short_title(item)}\n{panel.title}"
+                if panel.samples is not None:
+                    panels.append((title, panel, table[item], None, 2.8))
+                    continue
                 data = _panel_data(panel, table[item], stacks)
-                panels.append((f"{_short_title(item)}\n{panel.title}", *data))
+                panels.append((title, panel, table[item], data, 0.55 * len(data[0]) + 1.3))
         if not panels:
             continue
-        heights = [0.55 * len(values) + 1.3 for _, values, _, _ in panels]
+        heights = [height for *_, height in panels]
         header = 0.45  # inches above the plots: the chart's title, then the stack legend
         total = sum(heights) + header
         figure, axes = plt.subplots(
@@ -636,8 +843,12 @@ def render_charts(runs: list[StackRun], out_dir: Path) -> list[tuple[str, str]]:
             gridspec_kw={"height_ratios": heights},
             squeeze=False,
         )
-        for axis, (title, values, labels, target) in zip(axes[:, 0], panels, strict=True):
-            _draw_panel(axis, title, values, labels, stacks, target)
+        for axis, (title, panel, rows, data, _) in zip(axes[:, 0], panels, strict=True):
+            if data is None:
+                _draw_samples(axis, title, panel, rows, stacks)
+            else:
+                values, labels, target = data
+                _draw_panel(axis, title, values, labels, stacks, target)
         figure.suptitle(chart_title, fontsize=12, x=0.01, y=1 - 0.08 / total, ha="left", va="top")
         # The stack legend has a line of its own above the plots, where it cannot cover a
         # bar or a label.

@@ -44,6 +44,7 @@ import botocore.tokens
 from aiobotocore.session import AioSession
 
 from _scenarios import ACCOUNT, Config, Context, Row, Scenario
+from _sections import Measured, comparison_section
 from aio_assume_role_lib import assume_role, stabilize
 
 STABILIZED = "stabilize"
@@ -385,35 +386,24 @@ def _cell(row: Row) -> str:
     )
 
 
-def render_source_section(rows: list[Row], config: Config) -> list[str]:
+def render_source_section(measured: Measured, config: Config) -> list[str]:
     """The R5 section of docs/benchmarks.md (nothing if no R5 scenario ran)."""
-    table: dict[str, dict[str, Row]] = {}
-    for row in rows:
-        if row.scenario.startswith("R5"):
-            table.setdefault(row.scenario, {})[row.contender] = row
-    ran = [scenario for scenario in SOURCE_SCENARIOS if scenario.id in table]
-    if not ran:
-        return []
-    out = ["## R5: parents on their own sources (`stabilize`)\n"]
-    out.append(
-        "A parent whose credentials come from web identity, the container endpoint, "
-        "`credential_process`, SSO or instance metadata, made stable with "
-        "`stabilize(parent)`, beside the same parent left to aiobotocore's own refresh. "
-        "Children are made with `assume_role` in both. botocore moves the expiry of "
-        "instance metadata credentials with under 17-25 minutes left to 17-25 minutes "
-        "from now, so in R5I neither contender refreshes the parent before its real "
-        "expiry.\n"
+    return comparison_section(
+        measured,
+        config,
+        heading="R5: parents on their own sources (`stabilize`)",
+        intro=(
+            "A parent whose credentials come from web identity, the container endpoint, "
+            "`credential_process`, SSO or instance metadata, made stable with "
+            "`stabilize(parent)`, beside the same parent left to aiobotocore's own refresh. "
+            "Children are made with `assume_role` in both. botocore moves the expiry of "
+            "instance metadata credentials with under 17-25 minutes left to 17-25 minutes "
+            "from now, so in R5I neither contender refreshes the parent before its real "
+            "expiry."
+        ),
+        scenarios=SOURCE_SCENARIOS,
+        ours_header=LABELS[STABILIZED],
+        is_ours=lambda row: row.contender == STABILIZED,
+        label=lambda row: LABELS[row.contender],
+        cell=_cell,
     )
-    out.append(f"| scenario | target | {LABELS[STABILIZED]} | met? | {LABELS[LEGACY]} | workload |")
-    out.append("|---|---|---|---|---|---|")
-    for scenario in ran:
-        cells = table[scenario.id]
-        ours, other = cells.get(STABILIZED), cells.get(LEGACY)
-        verdict = "n/a" if ours is None else ("met" if scenario.met(ours) else "**not met**")
-        out.append(
-            f"| {scenario.id} {scenario.title} | {scenario.target} | "
-            f"{_cell(ours) if ours else 'n/a'} | {verdict} | {_cell(other) if other else 'n/a'} "
-            f"| {scenario.workload(config)} |"
-        )
-    out.append("")
-    return out

@@ -44,6 +44,7 @@ from typing import Any
 import aio_assume_role_lib
 from _pool_scenarios import TLSFront
 from _scenarios import Config, Context, Row, Scenario
+from _sections import Measured, comparison_section
 
 LIBRARY = "library"
 BEFORE = "before"
@@ -527,29 +528,33 @@ def _cell(row: Row) -> str:
             f"{_kib(row.headline or 0)} per tenant at {row.extra['tenants']:,} "
             f"(RSS +{_mib(row.extra['rss_growth'])})"
         )
+    growth = row.extra["second_half_growth"] / 2**20
     return (
-        f"{_mib(row.headline or 0)} traced, +{_mib(row.extra['second_half_growth'])} over "
-        f"the second half (RSS +{_mib(row.extra['rss_growth'])})"
+        f"{_mib(row.headline or 0)} traced, {growth:+,.1f} MiB over the second half "
+        f"(RSS +{_mib(row.extra['rss_growth'])})"
     )
 
 
-def render_tenant_section(rows: list[Row], config: Config) -> list[str]:
+def _mode(row: Row) -> str:
+    return row.contender.split("@")[0]
+
+
+def render_tenant_section(measured: Measured, config: Config) -> list[str]:
     """The group T section of docs/benchmarks.md (nothing if no T scenario ran)."""
-    ran = [s for s in TENANT_SCENARIOS if any(row.scenario == s.id for row in rows)]
-    if not ran:
-        return []
-    out = ["## Many tenants on one parent\n"]
-    out.append("| scenario | target | contender | figure | met? |")
-    out.append("|---|---|---|---|---|")
-    for scenario in ran:
-        for row in (r for r in rows if r.scenario == scenario.id):
-            mode = row.contender.split("@")[0]
-            verdict = ("met" if scenario.met(row) else "**not met**") if mode == LIBRARY else ""
-            out.append(
-                f"| {scenario.id} {scenario.title} | {scenario.target} | {LABELS[mode]} | "
-                f"{_cell(row)} | {verdict} |"
-            )
-    out.append("")
-    out.extend(f"- **{scenario.id}**: {scenario.workload(config)}." for scenario in ran)
-    out.append("")
-    return out
+    return comparison_section(
+        measured,
+        config,
+        heading="Many tenants on one parent",
+        intro=(
+            "One parent, a role session per tenant (one `ExternalId` each; see the guide "
+            "*Many tenants*), each contender in a fresh process: this library, this "
+            "library before issue 21 (whole children, 256 per parent), and a hand-written "
+            "dict of children (an `AioSession` with aiobotocore's own assume-role "
+            "credentials per tenant)."
+        ),
+        scenarios=TENANT_SCENARIOS,
+        ours_header=LABELS[LIBRARY],
+        is_ours=lambda row: _mode(row) == LIBRARY,
+        label=lambda row: LABELS.get(_mode(row), _mode(row)),
+        cell=_cell,
+    )

@@ -159,6 +159,7 @@ async def _main(mode: str, phase: str, tenants: int, rounds: int, role_arn: str)
         for tenant in range(tenants):
             await contender.child(tenant)
             if (tenant + 1) % step == 0:
+                gc.collect()  # what is kept, not garbage a collection has yet to free
                 traced, _ = tracemalloc.get_traced_memory()
                 samples.append((tenant + 1, traced, _rss() - rss_before))
         tracemalloc.stop()

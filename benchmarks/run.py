@@ -1,17 +1,24 @@
 """The performance benchmarks: this library beside the anchors, against a loopback STS.
 
-    python3 dev.py bench            full run on both stacks, one after the other (a few
-                                    minutes each on 2 cores); writes docs/benchmarks.md
-                                    and the charts docs/benchmarks-*.png
+    python3 dev.py bench            full run on both stacks, one after the other (over
+                                    half an hour on 2 cores); writes docs/benchmarks.md,
+                                    the charts docs/benchmarks-*.png and the rows
+                                    docs/benchmarks-rows/s1.json, s2.json
+    python3 dev.py bench --only T3  measures T3 again on both stacks and rewrites the page
+                                    with the other scenarios' rows kept (ids or groups:
+                                    ``--only R5,T`` is R5W, R5C, ... and T1, T2, ...)
     python3 dev.py bench --smoke    tiny counts, seconds; writes to a temporary directory
                                     (CI: it fails only if something crashes, never because
                                     a target is missed)
 
-Options: ``--only S1,S5`` runs some scenarios; ``--out DIR`` writes elsewhere; ``-v`` shows
-the libraries' log output (refresh failures are expected in S7); ``--also PYTHON`` runs
-the same scenarios with another stack's interpreter too and reports both (dev.py passes
-stack S1's, so that S1's figures are the headline and S2's stand beside them);
-``--rows-out FILE`` writes this stack's measurements as JSON instead of a report.
+Options: ``--out DIR`` writes the page, charts and rows elsewhere (rows already there are
+merged with the new ones, never rows of a smoke run with a full run's); ``-v`` shows the
+libraries' log output (refresh failures are expected in S7); ``--also PYTHON`` runs the
+same scenarios with another stack's interpreter too and reports both (dev.py passes stack
+S1's, so that S1's figures are the headline and S2's stand beside them); ``--rows-out
+FILE`` writes this stack's measurements as JSON instead of a report; ``--from-rows
+FILE...`` measures nothing and merges such files into the page (``--from-rows
+docs/benchmarks-rows/*.json`` redraws it from the rows it shows).
 
 Contenders (see ``_contenders.py``): this library; aws-assume-role-lib 2.10.0 called per
 request in the event loop and in ``asyncio.to_thread``; aiobotocore's AssumeRoleProvider
@@ -28,6 +35,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import datetime
 import logging
 import os
 import platform
@@ -42,7 +50,7 @@ from _contenders import make_contenders
 from _endpoint_scenarios import ENDPOINT_SCENARIOS
 from _pool_scenarios import POOL_SCENARIOS
 from _process_scenarios import PROCESS_SCENARIOS
-from _report import StackRun, render_charts, render_markdown, this_stack
+from _report import Measurement, StackRun, render_charts, render_markdown, this_stack
 from _scenarios import FULL, SCENARIOS, SMOKE, Config, Context, Row
 from _source_scenarios import SOURCE_SCENARIOS
 from _stability_scenarios import STABILITY_SCENARIOS
@@ -59,6 +67,7 @@ ALL_SCENARIOS = (
     + TENANT_SCENARIOS
 )
 ROOT = Path(__file__).resolve().parent.parent
+ROWS_DIR = "benchmarks-rows"  # beside the page: one JSON file of rows per stack
 PACKAGES = [
     "aio-assume-role-lib",
     "aiobotocore",
@@ -74,7 +83,9 @@ def _parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="benchmarks/run.py", description=__doc__.split("\n")[0])
     parser.add_argument("--smoke", action="store_true", help="tiny counts; output to a temp dir")
     parser.add_argument("--out", type=Path, help="directory for benchmarks.md and benchmarks.png")
-    parser.add_argument("--only", help="comma-separated scenario ids, e.g. S1,S7")
+    parser.add_argument(
+        "--only", help="comma-separated scenario ids or groups, e.g. S1,S7 or T3 or R5"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="show library log output")
     parser.add_argument(
         "--also", metavar="PYTHON", help="also run with this interpreter (another stack)"
@@ -89,6 +100,8 @@ def _parse(argv: list[str]) -> argparse.Namespace:
         metavar="FILE",
         help="run nothing: write the report from files --rows-out wrote",
     )
+    # The start of the run (UTC), passed to the --also stack: one run, one time.
+    parser.add_argument("--started", help=argparse.SUPPRESS)
     return parser.parse_args(argv)
 
 
@@ -158,19 +171,43 @@ def _environment() -> list[str]:
     ]
 
 
+def _commit() -> str:
+    """The checkout's commit, marked when the measured code differs from it."""
+
+    def git(*args: str) -> str:
+        result = subprocess.run(
+            ["git", "-C", str(ROOT), *args], capture_output=True, text=True, check=False
+        )
+        return result.stdout.strip() if result.returncode == 0 else ""
+
+    commit = git("rev-parse", "--short", "HEAD") or "unknown"
+    if git("status", "--porcelain", "--", "src", "benchmarks"):
+        commit += " + changes"
+    return commit
+
+
+def select(only: str | None) -> list[str] | str:
+    """The scenario ids ``--only`` names (ids or group prefixes), or what it got wrong."""
+    ids = [scenario.id for scenario in ALL_SCENARIOS]
+    if not only:
+        return ids
+    selected: set[str] = set()
+    for part in only.upper().split(","):
+        part = part.strip()
+        matches = [part] if part in ids else [i for i in ids if part and i.startswith(part)]
+        if not matches:
+            return f"unknown scenario or group: {part or repr(only)}"
+        selected.update(matches)
+    return [i for i in ids if i in selected]
+
+
 def main(argv: list[str]) -> int:
     args = _parse(argv)
     config = SMOKE if args.smoke else FULL
-    selected = [s.id for s in ALL_SCENARIOS]
-    if args.only:
-        selected = [part.strip().upper() for part in args.only.split(",")]
-        if "R5" in selected:  # the group
-            selected += [s.id for s in SOURCE_SCENARIOS]
-            selected.remove("R5")
-        unknown = set(selected) - {s.id for s in ALL_SCENARIOS}
-        if unknown:
-            print(f"unknown scenario(s): {', '.join(sorted(unknown))}", file=sys.stderr)
-            return 2
+    selected = select(args.only)
+    if isinstance(selected, str):
+        print(selected, file=sys.stderr)
+        return 2
     if args.out is not None:
         out_dir = args.out
     elif args.smoke and args.rows_out is None:
@@ -184,8 +221,11 @@ def main(argv: list[str]) -> int:
 
     if args.from_rows:
         runs = [StackRun.from_json(path.read_text()) for path in args.from_rows]
-        return _write_report(runs, config, args, out_dir)
+        return _write_report(runs, out_dir)
     started = time.perf_counter()
+    started_at = args.started or datetime.datetime.now(datetime.timezone.utc).strftime(
+        "%Y-%m-%d %H:%M"
+    )
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-home-") as home:
         sts = RemoteSTS(latency=config.sts_latency)
         try:
@@ -194,40 +234,69 @@ def main(argv: list[str]) -> int:
         finally:
             sts.stop()
     stack, description = this_stack()
-    runs = [StackRun(stack, description, _environment(), time.perf_counter() - started, rows)]
+    command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
+    if args.only:
+        command += f" --only {args.only}"
+    measurement = Measurement(
+        started=started_at,
+        commit=_commit(),
+        command=command,
+        mode=config.name,
+        description=description,
+        environment=_environment(),
+        runtime=time.perf_counter() - started,
+        scenarios=selected,
+    )
+    runs = [StackRun(stack, [measurement], rows)]
     if args.rows_out is not None:
         args.rows_out.write_text(runs[0].to_json())
         return 0
     if args.also:
-        other = _run_other_stack(args.also, argv)
+        other = _run_other_stack(args.also, argv, started_at)
         if other is None:
             return 1
         runs.append(other)
-    return _write_report(runs, config, args, out_dir)
+    return _write_report(runs, out_dir)
 
 
-def _write_report(
-    runs: list[StackRun], config: Config, args: argparse.Namespace, out_dir: Path
-) -> int:
-    runs.sort(key=lambda run: run.stack)  # S1, the headline, first
-    command = "python3 dev.py bench" + (" --smoke" if args.smoke else "")
-    if args.from_rows:
-        command = "benchmarks/run.py --rows-out FILE per stack, then --from-rows FILE..."
-    if args.only:
-        command += f" --only {args.only}"
-    out_dir.mkdir(parents=True, exist_ok=True)
-    charts = render_charts(runs, out_dir)
-    report = render_markdown(runs, config, command=command, charts=charts)
+def _write_report(runs: list[StackRun], out_dir: Path) -> int:
+    """Merge ``runs`` into the rows kept in ``out_dir``, save them, write the page from them."""
+    rows_dir = out_dir / ROWS_DIR
+    rows_dir.mkdir(parents=True, exist_ok=True)
+    order = [scenario.id for scenario in ALL_SCENARIOS]
+    merged = []
+    for run in runs:
+        path = rows_dir / f"{run.stack.lower()}.json"
+        if path.exists():
+            try:
+                run = StackRun.from_json(path.read_text()).merged(run, order)
+            except ValueError as error:
+                print(f"{path}: {error}", file=sys.stderr)
+                return 2
+        else:
+            run = StackRun(run.stack, [], []).merged(run, order)
+        path.write_text(run.to_json())
+        merged.append(run)
+    merged.sort(key=lambda run: run.stack)  # S1, the headline, first
+    modes = {m.mode for run in merged for m in run.measurements}
+    if len(modes) != 1:
+        print(f"{rows_dir}: rows of {' and '.join(sorted(modes))} runs", file=sys.stderr)
+        return 2
+    config = SMOKE if modes == {SMOKE.name} else FULL
+    charts = render_charts(merged, out_dir)
+    report = render_markdown(merged, config, charts=charts)
     print(report)
     (out_dir / "benchmarks.md").write_text(report)
-    written = ", ".join(str(out_dir / name) for name in ["benchmarks.md", *(c[0] for c in charts)])
-    print(f"wrote {written}", file=sys.stderr)
+    written = ["benchmarks.md", *(c[0] for c in charts)]
+    written += [f"{ROWS_DIR}/{run.stack.lower()}.json" for run in merged]
+    print(f"wrote {', '.join(str(out_dir / name) for name in written)}", file=sys.stderr)
     return 0
 
 
-def _run_other_stack(python: str, argv: list[str]) -> StackRun | None:
+def _run_other_stack(python: str, argv: list[str], started: str) -> StackRun | None:
     """Run the same scenarios with ``python`` (another stack's interpreter); its rows."""
     passed_on = [arg for arg in argv if arg not in {"--also", python}]
+    passed_on += ["--started", started]
     with tempfile.TemporaryDirectory(prefix="aio-arl-bench-rows-") as directory:
         rows_file = Path(directory) / "rows.json"
         print(f"== the same with {python}", file=sys.stderr, flush=True)
