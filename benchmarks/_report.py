@@ -651,6 +651,10 @@ TENANT_NAMES = {
     "library": "this library",
     "before": "before issue 21",
     "dict": "dict of children",
+    "aioboto3-assume": "aioboto3-assume",
+    "pool-client": "ClientPool.client",
+    "per-request": "a client per request",
+    "floor": "the call alone",
 }
 
 
