@@ -135,16 +135,19 @@ async def _run_worker(
             return None
     else:
         src = _THIS_SRC
-    env = dict(os.environ, PYTHONPATH=str(src))
+    worker_mode = LIBRARY if mode in (LIBRARY, BEFORE) else mode
+    arguments = [WORKER, worker_mode, phase, tenants, rounds, role_arn]
+    return await _worker_result(ctx, f"T worker {mode}/{phase}", arguments, PYTHONPATH=str(src))
+
+
+async def _worker_result(
+    ctx: Context, name: str, arguments: list[Any], **environ: str
+) -> dict[str, Any]:
+    """Run a worker script with this interpreter; its JSON answer on stdout."""
     process = await asyncio.create_subprocess_exec(
         sys.executable,
-        str(WORKER),
-        LIBRARY if mode in (LIBRARY, BEFORE) else mode,
-        phase,
-        str(tenants),
-        str(rounds),
-        role_arn,
-        env=env,
+        *(str(argument) for argument in arguments),
+        env=dict(os.environ, **environ),
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
@@ -154,7 +157,7 @@ async def _run_worker(
         process.kill()
         raise
     if process.returncode != 0:
-        raise RuntimeError(f"T worker {mode}/{phase} failed: {err.decode()[-2000:]}")
+        raise RuntimeError(f"{name} failed: {err.decode()[-2000:]}")
     result: dict[str, Any] = json.loads(out)
     return result
 
@@ -293,29 +296,18 @@ async def _run_client_worker(
     ctx: Context, endpoints: _TenantEndpoints, mode: str, tenants: int, rounds: int
 ) -> dict[str, Any]:
     sizes = _sizes(ctx.config)
-    env = dict(os.environ, PYTHONPATH=str(_THIS_SRC), **endpoints.sts_environ)
-    process = await asyncio.create_subprocess_exec(
-        sys.executable,
-        str(CLIENT_WORKER),
+    arguments = [
+        CLIENT_WORKER,
         mode,
-        str(tenants),
-        str(rounds),
-        str(sizes["t3_concurrency"]),
+        tenants,
+        rounds,
+        sizes["t3_concurrency"],
         endpoints.front.endpoint_url,
-        str(endpoints.front.ca_bundle),
+        endpoints.front.ca_bundle,
         f"arn:aws:iam::{ACCOUNT}:role/bench-t3-{mode}",
-        env=env,
-        stdout=asyncio.subprocess.PIPE,
-        stderr=asyncio.subprocess.PIPE,
-    )
-    try:
-        out, err = await asyncio.wait_for(process.communicate(), ctx.config.scenario_timeout)
-    except asyncio.TimeoutError:
-        process.kill()
-        raise
-    if process.returncode != 0:
-        raise RuntimeError(f"T3 worker {mode} failed: {err.decode()[-2000:]}")
-    result: dict[str, Any] = json.loads(out)
+    ]
+    environ = dict(endpoints.sts_environ, PYTHONPATH=str(_THIS_SRC))
+    result = await _worker_result(ctx, f"T3 worker {mode}", arguments, **environ)
     result["server"] = await asyncio.to_thread(endpoints.report)
     return result
 
