@@ -1040,10 +1040,18 @@ async def test_key_by_parent_identity_keeps_parents_of_other_identities_apart(
     def cache() -> JSONFileCache:
         return JSONFileCache(tmp_path, key_by_parent_identity=True)
 
-    root_child = await assume_role(make_parent(), ROLE, RoleSessionName="shared", cache=cache())
+    # The parent's identity is looked up within half the try deadline; this test runs in
+    # the background (nice 19), where 5 s was once not enough (the refresh then skips the
+    # cache, and writes no entry): the deadlines here only catch a hang.
+    patient = RefreshPolicy(try_timeout_seconds=HANG_SECONDS, attempt_timeout_seconds=HANG_SECONDS)
+    root_child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="shared", cache=cache(), refresh=patient
+    )
     await caller_arn(root_child)
     other_parent = await assume_role(make_parent(), ADMIN, RoleSessionName="other-parent")
-    other_child = await assume_role(other_parent, ROLE, RoleSessionName="shared", cache=cache())
+    other_child = await assume_role(
+        other_parent, ROLE, RoleSessionName="shared", cache=cache(), refresh=patient
+    )
     await caller_arn(other_child)
     assert sts.assume_role_count == 3  # each child called STS: no entry was shared
     assert len([name for name in os.listdir(tmp_path) if name.endswith(".json")]) == 2
