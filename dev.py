@@ -549,6 +549,7 @@ def run_concurrently(
 TIMED_TESTS = (
     "test_adapters_proof.py",
     "test_assume_role.py",
+    "test_docs_real_time.py",
     "test_endpoint.py",
     "test_loopback_sts.py",
     "test_multiprocess.py",

@@ -320,17 +320,40 @@ def docs_environment(
             sys.modules.pop(name, None)
 
 
-PAGES_WITH_EXAMPLES = [
-    page for page in PAGES if any(b.kind == "run" and not b.requirements for b in BLOCKS_OF[page])
+_LIFETIME = re.compile(r"credential_lifetime\s*=\s*(?P<seconds>\d+(?:\.\d*)?)")
+
+
+def on_real_time(block: Block) -> bool:
+    """An example that gives credentials a lifetime of seconds and asserts on their
+    refreshes (no ExpiredToken, one AssumeRole per lifetime). Such examples run with the
+    timed tests, at full CPU priority (tests/test_docs_real_time.py): dev.py runs this file
+    in the background at the lowest priority, where a busy CI run once starved a 2-second
+    lifetime's example past its 0.4 s refresh window."""
+    return any(float(found["seconds"]) < 60 for found in _LIFETIME.finditer(block.code))
+
+
+def page_examples(page: Path) -> list[Block]:
+    """The page's blocks that run in one namespace, in order."""
+    return [block for block in BLOCKS_OF[page] if block.kind == "run" and not block.requirements]
+
+
+PAGES_WITH_EXAMPLES = [page for page in PAGES if page_examples(page)]
+REAL_TIME_PAGES = [
+    page for page in PAGES_WITH_EXAMPLES if any(map(on_real_time, page_examples(page)))
 ]
 
 
-@pytest.mark.parametrize("page", PAGES_WITH_EXAMPLES, ids=_page_id)
-def test_page_examples_run(page: Path, docs_environment: LoopbackSTS) -> None:
+def run_page_examples(page: Path, sts: LoopbackSTS) -> None:
     namespace: dict[str, Any] = {"__name__": "__docs__"}
-    for block in BLOCKS_OF[page]:
-        if block.kind == "run" and not block.requirements:
-            run_example(block, namespace, docs_environment)
+    for block in page_examples(page):
+        run_example(block, namespace, sts)
+
+
+@pytest.mark.parametrize(
+    "page", [page for page in PAGES_WITH_EXAMPLES if page not in REAL_TIME_PAGES], ids=_page_id
+)
+def test_page_examples_run(page: Path, docs_environment: LoopbackSTS) -> None:
+    run_page_examples(page, docs_environment)
 
 
 CONDITIONAL_BLOCKS = [block for block in BLOCKS if block.kind == "run" and block.requirements]
@@ -376,6 +399,7 @@ def test_pytest_examples_pass(block: Block, tmp_path: Path) -> None:
 
 
 SCRIPTS = [block for block in BLOCKS if block.kind == "script"]
+REAL_TIME_SCRIPTS = [block for block in SCRIPTS if on_real_time(block)]
 
 
 def write_page_files(page: Path, directory: Path) -> None:
@@ -391,8 +415,14 @@ def script_name(block: Block) -> str:
     return block.title or f"{block.page.stem.replace('-', '_')}_{block.line}.py"
 
 
-@pytest.mark.parametrize("block", SCRIPTS, ids=lambda block: block.where)
+@pytest.mark.parametrize(
+    "block", [block for block in SCRIPTS if not on_real_time(block)], ids=lambda block: block.where
+)
 def test_scripts_run_as_pasted(block: Block, sts: LoopbackSTS, tmp_path: Path) -> None:
+    run_script(block, sts, tmp_path)
+
+
+def run_script(block: Block, sts: LoopbackSTS, tmp_path: Path) -> None:
     """A complete program, run with python in a fresh process, as a reader would."""
     write_page_files(block.page, tmp_path)
     script = tmp_path / script_name(block)
