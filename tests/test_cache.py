@@ -1066,7 +1066,9 @@ async def test_key_by_parent_identity_keeps_parents_of_other_identities_apart(
         )
 
     asked = parent_identity_calls()
-    again = await assume_role(make_parent(), ROLE, RoleSessionName="shared", cache=cache())
+    again = await assume_role(
+        make_parent(), ROLE, RoleSessionName="shared", cache=cache(), refresh=patient
+    )
     await (await again.get_credentials()).get_frozen_credentials()
     assert sts.assume_role_count == 3
     assert parent_identity_calls() == asked + 1
@@ -1224,7 +1226,11 @@ async def test_without_the_parents_identity_the_refresh_goes_on_without_the_cach
 
     monkeypatch.setattr(_fetch.AssumeRoleFetcher, "_parent_arn", flaky_parent_arn)
     cache = JSONFileCache(tmp_path, key_by_parent_identity=True)
-    child = await assume_role(make_parent(), ROLE, RoleSessionName="who", cache=cache)
+    # Deadlines that only catch a hang (as above: 5 s for the identity was once missed).
+    patient = RefreshPolicy(try_timeout_seconds=HANG_SECONDS, attempt_timeout_seconds=HANG_SECONDS)
+    child = await assume_role(
+        make_parent(), ROLE, RoleSessionName="who", cache=cache, refresh=patient
+    )
     credentials = await child.get_credentials()
     await credentials.get_frozen_credentials()
     assert sts.assume_role_count == 1
