@@ -997,9 +997,14 @@ def _wait_gone(pid: int) -> None:
 
 _ON_A_TERMINAL = textwrap.dedent(
     """
-    import fcntl, os, sys, termios
+    import fcntl, os, signal, sys, termios
     os.setsid()  # a session of its own, with the terminal on fd 0 as its controlling one
     fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+    # What a shell gives the job it runs in the foreground. A test run started in the
+    # background (`cmd &` in a script) has SIGINT and SIGQUIT ignored, and an ignored
+    # signal stays ignored across exec: Ctrl-C would then never reach the command.
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+    signal.signal(signal.SIGQUIT, signal.SIG_DFL)
     os.execv(sys.argv[1], sys.argv[1:])
     """
 )
