@@ -117,16 +117,21 @@ class StackRun:
             )
         replaced = {scenario for m in newer.measurements for scenario in m.scenarios}
         known = set(order)
-        measurements = []
-        for m in self.measurements:
-            scenarios = [s for s in m.scenarios if s not in replaced and s in known]
-            if scenarios:
-                measurements.append(Measurement(**{**asdict(m), "scenarios": scenarios}))
         rows = [r for r in self.rows if r.scenario not in replaced and r.scenario in known]
         rows += [r for r in newer.rows if r.scenario in known]
         rank = {scenario: index for index, scenario in enumerate(order)}
         rows.sort(key=lambda row: rank[row.scenario])
-        return StackRun(self.stack, measurements + newer.measurements, rows)
+        # Each run claims the scenarios whose rows it gave to the page; a run that gave
+        # none (replaced since, or a scenario skipped on this stack) is not listed.
+        on_page = {row.scenario for row in rows}
+        claims = [(m, [s for s in m.scenarios if s not in replaced]) for m in self.measurements]
+        claims += [(m, m.scenarios) for m in newer.measurements]
+        measurements = [
+            Measurement(**{**asdict(m), "scenarios": [s for s in scenarios if s in on_page]})
+            for m, scenarios in claims
+            if any(s in on_page for s in scenarios)
+        ]
+        return StackRun(self.stack, measurements, rows)
 
 
 def provenance(runs: list[StackRun]) -> Callable[[Sequence[str]], str | None]:

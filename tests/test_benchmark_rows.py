@@ -81,7 +81,23 @@ def test_a_scenario_measured_without_rows_or_no_longer_known_keeps_no_old_rows(
     new = _run(bench, "day 2", {}, scenarios=["T2"])  # T2 ran and measured nothing
     merged = old.merged(new, ORDER)
     assert [r.scenario for r in merged.rows] == ["T1"]
-    assert [m.scenarios for m in merged.measurements] == [["T1"], ["T2"]]
+    assert [m.scenarios for m in merged.measurements] == [["T1"]]  # nobody claims T2
+
+
+def test_a_scenario_skipped_on_a_stack_is_not_claimed_and_keeps_its_rows(
+    bench: dict[str, ModuleType],
+) -> None:
+    """``--only T3`` on S1, whose environment has no trustme: T3 gives no rows there. The
+    page must not say S1 measured it, nor list that run for S1 at all."""
+    from _scenarios import Row
+
+    rows = [Row("T1", "library", "as run", 1.0)]
+    assert bench["run"].measured_ids(["T1", "T3"], rows) == ["T1"]
+    assert bench["run"].measured_ids(["T3"], rows) == []
+    old = _run(bench, "day 1", {"T1": ["library"], "T3": ["library"]})
+    merged = old.merged(_run(bench, "day 2", {}, scenarios=[]), ORDER)
+    assert [r.scenario for r in merged.rows] == ["T1", "T3"]
+    assert [(m.started, m.scenarios) for m in merged.measurements] == [("day 1", ["T1", "T3"])]
 
 
 def test_rows_of_a_smoke_run_or_another_stack_never_join_a_page(
