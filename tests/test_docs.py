@@ -33,6 +33,9 @@ How docs/*.md code blocks are treated (the conventions for whoever writes a page
 - Complete programs (scripts, and title= files that are not a section) pass
   ``mypy --strict`` with the stubs users install (each guide gives the install line).
 - Every fence names its language, from ``LANGUAGES``.
+- An example that gives credentials a lifetime under a minute (``credential_lifetime=``)
+  runs on real time: its page's examples, or the script, run from
+  tests/test_docs_real_time.py, with the timed tests (``on_real_time``).
 """
 
 from __future__ import annotations
