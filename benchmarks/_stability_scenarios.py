@@ -88,7 +88,12 @@ class _TimedFault:
 
     A thread keeps the time, so that a contender blocking the event loop cannot stretch
     the fault. ``ended_at`` is the wall-clock time (``time.time()``, the clock of the
-    server's records) the fault was lifted.
+    server's records) just before the fault was lifted: every call the server answers
+    without the fault is recorded at or after it. (Taken after the lifting, it missed
+    the calls answered while the reply to the lifting came back: a contender retrying
+    every few milliseconds, as this library does with expired credentials, got its fresh
+    key in that gap, which counted as issued during the outage, and R1 then reported
+    "no fresh credentials" for a recovery of a few milliseconds.)
     """
 
     QUEUED = 10_000  # more than any contender attempts in one fault
@@ -111,16 +116,16 @@ class _TimedFault:
 
     def _run(self, length: float) -> None:
         self._stop.wait(length)
-        self._sts.clear_faults()
         self.ended_at = time.time()
+        self._sts.clear_faults()
 
     def stop(self) -> None:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(30)
-        self._sts.clear_faults()
         if self.ended_at is None:
             self.ended_at = time.time()
+        self._sts.clear_faults()
 
 
 def _recorded(request: Callable[[bool], Awaitable[Use]], errors_at: list[float]) -> Any:
