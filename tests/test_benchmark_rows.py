@@ -1,7 +1,8 @@
 """The benchmarks page's rows: a partial run (``dev.py bench --only T3``) replaces the rows
 of the scenarios it measured, keeps the others, and the page says which run measured what.
 
-No measuring here: ``StackRun``, ``select`` and the section table on hand-made rows.
+No measuring here: ``StackRun``, ``select`` and the section table on hand-made rows, and
+the outage timer R1 and R2 measure recovery from, on a stand-in server.
 """
 
 from __future__ import annotations
@@ -164,3 +165,32 @@ def test_a_section_shows_every_stack_and_which_run_measured_it(
         "Measured: S1: day 2 UTC; S2: day 1 UTC (the runs at the top of the page, with "
         "their packages).\n"
     ]
+
+
+def test_an_outage_ends_no_later_than_sts_lifts_it(bench: dict[str, ModuleType]) -> None:
+    """R1 and R2 count a key as fresh when STS issued it at or after ``ended_at``: noted
+    after the lifting, an answer given in between counted as made during the outage."""
+    import threading
+    import time
+
+    stability = importlib.import_module("_stability_scenarios")
+    lifted: list[float] = []
+
+    class Server:
+        def fail_next(self, fault: str, count: int) -> None:
+            pass
+
+        def clear_faults(self) -> None:
+            lifted.append(time.time())
+            time.sleep(0.05)  # the reply to the lifting takes a while to come back
+
+    for ends in ("on its own", "stopped"):
+        lifted.clear()
+        fault = stability._TimedFault(Server(), "5xx")
+        fault.start(0.0 if ends == "on its own" else 60.0)
+        if ends == "on its own":
+            while not lifted:
+                threading.Event().wait(0.01)
+        fault.stop()
+        assert fault.ended_at is not None
+        assert fault.ended_at <= lifted[0], ends
