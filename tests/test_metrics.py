@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
-import threading
 from collections.abc import Iterator
 from typing import Any
 
@@ -24,7 +23,8 @@ from aio_assume_role_lib._metrics import MAX_ATTRIBUTE_LENGTH, bounded_value, kn
 from aio_assume_role_lib.testing import LoopbackSTS, time_travel
 from aio_assume_role_lib.testing._protocol import error_body
 
-from .conftest import HANG_SECONDS, ROLE_A, ROLE_B, ROLE_C, botocore_session, make_parent
+from ._threaded_server import ThreadedServer
+from .conftest import ROLE_A, ROLE_B, ROLE_C, botocore_session, make_parent
 
 ROLE = "aws.role.arn"
 SLOT = "aio_assume_role.credentials.slot"
@@ -121,15 +121,14 @@ async def test_refresh_instruments_count_attempts_failures_waits_and_expiry(
 # --- bounded cardinality (issue 19 item 7) and the expiry gauge per credentials object ---
 
 
-class HostileSTS:
+class HostileSTS(ThreadedServer):
     """An STS endpoint (loopback HTTP) that answers every request with an error whose
     ``Code`` is new each time and 200+ characters long: what a proxy, or anything between
     a client and STS, can send. The library must not turn these into labels."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.requests = 0
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
         self.port = 0
 
     async def _answer(self, request: web.Request) -> web.Response:
@@ -140,34 +139,7 @@ class HostileSTS:
         return web.Response(status=400, body=body, content_type="text/xml")
 
     async def _start(self) -> None:
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._answer)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        site = web.TCPSite(self._runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-
-    def __enter__(self) -> HostileSTS:
-        started = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert started.wait(HANG_SECONDS)
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        assert self._runner is not None
-        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(HANG_SECONDS)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(HANG_SECONDS)
-        self._loop.close()
+        self.port = await self._serve(self._answer)
 
 
 NO_BACKOFF = RefreshPolicy(max_tries=1, backoff_min_seconds=0.0)

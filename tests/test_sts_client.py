@@ -37,6 +37,7 @@ from aio_assume_role_lib.testing import LoopbackSTS
 
 from ._hand_clock_fetch import hand_clock_child
 from ._manual_clock import ManualClock
+from ._threaded_server import ThreadedServer
 from .conftest import (
     HANG_SECONDS,
     HAS_TRIO,
@@ -60,16 +61,15 @@ def _free_port() -> int:
         return port
 
 
-class Servers:
+class Servers(ThreadedServer):
     """Two loopback HTTP servers: ``redirector`` answers every request with a 307 to
     ``elsewhere``, which records what reaches it."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.redirector_port = _free_port()
         self.elsewhere_port = _free_port()
         self.reached_elsewhere: list[dict[str, str]] = []
-        self._loop = asyncio.new_event_loop()
-        self._runners: list[web.AppRunner] = []
 
     async def _redirect(self, request: web.Request) -> web.Response:
         raise web.HTTPTemporaryRedirect(f"http://127.0.0.1:{self.elsewhere_port}/stolen")
@@ -79,40 +79,8 @@ class Servers:
         return web.Response(status=500)
 
     async def _start(self) -> None:
-        for port, handler in (
-            (self.redirector_port, self._redirect),
-            (self.elsewhere_port, self._record),
-        ):
-            app = web.Application()
-            app.router.add_route("*", "/{tail:.*}", handler)
-            runner = web.AppRunner(app)
-            await runner.setup()
-            await web.TCPSite(runner, "127.0.0.1", port).start()
-            self._runners.append(runner)
-
-    def __enter__(self) -> Servers:
-        started = threading.Event()
-
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert started.wait(10)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        async def stop() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
+        await self._serve(self._redirect, self.redirector_port)
+        await self._serve(self._record, self.elsewhere_port)
 
 
 @pytest.fixture
@@ -430,7 +398,7 @@ async def test_first_fetches_share_one_client_opening_even_when_its_opener_gives
     assert table.opened == 1
 
 
-class GatedFront:
+class GatedFront(ThreadedServer):
     """A loopback HTTP server in front of the loopback STS. It forwards each request and
     its answer as they are, except that the request of a session named in :meth:`hold`
     is kept, sent and unanswered, until :meth:`release`, and the connection of one named
@@ -438,14 +406,13 @@ class GatedFront:
     of the requests held or dropped, in the order they came."""
 
     def __init__(self, upstream: str) -> None:
+        super().__init__()
         self.upstream = upstream
         self.port = _free_port()
         self.arrived: list[str] = []
         self._held: dict[str, asyncio.Event] = {}
         self._dropped: set[str] = set()
         self._stopping = False
-        self._loop = asyncio.new_event_loop()
-        self._runner: web.AppRunner | None = None
         self._upstream: aiohttp.ClientSession | None = None
 
     def hold(self, *names: str) -> None:
@@ -482,40 +449,16 @@ class GatedFront:
 
     async def _start(self) -> None:
         self._upstream = aiohttp.ClientSession()
-        app = web.Application()
-        app.router.add_route("*", "/{tail:.*}", self._forward)
-        self._runner = web.AppRunner(app)
-        await self._runner.setup()
-        await web.TCPSite(self._runner, "127.0.0.1", self.port).start()
+        await self._serve(self._forward, self.port)
 
-    def __enter__(self) -> GatedFront:
-        started = threading.Event()
+    async def _before_close(self) -> None:
+        self._stopping = True
+        for gate in self._held.values():
+            gate.set()  # the requests still held lose their connection
 
-        def serve() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(self._start())
-            started.set()
-            self._loop.run_forever()
-
-        self._thread = threading.Thread(target=serve, daemon=True)
-        self._thread.start()
-        assert started.wait(HANG_SECONDS)
-        return self
-
-    def __exit__(self, *exc: Any) -> None:
-        async def stop() -> None:
-            self._stopping = True
-            for gate in self._held.values():
-                gate.set()  # the requests still held lose their connection
-            assert self._runner is not None
-            assert self._upstream is not None
-            await self._runner.cleanup()
-            await self._upstream.close()
-
-        asyncio.run_coroutine_threadsafe(stop(), self._loop).result(HANG_SECONDS)
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(HANG_SECONDS)
-        self._loop.close()
+    async def _after_close(self) -> None:
+        assert self._upstream is not None
+        await self._upstream.close()
 
 
 @pytest.fixture
