@@ -9,7 +9,12 @@ real HTTP to a loopback server; their answers are awaited, never timed.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
+
+import anyio
+import anyio.lowlevel
+import pytest
 
 from aio_assume_role_lib import RefreshPolicy
 from aio_assume_role_lib._fetch import (
@@ -19,10 +24,11 @@ from aio_assume_role_lib._fetch import (
     error_code,
 )
 from aio_assume_role_lib._params import prepare_args
-from aio_assume_role_lib._refresh import Refresher
+from aio_assume_role_lib._refresh import Refresher, RefreshTimeoutError
 from aio_assume_role_lib._sts import StsClients
 
 from ._manual_clock import ManualClock
+from .conftest import HANG_SECONDS
 
 # Room enough that the fetcher's own real-time bounds (its lock wait and cache reads,
 # which assume_role sets to half a try) never act first: the hand clock decides.
@@ -61,3 +67,51 @@ def hand_clock_child(
         expiry_margin_seconds=1.0,
         retry_early=fetcher.parent_renewed,
     )
+
+
+class UnansweredPrompt:
+    """An MFA prompt nobody answers yet, as getpass blocks until someone types: ``asked``
+    is set once it is up; it returns ``reply`` once ``answer`` is set (within
+    ``HANG_SECONDS``, so that a failing run ends too). ``threads`` are those it ran in."""
+
+    def __init__(self, reply: str) -> None:
+        self.reply = reply
+        self.asked, self.answer = threading.Event(), threading.Event()
+        self.threads: list[threading.Thread] = []
+
+    def __call__(self, *getpass_arguments: Any, **getpass_keywords: Any) -> str:
+        self.threads.append(threading.current_thread())
+        self.asked.set()
+        self.answer.wait(HANG_SECONDS)
+        return self.reply
+
+
+async def first_fetch_given_up(
+    child: Refresher[Any], clock: ManualClock, prompt: UnansweredPrompt, *advances: float
+) -> BaseException:
+    """The child's first fetch, which waits for ``prompt``: once it is up, the clock moves
+    by each of ``advances`` (the fetch must still wait after all but the last), then the
+    fetch must end with RefreshTimeoutError without anything answering the prompt."""
+    gave_up: list[BaseException] = []
+
+    async def first_fetch() -> None:
+        with pytest.raises(RefreshTimeoutError) as caught:
+            await child.get()
+        gave_up.append(caught.value)
+
+    async with anyio.create_task_group() as tasks:
+        tasks.start_soon(first_fetch)
+        with anyio.fail_after(HANG_SECONDS):
+            while not prompt.asked.is_set():  # set by the prompt's thread  # noqa: ASYNC110
+                await anyio.sleep(0.005)
+        *within, last = advances
+        for step in within:
+            await clock.advance(step)
+            assert gave_up == []  # within its allowance: still waiting for the code
+        await clock.advance(last)
+        for _ in range(1000):  # scheduler rounds, no time: nothing waits for the thread
+            if gave_up:
+                break
+            await anyio.lowlevel.checkpoint()
+        assert gave_up, "the refresh still waits for the prompt after its allowance"
+    return gave_up[0]

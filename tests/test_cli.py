@@ -24,18 +24,15 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-import anyio
-import anyio.lowlevel
 import pytest
 from aiobotocore.session import AioSession
 
 from aio_assume_role_lib import RefreshPolicy, __version__, _cli
 from aio_assume_role_lib._cli import main
-from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS, STSCall
 
-from ._hand_clock_fetch import hand_clock_child
+from ._hand_clock_fetch import UnansweredPrompt, first_fetch_given_up, hand_clock_child
 from ._manual_clock import ManualClock
 from .conftest import HANG_SECONDS, MotoServer
 
@@ -1063,15 +1060,7 @@ async def test_the_mfa_prompt_is_given_up_at_its_allowance_and_keeps_nothing_ali
     Before: getpass ran in a worker thread that a cancelled refresh waited for, so the
     refresh ended only when someone pressed Enter, and the process stayed alive until
     then."""
-    asked, answer = threading.Event(), threading.Event()
-    prompt_threads: list[threading.Thread] = []
-
-    def unanswered(prompt: str = "Password: ", stream: Any = None) -> str:
-        prompt_threads.append(threading.current_thread())
-        asked.set()
-        answer.wait(HANG_SECONDS)  # (bounded: a failing run ends too)
-        return "123456\n"
-
+    unanswered = UnansweredPrompt("123456\n")
     monkeypatch.setattr(_cli.getpass, "getpass", unanswered)  # nobody at the terminal
     for name, value in environ.items():
         monkeypatch.setenv(name, value)
@@ -1086,32 +1075,15 @@ async def test_the_mfa_prompt_is_given_up_at_its_allowance_and_keeps_nothing_ali
         TokenCode=_cli._token_code_prompt(serial),
         policy=RefreshPolicy(token_code_timeout_seconds=60.0),
     )
-    gave_up: list[BaseException] = []
-
-    async def first_fetch() -> None:
-        with pytest.raises(RefreshTimeoutError) as caught:
-            await child.get()
-        gave_up.append(caught.value)
-
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(first_fetch)
-            with anyio.fail_after(HANG_SECONDS):
-                while not asked.is_set():  # noqa: ASYNC110 - set by the prompt's thread
-                    await anyio.sleep(0.005)
-            await clock.advance(60.0)
-            for _ in range(1000):  # scheduler rounds, no time
-                if gave_up:
-                    break
-                await anyio.lowlevel.checkpoint()
-            assert gave_up, "the refresh still waits for the prompt after its allowance"
-        assert not answer.is_set()  # the prompt is still up, in a daemon thread
-        assert [thread.daemon for thread in prompt_threads] == [True]
+        await first_fetch_given_up(child, clock, unanswered, 60.0)
+        assert not unanswered.answer.is_set()  # the prompt is still up, in a daemon thread
+        assert [thread.daemon for thread in unanswered.threads] == [True]
         alive = [t for t in threading.enumerate() if not t.daemon and t not in before]
         assert alive == []  # nothing the interpreter would wait for at exit
         assert sts.calls == []
     finally:
-        answer.set()
+        unanswered.answer.set()
 
 
 @needs_signals

@@ -19,11 +19,10 @@ import anyio.lowlevel
 import pytest
 
 from aio_assume_role_lib import RefreshPolicy
-from aio_assume_role_lib._refresh import RefreshTimeoutError
 from aio_assume_role_lib._sts import StsClients
 from aio_assume_role_lib.testing import LoopbackSTS
 
-from ._hand_clock_fetch import hand_clock_child
+from ._hand_clock_fetch import UnansweredPrompt, first_fetch_given_up, hand_clock_child
 from ._manual_clock import ManualClock
 from .conftest import ASYNCIO_AND_TRIO, HANG_SECONDS, ROLE_A, httpx_parent, make_parent
 
@@ -43,15 +42,7 @@ async def test_an_unanswered_prompt_ends_the_refresh_at_its_allowance_and_keeps_
     sts: LoopbackSTS, anyio_backend: str
 ) -> None:
     before = set(threading.enumerate())
-    asked, answer = threading.Event(), threading.Event()
-    prompt_threads: list[threading.Thread] = []
-
-    def prompt() -> str:  # as getpass would: blocks until someone types
-        prompt_threads.append(threading.current_thread())
-        asked.set()
-        answer.wait(HANG_SECONDS)  # (bounded: a failing run ends too)
-        return "123456"
-
+    prompt = UnansweredPrompt("123456")
     parent = httpx_parent() if anyio_backend == "trio" else make_parent()
     clock = ManualClock(wall=time.time())
     child = hand_clock_child(
@@ -63,41 +54,22 @@ async def test_an_unanswered_prompt_ends_the_refresh_at_its_allowance_and_keeps_
         TokenCode=prompt,
         policy=RefreshPolicy(token_code_timeout_seconds=60.0),
     )
-    gave_up: list[BaseException] = []
-
-    async def first_fetch() -> None:
-        with pytest.raises(RefreshTimeoutError) as caught:
-            await child.get()
-        gave_up.append(caught.value)
-
     try:
-        async with anyio.create_task_group() as tasks:
-            tasks.start_soon(first_fetch)
-            with anyio.fail_after(HANG_SECONDS):
-                while not asked.is_set():  # the prompt is up, in its thread  # noqa: ASYNC110
-                    await anyio.sleep(0.005)
-            await clock.advance(59.0)
-            assert gave_up == []  # within its allowance: still waiting for the code
-            await clock.advance(1.0)
-            for _ in range(1000):  # scheduler rounds, no time: nothing waits for the thread
-                if gave_up:
-                    break
-                await anyio.lowlevel.checkpoint()
-            assert gave_up, "the refresh still waits for the prompt after its allowance"
-        assert "token_code_timeout_seconds" in str(gave_up[0])
-        assert not answer.is_set()  # the prompt is still up...
-        assert [thread.daemon for thread in prompt_threads] == [True]  # ...in a daemon thread,
+        gave_up = await first_fetch_given_up(child, clock, prompt, 59.0, 1.0)
+        assert "token_code_timeout_seconds" in str(gave_up)
+        assert not prompt.answer.is_set()  # the prompt is still up...
+        assert [thread.daemon for thread in prompt.threads] == [True]  # ...in a daemon thread,
         assert threads_keeping_the_process_alive(before) == []  # and nothing else waits on it
         assert sts.assume_role_count == 0
 
         # Answered late: the next refresh takes that answer instead of asking again.
-        answer.set()
+        prompt.answer.set()
         await clock.advance(60.0)  # past the failed refresh's backoff
         with anyio.fail_after(HANG_SECONDS):
             credentials: Any = await child.get()
         assert credentials.access_key
-        assert len(prompt_threads) == 1
+        assert len(prompt.threads) == 1
         [call] = [call for call in sts.calls if call.action == "AssumeRole"]
         assert (call.params["SerialNumber"], call.params["TokenCode"]) == (MFA_SERIAL, "123456")
     finally:
-        answer.set()
+        prompt.answer.set()
