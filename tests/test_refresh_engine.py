@@ -1303,19 +1303,7 @@ async def test_a_hung_cache_file_system_does_not_hold_the_first_fetch(
     assert sts.assume_role_count == 1
 
 
-@pytest.mark.parametrize(
-    "runner",
-    [
-        "asyncio",
-        pytest.param(
-            "trio",
-            marks=[
-                pytest.mark.trio,
-                pytest.mark.skipif(not HAS_TRIO, reason="trio is installed on stack S1 only"),
-            ],
-        ),
-    ],
-)
+@pytest.mark.parametrize("runner", ASYNCIO_AND_TRIO)
 def test_a_token_code_prompt_that_timed_out_does_not_keep_the_process_alive(
     sts: LoopbackSTS, runner: str
 ) -> None:
