@@ -386,16 +386,15 @@ class AssumeRoleFetcher:
         if self._from_cache is not None:
             found, self._from_cache = self._from_cache, None
             self._last_from_cache = True
-            self._held_expiry = found[1]
-            return found
-        await self._wait_for_parent()  # before any cache lock is taken
-        if self._shared and self._cache_key is not None:
-            found = await self._shared_refresh()
         else:
-            response = await self._assume_role()
-            found = make_frozen(response)
-            # Written by after_success(), once the callers have the credentials.
-            self._unwritten = response if self._cache_key is not None else None
+            await self._wait_for_parent()  # before any cache lock is taken
+            if self._shared and self._cache_key is not None:
+                found = await self._shared_refresh()
+            else:
+                response = await self._assume_role()
+                found = make_frozen(response)
+                # Written by after_success(), once the callers have the credentials.
+                self._unwritten = response if self._cache_key is not None else None
         self._held_expiry = found[1]
         return found
 
